@@ -240,7 +240,9 @@ def _scalar(raw: str, line: int) -> str:
             raise PostFormatError(f"unterminated single-quoted value {raw!r}", line)
         inner = raw[1:-1]
         if "'" in inner.replace("''", ""):
-            raise PostFormatError(f"a lone ' inside a single-quoted value must be doubled: {raw!r}", line)
+            raise PostFormatError(
+                f"a lone ' inside a single-quoted value must be doubled: {raw!r}", line
+            )
         return inner.replace("''", "'")
     if raw.startswith('"'):
         raise PostFormatError(
@@ -259,6 +261,15 @@ def parse(text: str, *, source: str | None = None) -> Post:
         if source is not None:
             raise exc.with_source(source) from None
         raise
+
+
+def _check_categories(categories: list[str], line: int) -> None:
+    if len(categories) != 3:
+        raise PostFormatError(
+            "categories needs exactly three '- ' items (group, outlet, section), "
+            f"found {len(categories)}",
+            line,
+        )
 
 
 def _parse(text: str) -> Post:
@@ -284,21 +295,22 @@ def _parse(text: str) -> Post:
         line = text[pos:end]
         pos = end + 1
         if "\r" in line:
-            raise PostFormatError("CR characters in the front matter: convert the file to LF line endings", lineno)
+            raise PostFormatError(
+                "CR characters in the front matter: convert the file to LF line endings", lineno
+            )
         if line == "---":
             break
         item = re.fullmatch(r" {0,4}- (.*)", line)
         if in_categories and item:
             if len(categories) == 3:
-                raise PostFormatError("categories has more than three items (group, outlet, section)", lineno)
+                raise PostFormatError(
+                    "categories has more than three items (group, outlet, section)", lineno
+                )
             categories.append(_scalar(item.group(1), lineno))
             lineno += 1
             continue
-        if in_categories and len(categories) != 3:
-            raise PostFormatError(
-                f"categories needs exactly three '- ' items (group, outlet, section), found {len(categories)}",
-                lineno,
-            )
+        if in_categories:
+            _check_categories(categories, lineno)
         in_categories = False
         m = re.fullmatch(r"([a-z]+):(?: (.*))?", line)
         if m is None:
@@ -310,7 +322,9 @@ def _parse(text: str) -> Post:
             raise PostFormatError(f"key {key!r} appears twice", lineno)
         if key == "categories":
             if raw.strip():
-                raise PostFormatError("categories takes its three items on the following lines", lineno)
+                raise PostFormatError(
+                    "categories takes its three items on the following lines", lineno
+                )
             in_categories = True
             values[key] = ""
         elif key == "comments":
@@ -326,11 +340,8 @@ def _parse(text: str) -> Post:
         else:
             values[key] = _scalar(raw, lineno)
         lineno += 1
-    if in_categories and len(categories) != 3:
-        raise PostFormatError(
-            f"categories needs exactly three '- ' items (group, outlet, section), found {len(categories)}",
-            lineno,
-        )
+    if in_categories:
+        _check_categories(categories, lineno)
     missing = [k for k in _KEYS if k not in values]
     if missing:
         raise PostFormatError(f"missing key(s): {', '.join(missing)}", lineno)
@@ -343,7 +354,8 @@ def _parse(text: str) -> Post:
         m_open = re.match(r"\n?" + _BODY_OPEN_LOOSE.pattern, rest)
         if m_open is None:
             raise PostFormatError(
-                f"expected a blank line and '<div>' after the front matter, found {rest[:40]!r}", lineno
+                f"expected a blank line and '<div>' after the front matter, found {rest[:40]!r}",
+                lineno,
             )
         body_start = m_open.end()
     if rest.endswith(_BODY_CLOSE):
@@ -352,9 +364,7 @@ def _parse(text: str) -> Post:
         m_close = _BODY_CLOSE_LOOSE.search(rest, body_start)
         if m_close is None:
             last = lineno + rest.count("\n")
-            raise PostFormatError(
-                "expected the body to end with a blank line and '</div>'", last
-            )
+            raise PostFormatError("expected the body to end with a blank line and '</div>'", last)
         body_end = m_close.start()
     if body_end < body_start:
         raise PostFormatError("the body's '<div>' and '</div>' overlap", lineno)

@@ -1,0 +1,187 @@
+"""The ``aggregator`` command line: a thin layer over the library.
+
+Each command parses its options, opens what it needs and calls one function
+elsewhere; no behaviour lives here.  Errors a user can fix are printed as one
+line without a traceback and give exit status 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from aggregator import __version__
+from aggregator.logs import configure_logging
+from aggregator.settings import ENV_PREFIX, Settings
+from aggregator.store import DEFAULT_DATABASE_URL, DatabaseURLError, Store
+
+__all__ = ["main"]
+
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@contextmanager
+def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; nothing at all in a pipe or a log."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
+    try:
+        return Store.open(settings.database_url, migrate=migrate)
+    except DatabaseURLError as exc:
+        _fail(str(exc))
+    except Exception as exc:  # the driver's own message is the useful part
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):
+            _fail(f"cannot reach the database at {settings.database_url}: {exc.orig}")
+        raise
+    raise AssertionError("unreachable")
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        since = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date like 2022-03-01 or 2022-03-01T08:00"
+        ) from None
+    return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": ENV_PREFIX}
+)
+@click.version_option(__version__, prog_name="aggregator")
+@click.option(
+    "--database-url",
+    envvar=f"{ENV_PREFIX}_DATABASE_URL",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    help="SQLAlchemy URL: sqlite:///file.db or postgresql://user@host/db.",
+)
+@click.option(
+    "--log-level",
+    envvar=f"{ENV_PREFIX}_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--log-format",
+    envvar=f"{ENV_PREFIX}_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(["text", "json"]),
+)
+@click.pass_context
+def main(ctx: click.Context, database_url: str, log_level: str, log_format: str) -> None:
+    """Archive outlet feeds as Hexo-ready posts in the seed format."""
+    configure_logging(log_level, log_format)
+    ctx.obj = Settings(database_url=database_url, log_level=log_level, log_format=log_format)
+
+
+@main.group()
+def db() -> None:
+    """Manage the database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_obj
+def db_upgrade(settings: Settings, revision: str) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from aggregator.store.engine import current_revision, make_engine, upgrade
+
+    try:
+        engine = make_engine(settings.database_url)
+    except DatabaseURLError as exc:
+        _fail(str(exc))
+    upgrade(engine, revision)
+    click.echo(f"database at revision {current_revision(engine)}")
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(settings: Settings) -> None:
+    """Print the schema revision the database is at."""
+    from aggregator.store.engine import current_revision
+
+    store = _open_store(settings, migrate=False)
+    click.echo(current_revision(store.engine) or "empty (run `aggregator db upgrade`)")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_obj
+def replay(settings: Settings, paths: tuple[Path, ...]) -> None:
+    """Load seed-format files (or directories of them) into the database."""
+    from aggregator.replay import collect_files
+    from aggregator.replay import replay as run_replay
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        _fail(f"no such file or directory: {', '.join(missing)}")
+    files = list(collect_files(paths))
+    store = _open_store(settings)
+    with _progress("replay", len(files)) as advance:
+        result = run_replay(store, files, progress=advance)
+    for message in result.errors:
+        click.echo(f"error: {message}", err=True)
+    click.echo(result.summary())
+    if result.errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--outlet", help="Only posts of this outlet (second category).")
+@click.option("--since", help="Only posts dated on or after this ISO date (UTC unless given).")
+@click.pass_obj
+def export(settings: Settings, directory: Path, outlet: str | None, since: str | None) -> None:
+    """Write stored posts as seed-format .md files into DIRECTORY."""
+    from aggregator.export import ExportError, export_posts
+
+    since_dt = _parse_since(since)
+    store = _open_store(settings)
+    total = store.count_posts(outlet=outlet, since=since_dt)
+    try:
+        with _progress("export", total) as advance:
+            result = export_posts(
+                directory, store.iter_posts(outlet=outlet, since=since_dt), progress=advance
+            )
+    except ExportError as exc:
+        _fail(f"export stopped: {exc.strerror}")
+    click.echo(result.summary())
+
+
+@main.command()
+@click.pass_obj
+def run(settings: Settings) -> None:
+    """Run the daemon: poll every feed in feeds.yaml on its schedule."""
+    _fail("the daemon is not built yet; use `aggregator replay` and `aggregator export`")

@@ -1,0 +1,15 @@
+"""Persistence: the only package that talks to the database."""
+
+from aggregator.store.engine import DEFAULT_DATABASE_URL, DatabaseURLError, make_engine, upgrade
+from aggregator.store.store import IngestItem, IngestResult, Store, StoredPost
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DatabaseURLError",
+    "IngestItem",
+    "IngestResult",
+    "Store",
+    "StoredPost",
+    "make_engine",
+    "upgrade",
+]

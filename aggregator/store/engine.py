@@ -1,0 +1,138 @@
+"""Database connections and schema migrations.
+
+SQLite is the embedded default: one file, WAL so readers (``status``,
+``export``) never block the fetcher, a busy timeout so two processes wait for
+each other instead of failing, and foreign keys switched on (SQLite leaves them
+off).  PostgreSQL is reached through psycopg 3.
+
+The schema is changed only by Alembic.  ``upgrade`` runs the migrations
+programmatically, under an advisory lock on PostgreSQL so that several daemons
+starting together do not race each other through the same migration.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import NullPool
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DatabaseURLError",
+    "alembic_config",
+    "make_engine",
+    "normalise_url",
+    "upgrade",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///aggregator.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_MIGRATION_LOCK_ID = 0x6167_6772  # "aggr": arbitrary, constant across releases
+
+
+class DatabaseURLError(ValueError):
+    """The database URL cannot be used; the message says how to write one."""
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse a URL and pick the drivers we ship (psycopg 3 for PostgreSQL)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseURLError(
+            f"cannot read database URL {str(url)!r}: {exc}. Examples: "
+            "sqlite:///aggregator.db, postgresql://user@127.0.0.1:5432/aggregator"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise DatabaseURLError(
+            f"unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL"
+        )
+    return parsed
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str | URL, *, pool_size: int = 5) -> Engine:
+    """An engine with the connection settings this project relies on."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            parent = Path(database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise DatabaseURLError(
+                    f"the directory for the SQLite database {database!r} does not exist: {parent}"
+                )
+        engine = create_engine(parsed, poolclass=NullPool)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 10},
+    )
+
+
+def _script_location() -> str:
+    """Where the migration scripts are: inside the wheel, or the source tree."""
+    packaged = resources.files("aggregator") / "_alembic"
+    if packaged.is_dir():
+        return str(packaged)
+    source = Path(__file__).resolve().parents[2] / "alembic"
+    if source.is_dir():
+        return str(source)
+    raise FileNotFoundError(
+        "the Alembic migrations are missing: expected aggregator/_alembic in the "
+        f"installed package or {source}"
+    )
+
+
+def alembic_config(connection: Connection | None = None):
+    """An Alembic Config that uses our migrations (and ``connection`` if given)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", _script_location())
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision``; safe to call from several processes."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+            )
+        command.upgrade(alembic_config(connection), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (None for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

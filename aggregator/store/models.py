@@ -1,0 +1,182 @@
+"""SQLAlchemy models: the schema the Alembic migrations build.
+
+Everything the daemon must remember across a restart lives here: each feed's
+schedule, HTTP validators and error state (on ``feeds``), each item as
+fetched (``entries.raw``, so clean-up can be re-run without refetching), and
+the posts themselves with their earlier revisions.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = ["Base", "Entry", "Feed", "Post", "PostRevision", "UTCDateTime", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """Now, aware, in UTC, whole seconds dropped to microseconds as stored."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend.
+
+    SQLite has no time zones and hands back naive values; storing naive UTC
+    and re-attaching UTC on the way out gives the same aware values that
+    PostgreSQL's ``timestamptz`` does, so no caller ever compares naive with
+    aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Explicit constraint names so migrations are the same on every backend.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Feed(Base):
+    """One outlet feed: what feeds.yaml says, plus its polling state."""
+
+    __tablename__ = "feeds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    outlet: Mapped[str] = mapped_column(String(512))
+    section: Mapped[str] = mapped_column(String(512))
+    group_name: Mapped[str] = mapped_column(String(512))
+    rsshub_route: Mapped[str | None] = mapped_column(String(1024))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # False once the feed is removed from feeds.yaml; its posts stay.
+    in_config: Mapped[bool] = mapped_column(Boolean, default=True)
+    interval_seconds: Mapped[int] = mapped_column(Integer, default=900)
+
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(128))
+
+    etag: Mapped[str | None] = mapped_column(String(1024))
+    last_modified: Mapped[str | None] = mapped_column(String(128))
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    error_streak: Mapped[int] = mapped_column(Integer, default=0)
+    first_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index(None, "next_check_at"),)
+
+
+class Post(Base):
+    """A post in the seed format, stored once per content hash."""
+
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Export file stem, fixed at creation so edits rewrite the same file.
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    group_name: Mapped[str] = mapped_column(String(512))
+    outlet: Mapped[str] = mapped_column(String(512))
+    section: Mapped[str] = mapped_column(String(512))
+    headimg: Mapped[str] = mapped_column(Text, default="")
+    thumbnail: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(512), default="")
+    comments: Mapped[bool] = mapped_column(Boolean, default=False)
+    # None means the replayed file said "Invalid Date".
+    date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    body: Mapped[str] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    entries: Mapped[list[Entry]] = relationship(back_populates="post")
+
+    __table_args__ = (Index(None, "outlet", "date"), Index(None, "feed_id"))
+
+
+class Entry(Base):
+    """One item as a feed delivered it; several entries may share a post."""
+
+    __tablename__ = "entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(2048))
+    guid: Mapped[str | None] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    post: Mapped[Post] = relationship(back_populates="entries")
+
+    __table_args__ = (UniqueConstraint("feed_id", "key"), Index(None, "post_id"))
+
+
+class PostRevision(Base):
+    """A post's content before an edit replaced it (kept, never exported)."""
+
+    __tablename__ = "post_revisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    headimg: Mapped[str] = mapped_column(Text, default="")
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,337 @@
+"""All reads and writes of posts, entries and feeds.
+
+The only module that issues queries.  Every public method is one
+transaction: either everything it was asked to write is committed, or nothing
+is (ARCHITECTURE invariant 5).  Dedup decisions come from the pure rules in
+:mod:`aggregator.dedup`; this class only gathers the facts they need in a few
+batched queries and applies the verdicts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from aggregator import post as fmt
+from aggregator.dedup import Known, Outcome, content_hash, decide, slug_for
+from aggregator.store import models as m
+from aggregator.store.engine import make_engine, upgrade
+
+__all__ = ["IngestItem", "IngestResult", "Store", "StoredPost"]
+
+log = logging.getLogger(__name__)
+
+_RETRIES_ON_CONFLICT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPost:
+    """A post as stored: its export stem, its id and the post itself."""
+
+    id: int
+    slug: str
+    post: fmt.Post
+    revision: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IngestItem:
+    """One fetched entry, ready to store."""
+
+    key: str
+    post: fmt.Post
+    guid: str | None = None
+    link: str | None = None
+    author: str | None = None
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """Counts of what one ingest did, and the posts whose files must be written."""
+
+    new: int = 0
+    duplicate: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    changed_posts: list[StoredPost] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> None:
+        setattr(self, outcome.value, getattr(self, outcome.value) + 1)
+
+
+def _to_post(row: m.Post) -> fmt.Post:
+    return fmt.Post(
+        title=row.title,
+        group=row.group_name,
+        outlet=row.outlet,
+        section=row.section,
+        headimg=row.headimg,
+        thumbnail=row.thumbnail,
+        author=row.author,
+        comments=row.comments,
+        date=row.date,
+        body=row.body,
+    )
+
+
+def _stored(row: m.Post) -> StoredPost:
+    return StoredPost(
+        id=row.id,
+        slug=row.slug,
+        post=_to_post(row),
+        revision=row.revision,
+        updated_at=row.updated_at,
+    )
+
+
+def _new_row(post: fmt.Post, digest: str, *, feed_id: int | None, link: str | None) -> m.Post:
+    return m.Post(
+        slug=slug_for(post.date, digest),
+        content_hash=digest,
+        title=post.title,
+        group_name=post.group,
+        outlet=post.outlet,
+        section=post.section,
+        headimg=post.headimg,
+        thumbnail=post.thumbnail,
+        author=post.author,
+        comments=post.comments,
+        date=post.date,
+        body=post.body,
+        link=link,
+        feed_id=feed_id,
+        revision=0,
+    )
+
+
+class Store:
+    """The database behind one URL.  Thread-safe; one instance per process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> Store:
+        """Connect, and bring the schema up to date unless told not to."""
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise if the database does not answer (used by /healthz)."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
+
+    # -- posts ------------------------------------------------------------
+
+    def add_posts(self, posts: Sequence[fmt.Post]) -> list[Outcome]:
+        """Store replayed posts once per content hash: NEW or DUPLICATE each."""
+        for attempt in range(_RETRIES_ON_CONFLICT):
+            try:
+                return self._add_posts_once(posts)
+            except IntegrityError:
+                # Another writer stored one of these hashes between our read
+                # and our insert; the next round sees it as a duplicate.
+                if attempt == _RETRIES_ON_CONFLICT - 1:
+                    raise
+                log.debug("conflict while adding posts, retrying", exc_info=True)
+        raise AssertionError("unreachable")
+
+    def _add_posts_once(self, posts: Sequence[fmt.Post]) -> list[Outcome]:
+        digests = [content_hash(p.title, p.body) for p in posts]
+        with self._session.begin() as session:
+            known = set(
+                session.scalars(
+                    select(m.Post.content_hash).where(m.Post.content_hash.in_(set(digests)))
+                )
+            )
+            outcomes: list[Outcome] = []
+            for post, digest in zip(posts, digests, strict=True):
+                if digest in known:
+                    outcomes.append(Outcome.DUPLICATE)
+                    continue
+                known.add(digest)
+                session.add(_new_row(post, digest, feed_id=None, link=None))
+                outcomes.append(Outcome.NEW)
+        return outcomes
+
+    def iter_posts(
+        self, *, outlet: str | None = None, since: datetime | None = None, batch: int = 500
+    ) -> Iterator[StoredPost]:
+        """Posts in insertion order, read in batches so memory stays flat."""
+        last_id = 0
+        while True:
+            query = select(m.Post).where(m.Post.id > last_id).order_by(m.Post.id).limit(batch)
+            if outlet is not None:
+                query = query.where(m.Post.outlet == outlet)
+            if since is not None:
+                query = query.where(m.Post.date >= since)
+            with self._session() as session:
+                rows = list(session.scalars(query))
+            if not rows:
+                return
+            for row in rows:
+                yield _stored(row)
+            last_id = rows[-1].id
+
+    def count_posts(self, *, outlet: str | None = None, since: datetime | None = None) -> int:
+        query = select(func.count(m.Post.id))
+        if outlet is not None:
+            query = query.where(m.Post.outlet == outlet)
+        if since is not None:
+            query = query.where(m.Post.date >= since)
+        with self._session() as session:
+            return int(session.scalar(query) or 0)
+
+    # -- ingest of one fetched feed ----------------------------------------
+
+    def ingest(self, feed_id: int, items: Sequence[IngestItem], *, now: datetime) -> IngestResult:
+        """Store one fetched feed's entries in a single transaction."""
+        for attempt in range(_RETRIES_ON_CONFLICT):
+            try:
+                return self._ingest_once(feed_id, items, now)
+            except IntegrityError:
+                if attempt == _RETRIES_ON_CONFLICT - 1:
+                    raise
+                log.debug("conflict while ingesting feed %s, retrying", feed_id, exc_info=True)
+        raise AssertionError("unreachable")
+
+    def _ingest_once(
+        self, feed_id: int, items: Sequence[IngestItem], now: datetime
+    ) -> IngestResult:
+        result = IngestResult()
+        # A feed may list one item twice; the first occurrence wins.
+        unique: dict[str, IngestItem] = {}
+        for item in items:
+            unique.setdefault(item.key, item)
+        digests = {key: content_hash(it.post.title, it.post.body) for key, it in unique.items()}
+        with self._session.begin() as session:
+            entries = {
+                e.key: e
+                for e in session.scalars(
+                    select(m.Entry).where(m.Entry.feed_id == feed_id, m.Entry.key.in_(list(unique)))
+                )
+            }
+            entry_posts = {
+                p.id: p
+                for p in session.scalars(
+                    select(m.Post).where(m.Post.id.in_({e.post_id for e in entries.values()}))
+                )
+            }
+            by_hash = {
+                p.content_hash: p
+                for p in session.scalars(
+                    select(m.Post).where(m.Post.content_hash.in_(set(digests.values())))
+                )
+            }
+            for key, item in unique.items():
+                digest = digests[key]
+                entry = entries.get(key)
+                current = entry_posts.get(entry.post_id) if entry is not None else None
+                owner = by_hash.get(digest)
+                outcome = decide(
+                    Known(
+                        entry_post_id=entry.post_id if entry else None,
+                        entry_post_hash=current.content_hash if current else None,
+                        hash_post_id=owner.id if owner else None,
+                    ),
+                    digest,
+                )
+                result.count(outcome)
+                if outcome is Outcome.NEW:
+                    row = _new_row(item.post, digest, feed_id=feed_id, link=item.link)
+                    session.add(row)
+                    session.flush()
+                    by_hash[digest] = row
+                    session.add(self._entry_row(feed_id, item, row.id, now))
+                    result.changed_posts.append(_stored(row))
+                elif outcome is Outcome.UPDATED:
+                    assert current is not None and entry is not None
+                    self._revise(session, current, item, digest, now)
+                    by_hash[digest] = current
+                    entry.raw, entry.last_seen_at = item.raw, now
+                    result.changed_posts.append(_stored(current))
+                elif outcome is Outcome.DUPLICATE:
+                    assert owner is not None
+                    if entry is None:
+                        # Record the extra source of a story stored once.
+                        session.add(self._entry_row(feed_id, item, owner.id, now))
+                    else:
+                        entry.last_seen_at = now
+                else:
+                    assert entry is not None
+                    entry.last_seen_at = now
+        return result
+
+    @staticmethod
+    def _entry_row(feed_id: int, item: IngestItem, post_id: int, now: datetime) -> m.Entry:
+        return m.Entry(
+            feed_id=feed_id,
+            key=item.key,
+            guid=item.guid,
+            link=item.link,
+            author=item.author,
+            post_id=post_id,
+            raw=item.raw,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+
+    @staticmethod
+    def _revise(
+        session: Session, row: m.Post, item: IngestItem, digest: str, now: datetime
+    ) -> None:
+        """Replace a post's content with an edited version, keeping the old one."""
+        session.add(
+            m.PostRevision(
+                post_id=row.id,
+                revision=row.revision,
+                content_hash=row.content_hash,
+                title=row.title,
+                body=row.body,
+                date=row.date,
+                headimg=row.headimg,
+                replaced_at=now,
+            )
+        )
+        post = item.post
+        row.content_hash = digest
+        row.title, row.body, row.date = post.title, post.body, post.date
+        row.headimg, row.thumbnail = post.headimg, post.thumbnail
+        row.group_name, row.outlet, row.section = post.group, post.outlet, post.section
+        row.author, row.link = post.author, item.link
+        row.revision += 1
+        row.updated_at = now
+
+    # -- feeds ---------------------------------------------------------------
+
+    def feed_ids(self, urls: Iterable[str]) -> dict[str, int]:
+        with self._session() as session:
+            rows = session.execute(select(m.Feed.url, m.Feed.id).where(m.Feed.url.in_(list(urls))))
+            return {url: fid for url, fid in rows}
+
+    def get_feed(self, feed_id: int) -> m.Feed | None:
+        with self._session() as session:
+            return session.get(m.Feed, feed_id)
+
+    def update_feed(self, feed_id: int, **values: Any) -> None:
+        with self._session.begin() as session:
+            session.execute(update(m.Feed).where(m.Feed.id == feed_id).values(**values))
+
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether an exception means the database itself is unreachable."""
+        return isinstance(exc, OperationalError)

@@ -1,0 +1,185 @@
+"""The database: migrations, dedup on replay and on ingest, one transaction per feed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select, text
+
+from aggregator.dedup import Outcome, entry_key
+from aggregator.post import Post, parse
+from aggregator.store import IngestItem, Store
+from aggregator.store import models as m
+from aggregator.store.engine import current_revision, make_engine
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _post(title: str = "标题", body: str = "<p>正文</p>", **kw: object) -> Post:
+    fields: dict[str, object] = dict(
+        title=title,
+        group="新媒体",
+        outlet="观察者网",
+        section="头条",
+        body=body,
+        date=datetime(2022, 3, 1, 8, 20, 30, tzinfo=UTC),
+        author="观察者网",
+    )
+    fields.update(kw)
+    return Post(**fields)  # type: ignore[arg-type]
+
+
+def _feed(store: Store, url: str = "https://example.org/feed") -> int:
+    with store.engine.begin() as conn:
+        conn.execute(
+            m.Feed.__table__.insert().values(
+                url=url,
+                outlet="观察者网",
+                section="头条",
+                group_name="新媒体",
+                enabled=True,
+                in_config=True,
+                interval_seconds=900,
+                error_streak=0,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    return store.feed_ids([url])[url]
+
+
+def _item(
+    post: Post, guid: str | None = "g1", link: str | None = "https://example.org/1"
+) -> IngestItem:
+    return IngestItem(
+        key=entry_key(guid, link, post.title, post.date),
+        post=post,
+        guid=guid,
+        link=link,
+        raw={"title": post.title},
+    )
+
+
+def test_migrations_build_exactly_the_models(database_url: str) -> None:
+    store = Store.open(database_url)
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
+    assert diff == []
+    assert current_revision(store.engine) is not None
+    assert {"feeds", "posts", "entries", "post_revisions"} <= set(
+        inspect(store.engine).get_table_names()
+    )
+
+
+def test_upgrade_twice_is_harmless(database_url: str) -> None:
+    Store.open(database_url).close()
+    store = Store.open(database_url)
+    assert current_revision(store.engine) is not None
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+def test_sqlite_in_a_missing_directory_is_a_clear_error(tmp_path) -> None:
+    from aggregator.store import DatabaseURLError
+
+    with pytest.raises(DatabaseURLError, match="does not exist"):
+        make_engine(f"sqlite:///{tmp_path / 'nope' / 'a.db'}")
+
+
+def test_seeds_stored_once(store: Store, seed_files) -> None:
+    posts = [parse(p.read_text(encoding="utf-8")) for p in seed_files]
+    assert store.add_posts(posts) == [Outcome.NEW] * 5
+    assert store.add_posts(posts) == [Outcome.DUPLICATE] * 5
+    assert [s.post for s in store.iter_posts()] == posts
+    assert store.count_posts() == 5
+
+
+def test_same_content_twice_in_one_batch_is_one_post(store: Store) -> None:
+    assert store.add_posts([_post(), _post(date=None)]) == [Outcome.NEW, Outcome.DUPLICATE]
+
+
+def test_dates_come_back_aware_utc_and_invalid_dates_as_none(store: Store) -> None:
+    store.add_posts([_post(), _post(title="无日期", date=None)])
+    dated, undated = store.iter_posts()
+    assert dated.post.date == datetime(2022, 3, 1, 8, 20, 30, tzinfo=UTC)
+    assert undated.post.date is None
+    assert undated.slug.startswith("undated-")
+
+
+def test_filters_by_outlet_and_since(store: Store) -> None:
+    store.add_posts(
+        [
+            _post(title="a"),
+            _post(title="b", outlet="Aljazeera 半岛网", date=datetime(2022, 1, 1, tzinfo=UTC)),
+        ]
+    )
+    assert [s.post.title for s in store.iter_posts(outlet="Aljazeera 半岛网")] == ["b"]
+    assert [s.post.title for s in store.iter_posts(since=datetime(2022, 2, 1, tzinfo=UTC))] == ["a"]
+    assert store.count_posts(outlet="观察者网") == 1
+
+
+def test_iter_posts_pages_through_large_tables(store: Store) -> None:
+    store.add_posts([_post(title=f"t{i}") for i in range(23)])
+    assert [s.post.title for s in store.iter_posts(batch=5)] == [f"t{i}" for i in range(23)]
+
+
+def test_ingest_new_then_unchanged(store: Store) -> None:
+    feed = _feed(store)
+    first = store.ingest(feed, [_item(_post())], now=NOW)
+    again = store.ingest(feed, [_item(_post())], now=NOW + timedelta(minutes=5))
+    assert (first.new, first.duplicate, first.updated) == (1, 0, 0)
+    assert len(first.changed_posts) == 1
+    assert (again.new, again.unchanged, again.changed_posts) == (0, 1, [])
+
+
+def test_edited_entry_updates_its_post_and_keeps_the_old_content(store: Store) -> None:
+    feed = _feed(store)
+    store.ingest(feed, [_item(_post(body="<p>v1</p>"))], now=NOW)
+    result = store.ingest(feed, [_item(_post(body="<p>v2</p>"))], now=NOW)
+    assert result.updated == 1
+    (stored,) = store.iter_posts()
+    assert stored.post.body == "<p>v2</p>"
+    assert stored.revision == 1
+    with store.engine.connect() as conn:
+        old = conn.execute(select(m.PostRevision.body)).scalars().all()
+    assert old == ["<p>v1</p>"]
+
+
+def test_same_story_from_two_feeds_is_one_post_with_two_sources(store: Store) -> None:
+    a, b = _feed(store, "https://a.example/feed"), _feed(store, "https://b.example/feed")
+    store.ingest(a, [_item(_post(), guid="a-1")], now=NOW)
+    result = store.ingest(
+        b, [_item(_post(outlet="Other"), guid="b-9", link="https://b.example/9")], now=NOW
+    )
+    assert (result.new, result.duplicate) == (0, 1)
+    assert store.count_posts() == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.Entry)).scalar() == 2
+
+
+def test_an_item_listed_twice_in_one_feed_is_stored_once(store: Store) -> None:
+    feed = _feed(store)
+    result = store.ingest(feed, [_item(_post()), _item(_post())], now=NOW)
+    assert result.new == 1
+    assert store.count_posts() == 1
+
+
+def test_a_failing_ingest_writes_nothing(store: Store) -> None:
+    feed = _feed(store)
+    bad = IngestItem(
+        key="k", post=_post(title="second"), raw={"x": object()}
+    )  # not JSON-serialisable
+    with pytest.raises(Exception):  # noqa: B017 - any driver error will do
+        store.ingest(feed, [_item(_post(title="first")), bad], now=NOW)
+    assert store.count_posts() == 0
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.Entry)).scalar() == 0
