@@ -1,11 +1,12 @@
 """Persistence: the only package that talks to the database."""
 
 from aggregator.store.engine import DEFAULT_DATABASE_URL, DatabaseURLError, make_engine, upgrade
-from aggregator.store.store import IngestItem, IngestResult, Store, StoredPost
+from aggregator.store.store import FeedState, IngestItem, IngestResult, Store, StoredPost
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DatabaseURLError",
+    "FeedState",
     "IngestItem",
     "IngestResult",
     "Store",

@@ -10,21 +10,25 @@ batched queries and applies the verdicts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator import post as fmt
 from aggregator.dedup import Known, Outcome, content_hash, decide, slug_for
+from aggregator.schedule import startup_delay
 from aggregator.store import models as m
 from aggregator.store.engine import make_engine, upgrade
 
-__all__ = ["IngestItem", "IngestResult", "Store", "StoredPost"]
+if TYPE_CHECKING:
+    from aggregator.feeds import FeedSpec
+
+__all__ = ["FeedState", "IngestItem", "IngestResult", "Store", "StoredPost"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +44,64 @@ class StoredPost:
     post: fmt.Post
     revision: int
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """A feed row as plain data, detached from any session."""
+
+    id: int
+    url: str
+    outlet: str
+    section: str
+    enabled: bool
+    in_config: bool
+    interval_seconds: int
+    next_check_at: datetime | None
+    lease_until: datetime | None
+    etag: str | None
+    last_modified: str | None
+    last_checked_at: datetime | None
+    last_success_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    error_class: str | None
+    error_streak: int
+    first_error_at: datetime | None
+    disabled_reason: str | None
+    rsshub_route: str | None = None
+    posts: int = 0
+
+    @classmethod
+    def of(cls, row: m.Feed, *, posts: int = 0) -> FeedState:
+        return cls(
+            id=row.id,
+            url=row.url,
+            outlet=row.outlet,
+            section=row.section,
+            enabled=row.enabled,
+            in_config=row.in_config,
+            interval_seconds=row.interval_seconds,
+            next_check_at=row.next_check_at,
+            lease_until=row.lease_until,
+            etag=row.etag,
+            last_modified=row.last_modified,
+            last_checked_at=row.last_checked_at,
+            last_success_at=row.last_success_at,
+            last_status=row.last_status,
+            last_error=row.last_error,
+            error_class=row.error_class,
+            error_streak=row.error_streak,
+            first_error_at=row.first_error_at,
+            disabled_reason=row.disabled_reason,
+            rsshub_route=row.rsshub_route,
+            posts=posts,
+        )
+
+    @property
+    def active(self) -> bool:
+        """Whether the daemon should poll this feed at all."""
+        return self.enabled and self.in_config and self.disabled_reason is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +261,23 @@ class Store:
 
     # -- ingest of one fetched feed ----------------------------------------
 
-    def ingest(self, feed_id: int, items: Sequence[IngestItem], *, now: datetime) -> IngestResult:
-        """Store one fetched feed's entries in a single transaction."""
+    def ingest(
+        self,
+        feed_id: int,
+        items: Sequence[IngestItem],
+        *,
+        now: datetime,
+        feed_values: Mapping[str, Any] | None = None,
+    ) -> IngestResult:
+        """Store one fetched feed's entries and its new state in one transaction.
+
+        ``feed_values`` (validators, status, next poll time, lease release)
+        are written in the same transaction as the posts, so a crash can
+        never record a feed as fetched without its posts, or the reverse.
+        """
         for attempt in range(_RETRIES_ON_CONFLICT):
             try:
-                return self._ingest_once(feed_id, items, now)
+                return self._ingest_once(feed_id, items, now, feed_values or {})
             except IntegrityError:
                 if attempt == _RETRIES_ON_CONFLICT - 1:
                     raise
@@ -211,7 +285,11 @@ class Store:
         raise AssertionError("unreachable")
 
     def _ingest_once(
-        self, feed_id: int, items: Sequence[IngestItem], now: datetime
+        self,
+        feed_id: int,
+        items: Sequence[IngestItem],
+        now: datetime,
+        feed_values: Mapping[str, Any],
     ) -> IngestResult:
         result = IngestResult()
         # A feed may list one item twice; the first occurrence wins.
@@ -275,6 +353,12 @@ class Store:
                 else:
                     assert entry is not None
                     entry.last_seen_at = now
+            if feed_values:
+                session.execute(
+                    update(m.Feed)
+                    .where(m.Feed.id == feed_id)
+                    .values(**feed_values, updated_at=now)
+                )
         return result
 
     @staticmethod
@@ -319,19 +403,73 @@ class Store:
 
     # -- feeds ---------------------------------------------------------------
 
+    def sync_feeds(self, specs: Sequence[FeedSpec], *, now: datetime) -> dict[str, int]:
+        """Make the feeds table agree with feeds.yaml; returns url -> feed id.
+
+        New feeds become due within a couple of minutes (spread at random, so a
+        first start does not poll everything in one burst); edited feeds take
+        their new settings but keep their schedule, validators and error state;
+        feeds no longer in the file stop being polled and keep their posts.
+        """
+        with self._session.begin() as session:
+            rows = {row.url: row for row in session.scalars(select(m.Feed))}
+            ids: dict[str, int] = {}
+            for spec in specs:
+                interval = max(1, round(spec.interval.total_seconds()))
+                row = rows.get(spec.url)
+                if row is None:
+                    row = m.Feed(
+                        url=spec.url,
+                        next_check_at=now + startup_delay(spec.interval),
+                        error_streak=0,
+                        created_at=now,
+                    )
+                    session.add(row)
+                elif row.next_check_at is not None and interval < row.interval_seconds:
+                    # A shorter interval should take effect now, not after the old one.
+                    row.next_check_at = min(row.next_check_at, now + timedelta(seconds=interval))
+                row.outlet, row.section, row.group_name = spec.outlet, spec.section, spec.group
+                row.rsshub_route = spec.rsshub_route
+                row.enabled, row.in_config, row.interval_seconds = spec.enabled, True, interval
+                row.updated_at = now
+                session.flush()
+                ids[spec.url] = row.id
+            listed = {spec.url for spec in specs}
+            for url, row in rows.items():
+                if url not in listed and row.in_config:
+                    row.in_config = False
+                    row.lease_until = None
+                    row.updated_at = now
+        return ids
+
+    def feed_state(self, feed_id: int) -> FeedState:
+        with self._session() as session:
+            row = session.get(m.Feed, feed_id)
+            if row is None:
+                raise LookupError(f"no feed with id {feed_id}")
+            return FeedState.of(row)
+
+    def feeds(self) -> list[FeedState]:
+        """Every feed, for ``aggregator status``."""
+        with self._session() as session:
+            counts = dict(
+                session.execute(
+                    select(m.Entry.feed_id, func.count(func.distinct(m.Entry.post_id))).group_by(
+                        m.Entry.feed_id
+                    )
+                ).all()
+            )
+            return [
+                FeedState.of(row, posts=counts.get(row.id, 0))
+                for row in session.scalars(select(m.Feed).order_by(m.Feed.id))
+            ]
+
     def feed_ids(self, urls: Iterable[str]) -> dict[str, int]:
         with self._session() as session:
             rows = session.execute(select(m.Feed.url, m.Feed.id).where(m.Feed.url.in_(list(urls))))
             return {url: fid for url, fid in rows}
 
-    def get_feed(self, feed_id: int) -> m.Feed | None:
-        with self._session() as session:
-            return session.get(m.Feed, feed_id)
-
     def update_feed(self, feed_id: int, **values: Any) -> None:
+        """Set columns of one feed row (failure state, lease release)."""
         with self._session.begin() as session:
             session.execute(update(m.Feed).where(m.Feed.id == feed_id).values(**values))
-
-    def is_unavailable(self, exc: BaseException) -> bool:
-        """Whether an exception means the database itself is unreachable."""
-        return isinstance(exc, OperationalError)
