@@ -1,0 +1,906 @@
+"""``feeds.yaml``: which outlet feeds the daemon polls, and how.
+
+The file is written by people, so every design choice here serves the person
+who has to fix it:
+
+* Errors name the file, the line and the key (``feeds.yaml:12:
+  feeds[3].interval: bad duration 'abc' ...``), and *all* of them are reported
+  at once, so one edit-reload cycle fixes everything instead of one per error.
+* The YAML is read with ruamel's round-trip loader, which only ever builds
+  plain data (tags it does not know are kept as inert markers, never
+  resolved to Python callables) and remembers where every node came from.
+  Any tag other than ``!!str`` is then rejected outright, so a config file can
+  never smuggle in an object, let alone run code.
+* Field checks are pydantic models (``extra="forbid"``, frozen); their error
+  locations are mapped back to ruamel's line numbers here.
+* Loading is a pure function of the text (plus, for :func:`load_config`, the
+  file's directory): no module-level mutable state, no caches.  A daemon can
+  therefore hot-reload by calling :func:`load_config` again and keeping the old
+  :class:`Config` if it raises :class:`ConfigError`.
+
+The result types (:class:`FeedSpec`, :class:`Config`, :class:`FullText`) are
+frozen dataclasses rather than the pydantic models: they are what the rest of
+the daemon passes around, hashes and compares, and ``FeedSpec.line`` is left
+out of equality so that moving a feed within the file does not look like a
+change to a reloading scheduler.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+__all__ = [
+    "DEFAULT_INTERVAL",
+    "MIN_INTERVAL",
+    "WARN_INTERVAL",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "FeedSpec",
+    "FullText",
+    "format_duration",
+    "join_rsshub",
+    "load_config",
+    "loads_config",
+    "normalise_url",
+    "parse_duration",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Poll interval of a feed that sets none (and has none in ``defaults``).
+DEFAULT_INTERVAL: Final = timedelta(minutes=15)
+#: Shorter intervals are errors: they would hammer the outlet for no gain.
+MIN_INTERVAL: Final = timedelta(seconds=1)
+#: Shorter intervals are accepted with a warning: outlets rarely publish that
+#: often and may rate-limit or block such pollers.
+WARN_INTERVAL: Final = timedelta(seconds=60)
+
+_DURATION_HELP = "use 90s, 15m, 1h or a number of seconds"
+
+
+# --------------------------------------------------------------------------
+# Public result types
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FullText:
+    """Replace a feed item's body with part of the article's web page.
+
+    Many feeds carry only a teaser; ``selector`` (CSS) picks the article body
+    out of the fetched page, and each ``remove`` selector strips clutter such
+    as ads or "related stories" from inside it.
+    """
+
+    selector: str
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One feed to poll, with every default already applied.
+
+    ``interval`` is a :class:`~datetime.timedelta` (use ``.total_seconds()``
+    for schedulers that want a number).  ``rsshub_route`` is the route as
+    configured (always with a leading ``/``) when the feed comes from RSSHub,
+    because state is kept per route even if the RSSHub server moves.
+    ``line`` is where the feed's entry starts in the file, for messages; it
+    is excluded from equality so a reload that only moves lines is a no-op.
+    """
+
+    url: str
+    outlet: str
+    section: str
+    group: str
+    interval: timedelta = DEFAULT_INTERVAL
+    enabled: bool = True
+    full_text: FullText | None = None
+    placeholder_image: str = ""
+    rsshub_route: str | None = None
+    line: int = field(default=0, compare=False)
+
+    @property
+    def key(self) -> str:
+        """The normalised URL that identifies this feed (see :func:`normalise_url`)."""
+        return normalise_url(self.url)
+
+    @property
+    def categories(self) -> tuple[str, str, str]:
+        """The post categories this feed files under: group, outlet, section."""
+        return (self.group, self.outlet, self.section)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A loaded ``feeds.yaml``.
+
+    ``warnings`` are formatted like errors (``file:line: key: message``) and
+    were also logged when the file was loaded.  ``source`` is the file it came
+    from, or ``None`` when parsed from text; neither takes part in equality, so
+    ``old == new`` tells a reloading daemon whether anything changed.
+    """
+
+    feeds: tuple[FeedSpec, ...] = ()
+    output_dir: Path | None = None
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    source: Path | None = field(default=None, compare=False)
+
+    def enabled_feeds(self) -> tuple[FeedSpec, ...]:
+        """The feeds the daemon should poll, in file order."""
+        return tuple(feed for feed in self.feeds if feed.enabled)
+
+    def select(self, needle: str) -> tuple[FeedSpec, ...]:
+        """Feeds matching ``needle`` by URL, RSSHub route or outlet name.
+
+        This backs ``aggregator fetch --feed URL|OUTLET``, so it searches
+        disabled feeds too (asking for one by name is deliberate) and is
+        forgiving: URLs match after normalisation, outlets case-insensitively,
+        and an outlet with several sections returns all of them.
+        """
+        wanted = needle.strip()
+        wanted_key = normalise_url(wanted) if "://" in wanted else None
+        wanted_route = "/" + wanted.lstrip("/")
+        folded = wanted.casefold()
+        found = tuple(
+            feed
+            for feed in self.feeds
+            if feed.url == wanted
+            or (wanted_key is not None and feed.key == wanted_key)
+            or (feed.rsshub_route is not None and feed.rsshub_route == wanted_route)
+            or feed.outlet.casefold() == folded
+        )
+        if not found:
+            outlets = ", ".join(dict.fromkeys(feed.outlet for feed in self.feeds)) or "none"
+            where = str(self.source) if self.source is not None else "config"
+            raise ConfigError(
+                [
+                    f"{where}: feed: no feed has the url, rsshub route or outlet {needle!r} "
+                    f"(outlets: {outlets})"
+                ]
+            )
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file, located for a human.
+
+    ``line`` and ``column`` are 1-based (``None`` when unknown); ``key`` is the
+    dotted path of the setting, such as ``feeds[3].interval`` (feed indexes
+    count from 0; the line number is the reliable pointer).
+    """
+
+    source: str
+    line: int | None
+    column: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """``feeds.yaml`` cannot be used; ``errors`` lists every reason.
+
+    Each entry of ``errors`` reads ``file:line: key: message``; ``issues`` holds
+    the same problems as :class:`ConfigIssue` (with columns) for tools.  A
+    daemon that gets this on reload should log it and keep its old config.
+    """
+
+    def __init__(self, errors: str | Iterable[str | ConfigIssue]) -> None:
+        items = [errors] if isinstance(errors, str) else list(errors)
+        self.issues: tuple[ConfigIssue, ...] = tuple(i for i in items if isinstance(i, ConfigIssue))
+        self.errors: list[str] = [str(i) for i in items]
+        super().__init__("\n".join(self.errors))
+
+
+# --------------------------------------------------------------------------
+# Durations and URLs
+# --------------------------------------------------------------------------
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_PLAIN_SECONDS = re.compile(_NUMBER)
+_COMPOUND = re.compile(
+    rf"(?:(?P<days>{_NUMBER})\s*d)?\s*(?:(?P<hours>{_NUMBER})\s*h)?\s*"
+    rf"(?:(?P<minutes>{_NUMBER})\s*m)?\s*(?:(?P<seconds>{_NUMBER})\s*s)?"
+)
+
+
+def parse_duration(text: str | int | float) -> timedelta:
+    """Read ``90s``, ``15m``, ``1h``, ``1h30m``, ``2d`` or plain seconds.
+
+    Units go largest first, each at most once, and may be fractional
+    (``1.5h``).  A YAML number is taken as seconds.  Zero and negative
+    durations are rejected because no schedule can use them; the 1 s minimum
+    for intervals is the config's rule, not this function's.
+
+    Raises ``ValueError`` naming the input and the accepted forms.
+    """
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"bad duration {text!r}: expected text or a number ({_DURATION_HELP})")
+    if isinstance(text, int | float):
+        if isinstance(text, float) and not math.isfinite(text):
+            raise ValueError(f"bad duration {text!r}: not a finite number ({_DURATION_HELP})")
+        if text <= 0:
+            raise ValueError(f"bad duration {text!r}: must be more than zero ({_DURATION_HELP})")
+        return _timedelta(text, seconds=text)
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        raise ValueError(f"bad duration {text!r}: must be more than zero ({_DURATION_HELP})")
+    if _PLAIN_SECONDS.fullmatch(stripped):
+        parts = {"seconds": float(stripped)}
+    else:
+        match = _COMPOUND.fullmatch(stripped)
+        if match is None or not any(match.groupdict().values()):
+            raise ValueError(f"bad duration {text!r} ({_DURATION_HELP})")
+        parts = {unit: float(n) for unit, n in match.groupdict().items() if n is not None}
+    result = _timedelta(text, **parts)
+    if result <= timedelta(0):
+        raise ValueError(f"bad duration {text!r}: must be more than zero ({_DURATION_HELP})")
+    return result
+
+
+def _timedelta(text: object, **parts: float) -> timedelta:
+    try:
+        return timedelta(**parts)
+    except OverflowError:
+        raise ValueError(f"bad duration {text!r}: too long ({_DURATION_HELP})") from None
+
+
+def format_duration(duration: timedelta) -> str:
+    """The shortest ``parse_duration`` spelling of ``duration`` (``1h30m``, ``0.5s``).
+
+    Used in messages so the user sees the value in the units they write.
+    """
+    total = duration.total_seconds()
+    if total <= 0 or total != int(total):
+        return f"{total:g}s"
+    rest = int(total)
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
+
+
+_DEFAULT_PORTS: Final = MappingProxyType({"http": 80, "https": 443})
+
+
+def normalise_url(url: str) -> str:
+    """The identity of a feed URL: scheme and host lowercased, default port and
+    fragment dropped, an empty path written ``/``.
+
+    Path and query keep their case because servers may treat them
+    case-sensitively; two URLs that differ there may really be two feeds.
+    Text that does not parse as a URL is returned stripped, unchanged.
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return text
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}{at}{host}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def join_rsshub(base: str, route: str) -> str:
+    """The feed URL for an RSSHub ``route`` on the server at ``base``.
+
+    Exactly one ``/`` joins them whatever slashes either side has, ``base``
+    may carry a path prefix (a server behind a reverse proxy), and both query
+    strings survive: the route's first, then the base's (where RSSHub's
+    ``?key=`` access key naturally lives).
+    """
+    b = urlsplit(base)
+    r = urlsplit(route)
+    path = b.path.rstrip("/") + "/" + r.path.lstrip("/")
+    query = "&".join(q for q in (r.query, b.query) if q)
+    return urlunsplit((b.scheme, b.netloc, path, query, r.fragment))
+
+
+# --------------------------------------------------------------------------
+# Field validation (pydantic)
+# --------------------------------------------------------------------------
+
+
+def _check_text(value: str, *, allow_empty: bool = False) -> str:
+    """Names become post categories and the ``author:`` line: one printable line."""
+    if not allow_empty and not value.strip():
+        raise ValueError("is empty")
+    for char in value:
+        if unicodedata.category(char) in ("Cc", "Cs") or char in "\ufeff\ufffe\uffff":
+            raise ValueError(f"contains the control character {char!r}; use a single line of text")
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    if any(char.isspace() for char in value):
+        raise ValueError(f"{value!r} contains whitespace; percent-encode spaces as %20")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL like https://example.com/feed, got {value!r}")
+    return value
+
+
+class _FullTextModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    selector: str
+    remove: tuple[str, ...] = ()
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty; give the CSS selector of the article body")
+        return value
+
+    @field_validator("remove")
+    @classmethod
+    def _remove(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not item.strip() for item in value):
+            raise ValueError("has an empty selector")
+        return value
+
+
+class _FeedFields(BaseModel):
+    """The keys one feed entry (or ``defaults``) may set, each optional.
+
+    Required-ness is checked after merging with ``defaults``, which pydantic
+    cannot see; keeping every field optional here lets one model validate both
+    blocks and report each bad value once, at the line where it is written.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = None
+    rsshub: str | None = None
+    rsshub_base: str | None = None
+    outlet: str | None = None
+    section: str | None = None
+    group: str | None = None
+    interval: timedelta | None = None
+    enabled: bool | None = None
+    full_text: _FullTextModel | None = None
+    placeholder_image: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        # ``full_text: null`` switches off a full_text from defaults; for any
+        # other key an empty value is almost always an unfinished edit.
+        if value is None and info.field_name != "full_text":
+            raise ValueError("has no value; give one, or delete the line to use the default")
+        return value
+
+    @field_validator("outlet", "section", "group")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_text(value)
+
+    @field_validator("placeholder_image")
+    @classmethod
+    def _placeholder(cls, value: str) -> str:
+        return _check_text(value, allow_empty=True)
+
+    @field_validator("url", "rsshub_base")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("rsshub")
+    @classmethod
+    def _route(cls, value: str) -> str:
+        if "://" in value or value.startswith("//"):
+            raise ValueError(
+                f"must be a route like /guancha/headline, not a full URL ({value!r}); "
+                "use url: for a full URL"
+            )
+        if any(char.isspace() for char in value):
+            raise ValueError(f"{value!r} contains whitespace")
+        if not value.strip("/"):
+            raise ValueError("is empty; give a route like /guancha/headline")
+        return "/" + value.lstrip("/")
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> object:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"must be a duration ({_DURATION_HELP}), got {_kind(value)}")
+        duration = parse_duration(value)
+        if duration < MIN_INTERVAL:
+            raise ValueError(
+                f"{format_duration(duration)} is shorter than the 1s minimum; "
+                "polling that often would hammer the outlet"
+            )
+        return duration
+
+
+_FEED_KEYS: Final = tuple(_FeedFields.model_fields)
+_FULL_TEXT_KEYS: Final = tuple(_FullTextModel.model_fields)
+_TOP_KEYS: Final = ("defaults", "feeds", "output_dir")
+_NOT_DEFAULTABLE: Final = ("url", "rsshub")
+_REQUIRED_HELP: Final = MappingProxyType(
+    {
+        "outlet": "every feed needs an outlet (the second category and the author: line)",
+        "section": "every feed needs a section (the third category)",
+        "group": "set group on the feed or in defaults (the first category, e.g. 新媒体)",
+    }
+)
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def load_config(path: Path) -> Config:
+    """Load ``feeds.yaml`` from ``path``; raise :class:`ConfigError` listing every problem.
+
+    A relative ``output_dir`` is taken relative to the file's directory, so the
+    daemon finds the same directory whatever its working directory.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        message = (
+            "file not found; create it from the shipped feeds.yaml "
+            "(keys are described in docs/configuration.md)"
+        )
+        raise ConfigError([ConfigIssue(str(path), None, None, "", message)]) from None
+    except OSError as exc:
+        message = f"cannot read the file: {exc.strerror or exc}"
+        raise ConfigError([ConfigIssue(str(path), None, None, "", message)]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        message = f"the file is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
+        raise ConfigError([ConfigIssue(str(path), line, None, "", message)]) from None
+    config = loads_config(text, source=str(path), base_dir=path.absolute().parent)
+    return replace(config, source=path)
+
+
+def loads_config(text: str, *, source: str = "feeds.yaml", base_dir: Path | None = None) -> Config:
+    """Parse ``feeds.yaml`` text; ``source`` names it in messages.
+
+    ``base_dir``, when given, anchors a relative ``output_dir``; otherwise it
+    is kept as written.  Warnings are logged and returned on the config.
+    """
+    config = _Loader(source).load(text, base_dir)
+    for warning in config.warnings:
+        logger.warning("%s", warning)
+    return config
+
+
+_Path = tuple[str | int, ...]
+_SKIP: Final = object()  # a node already reported as unusable
+_STR_TAG: Final = "tag:yaml.org,2002:str"
+
+
+def _kind(value: object) -> str:
+    """How a YAML value reads to the person who wrote it."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, date):
+        return f"the date {value.isoformat()}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _dotted(path: _Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _tag_name(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!", 1)
+
+
+def _unknown_key(key: str, allowed: Iterable[str], where: str) -> str:
+    allowed = tuple(allowed)
+    if key == "output_dir" and where != "top":
+        return "unknown key: output_dir is a top-level setting, not a feed key; move it to the top"
+    if where == "top" and key in _FEED_KEYS:
+        return f"unknown top-level key; to apply {key} to every feed put it under defaults:"
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint}; valid keys here: {', '.join(allowed)}"
+
+
+class _Loader:
+    """One parse of one text: collects issues and warnings, then builds a Config.
+
+    An instance lives for a single :meth:`load`; nothing outlives it, which is
+    what makes reloading safe.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.root: Any = None
+        self.issues: list[ConfigIssue] = []
+        self.warnings: list[ConfigIssue] = []
+        self.refused: set[_Path] = set()  # nodes dropped for their tag, already reported
+
+    # -- locating ------------------------------------------------------------
+
+    def _position(self, path: _Path) -> tuple[int | None, int | None]:
+        """1-based line and column of the deepest node of ``path`` in the file.
+
+        Walks ruamel's ``.lc`` records; a path that runs past what is written
+        (a missing key) stops at its parent, which is where the key belongs.
+        """
+        node = self.root
+        if not isinstance(node, CommentedBase):
+            return None, None
+        line, col = node.lc.line, node.lc.col
+        for part in path:
+            try:
+                if isinstance(node, CommentedMap) and isinstance(part, str) and part in node:
+                    line, col = node.lc.key(part)
+                elif isinstance(node, CommentedSeq) and isinstance(part, int):
+                    line, col = node.lc.item(part)
+                else:
+                    break
+                node = node[part]
+            except (KeyError, IndexError, TypeError):
+                break  # keys from a YAML merge (<<) have no position of their own
+        if line is None:
+            return None, None
+        return line + 1, (col + 1 if col is not None else None)
+
+    def _issue(self, path: _Path, message: str) -> None:
+        line, col = self._position(path)
+        self.issues.append(ConfigIssue(self.source, line, col, _dotted(path), message))
+
+    def _warn(self, path: _Path, message: str) -> None:
+        line, col = self._position(path)
+        self.warnings.append(ConfigIssue(self.source, line, col, _dotted(path), message))
+
+    # -- YAML ----------------------------------------------------------------
+
+    def _parse_yaml(self, text: str) -> Any:
+        yaml = YAML(typ="rt")  # a fresh, private instance: ruamel's YAML objects hold state
+        try:
+            return yaml.load(text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            what = ": ".join(str(part) for part in (exc.context, exc.problem) if part)
+            line = mark.line + 1 if mark is not None else None
+            col = mark.column + 1 if mark is not None else None
+            issue = ConfigIssue(self.source, line, col, "", f"invalid YAML: {what}")
+        except YAMLError as exc:
+            issue = ConfigIssue(self.source, None, None, "", f"invalid YAML: {exc}")
+        except ValueError as exc:  # ruamel builds dates unmarked: `2024-13-45` ends up here
+            issue = ConfigIssue(
+                self.source,
+                None,
+                None,
+                "",
+                f"invalid YAML value: {exc} (is a value shaped like a date, such as "
+                "2024-13-45, not a real date? put it in quotes)",
+            )
+        raise ConfigError([issue])
+
+    def _plain(self, node: Any, path: _Path, memo: dict[int, Any]) -> Any:
+        """ruamel's nodes as plain dicts, lists and scalars, refusing tags.
+
+        ``memo`` makes aliases cost nothing extra, so a "billion laughs" file
+        stays as small as it is written.
+        """
+        if id(node) in memo:
+            return memo[id(node)]
+        if isinstance(node, TaggedScalar):
+            tag = node.tag.value or ""
+            if tag == _STR_TAG:
+                return str(node.value)
+            return self._refuse_tag(path, tag)
+        if isinstance(node, CommentedMap | CommentedSeq) and node.tag.value is not None:
+            return self._refuse_tag(path, node.tag.value)
+        if isinstance(node, CommentedMap):
+            mapping: dict[str, Any] = {}
+            memo[id(node)] = mapping
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    self._issue(path, f"key {key!r} is not text; keys are names like url or outlet")
+                    continue
+                plain = self._plain(value, (*path, key), memo)
+                if plain is not _SKIP:
+                    mapping[key] = plain
+            return mapping
+        if isinstance(node, CommentedSeq):
+            items: list[Any] = []
+            memo[id(node)] = items
+            for index, value in enumerate(node):
+                plain = self._plain(value, (*path, index), memo)
+                if plain is not _SKIP:
+                    items.append(plain)
+            return items
+        if node is None or isinstance(node, str | bool | int | float | date):
+            # Drop ruamel's str/int/float subclasses: they carry formatting, not meaning.
+            for kind in (str, bool, int, float):
+                if isinstance(node, kind):
+                    return kind(node)
+            return node
+        self._issue(path, f"unsupported YAML value of type {type(node).__name__}; use plain values")
+        return _SKIP
+
+    def _refuse_tag(self, path: _Path, tag: str) -> object:
+        self.refused.add(path)
+        self._issue(
+            path,
+            f"YAML tag {_tag_name(tag)!r} is not allowed; this file holds only plain values "
+            "(text, numbers, booleans, lists and mappings)",
+        )
+        return _SKIP
+
+    # -- fields ----------------------------------------------------------------
+
+    def _describe(self, err: ErrorDetails) -> str:
+        kind, loc, value = err["type"], err["loc"], err.get("input")
+        if kind == "value_error":
+            return str(err.get("ctx", {}).get("error", err["msg"]))
+        if kind == "extra_forbidden":
+            inside_full_text = len(loc) > 1 and loc[0] == "full_text"
+            allowed = _FULL_TEXT_KEYS if inside_full_text else _FEED_KEYS
+            return _unknown_key(str(loc[-1]), allowed, "full_text" if inside_full_text else "feed")
+        if kind == "missing":
+            return "missing (required)"
+        if kind == "string_type":
+            scalar = isinstance(value, int | float | date)
+            hint = "; put it in quotes to use it as text" if scalar else ""
+            return f"must be text, got {_kind(value)}{hint}"
+        if kind in ("bool_type", "bool_parsing"):
+            return f"must be true or false, got {_kind(value)}"
+        if kind in ("tuple_type", "list_type"):
+            return f"must be a list like [.ad, .related], got {_kind(value)}"
+        if kind in ("model_type", "dict_type"):
+            return (
+                "must be a mapping like {selector: .article-content, remove: [.ad]}, "
+                f"got {_kind(value)}"
+            )
+        return str(err["msg"])
+
+    def _fields(self, path: _Path, data: Mapping[str, Any]) -> tuple[dict[str, Any], set[str]]:
+        """Validate one feed entry or ``defaults``: the keys it validly sets, and
+        the keys it sets that were reported as bad (so nothing is reported twice).
+        """
+        bad: set[str] = set()
+        try:
+            model = _FeedFields.model_validate(data)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                self._issue((*path, *err["loc"]), self._describe(err))
+                bad.add(str(err["loc"][0]))
+            # Fields are independent, so the rest validates on its own.
+            model = _FeedFields.model_validate({k: v for k, v in data.items() if k not in bad})
+        fields = {name: getattr(model, name) for name in model.model_fields_set}
+        depth = len(path)
+        bad.update(str(p[depth]) for p in self.refused if len(p) > depth and p[:depth] == path)
+        interval = fields.get("interval")
+        if interval is not None and interval < WARN_INTERVAL:
+            self._warn(
+                (*path, "interval"),
+                f"{format_duration(interval)} is under a minute; outlets rarely publish that "
+                "often and may rate-limit or block frequent pollers",
+            )
+        return fields, bad
+
+    # -- structure -----------------------------------------------------------
+
+    def load(self, text: str, base_dir: Path | None) -> Config:
+        try:
+            self.root = self._parse_yaml(text)
+            data = self._plain(self.root, (), {})
+        except RecursionError:  # ruamel and the walk both recurse per nesting level
+            issue = ConfigIssue(self.source, None, None, "", "nested too deeply to be a feeds file")
+            raise ConfigError([issue]) from None
+        if data is None or data is _SKIP:
+            if data is None:
+                self._issue((), "the file is empty; it needs a feeds: list (feeds: [] for none)")
+            raise ConfigError(self.issues)
+        if not isinstance(data, dict):
+            self._issue(
+                (),
+                f"the file must be a mapping with a feeds: list (and optionally defaults: "
+                f"and output_dir:), not {_kind(data)}",
+            )
+            raise ConfigError(self.issues)
+
+        for key in data:
+            if key not in _TOP_KEYS:
+                self._issue((key,), _unknown_key(key, _TOP_KEYS, "top"))
+        defaults, bad_defaults = self._defaults(data)
+        output_dir = self._output_dir(data, base_dir)
+        feeds = self._feeds(data, defaults, bad_defaults)
+
+        if self.issues:
+            raise ConfigError(sorted(self.issues, key=lambda i: (i.line or 0, i.column or 0)))
+        return Config(
+            feeds=feeds,
+            output_dir=output_dir,
+            warnings=tuple(str(w) for w in self.warnings),
+        )
+
+    def _defaults(self, data: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+        if ("defaults",) in self.refused:
+            return {}, set(_FEED_KEYS)
+        raw = data.get("defaults", {})
+        if not isinstance(raw, dict):
+            self._issue(
+                ("defaults",), f"must be a mapping of feed keys such as group:, got {_kind(raw)}"
+            )
+            return {}, set(_FEED_KEYS)  # unknown defaults: do not also call keys missing
+        for key in _NOT_DEFAULTABLE:
+            if key in raw:
+                self._issue(
+                    ("defaults", key),
+                    "cannot be a default: each feed has its own url or rsshub route "
+                    "(rsshub_base can be a default)",
+                )
+        usable = {k: v for k, v in raw.items() if k not in _NOT_DEFAULTABLE}
+        return self._fields(("defaults",), usable)
+
+    def _output_dir(self, data: dict[str, Any], base_dir: Path | None) -> Path | None:
+        if "output_dir" not in data:
+            return None
+        value = data["output_dir"]
+        if not isinstance(value, str) or not value.strip():
+            self._issue(("output_dir",), f"must be a directory path, got {_kind(value)}")
+            return None
+        if value.startswith("~"):
+            self._issue(("output_dir",), f"~ is not expanded; write the full path, not {value!r}")
+            return None
+        path = Path(value)
+        return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+    def _feeds(
+        self, data: dict[str, Any], defaults: dict[str, Any], bad_defaults: set[str]
+    ) -> tuple[FeedSpec, ...]:
+        if ("feeds",) in self.refused:
+            return ()
+        if "feeds" not in data:
+            self._issue(("feeds",), "missing; list your feeds under feeds: (feeds: [] for none)")
+            return ()
+        raw = data["feeds"]
+        if not isinstance(raw, list):
+            self._issue(
+                ("feeds",),
+                f"must be a list of feeds (items start with '- url:'; feeds: [] for none), "
+                f"got {_kind(raw)}",
+            )
+            return ()
+        specs: list[FeedSpec] = []
+        seen: dict[str, int] = {}  # feed key -> index of the first feed with it
+        for index, entry in enumerate(raw):
+            spec, url = self._feed(index, entry, defaults, bad_defaults)
+            if spec is not None:
+                specs.append(spec)
+            if url is not None:
+                self._check_duplicate(index, url, "rsshub" if "rsshub" in entry else "url", seen)
+        return tuple(specs)
+
+    def _feed(
+        self, index: int, entry: Any, defaults: dict[str, Any], bad_defaults: set[str]
+    ) -> tuple[FeedSpec | None, str | None]:
+        """The feed's spec (``None`` if it has errors) and its URL if that much is known.
+
+        The URL is returned even for a broken feed so duplicates are still found.
+        """
+        path: _Path = ("feeds", index)
+        if not isinstance(entry, dict):
+            self._issue(
+                path,
+                f"each feed must be a mapping with url (or rsshub), outlet and section, "
+                f"got {_kind(entry)}",
+            )
+            return None, None
+        own, bad = self._fields(path, entry)
+        merged = {**defaults, **own}
+        ok = not bad
+        written = set(entry) | bad  # bad includes keys dropped for a refused tag
+        if "url" in written and "rsshub" in written:
+            self._issue((*path, "rsshub"), "give either url or rsshub, not both")
+            ok = False
+        elif "url" not in written and "rsshub" not in written:
+            self._issue((*path, "url"), "missing; every feed needs a url (or an rsshub route)")
+            ok = False
+        for key, help_text in _REQUIRED_HELP.items():
+            if key not in merged:
+                ok = False
+                if key not in bad and key not in bad_defaults:  # else already reported
+                    self._issue((*path, key), f"missing; {help_text}")
+
+        url, route = own.get("url"), None
+        if "rsshub" in own and "url" not in written:
+            route = own["rsshub"]
+            base = merged.get("rsshub_base")
+            if base is not None:
+                url = join_rsshub(base, route)
+            elif "rsshub_base" not in bad and "rsshub_base" not in bad_defaults:
+                self._issue(
+                    (*path, "rsshub"),
+                    "needs an RSSHub server: set defaults.rsshub_base "
+                    "(e.g. http://127.0.0.1:1200) or rsshub_base on this feed",
+                )
+        if not ok or url is None:
+            return None, url
+
+        full_text = merged.get("full_text")
+        line, _ = self._position(path)
+        spec = FeedSpec(
+            url=url,
+            outlet=merged["outlet"],
+            section=merged["section"],
+            group=merged["group"],
+            interval=merged.get("interval", DEFAULT_INTERVAL),
+            enabled=merged.get("enabled", True),
+            full_text=(
+                FullText(full_text.selector, full_text.remove) if full_text is not None else None
+            ),
+            placeholder_image=merged.get("placeholder_image", ""),
+            rsshub_route=route,
+            line=line or 0,
+        )
+        return spec, url
+
+    def _check_duplicate(self, index: int, url: str, key: str, seen: dict[str, int]) -> None:
+        """Two entries for one URL would fetch and file every post twice."""
+        identity = normalise_url(url)
+        if identity not in seen:
+            seen[identity] = index
+            return
+        first = seen[identity]
+        first_line, _ = self._position(("feeds", first))
+        self._issue(
+            ("feeds", index, key),
+            f"duplicate feed: {identity} is already feeds[{first}] "
+            f"(line {first_line}); remove one of them",
+        )
