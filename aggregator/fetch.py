@@ -1,0 +1,668 @@
+"""Polite, bounded HTTP fetching of feeds: the only module that talks to the network.
+
+Everything a hostile or broken server could do to a long-running daemon is
+bounded here, so callers never need their own guards:
+
+* time: connect and read timeouts per socket operation, plus one hard wall
+  clock deadline per fetch (redirects included), because a server dripping a
+  byte a second never trips a read timeout;
+* memory: bodies are read raw and decompressed here, by decoders that are
+  never asked for more than one step past ``max_body_bytes``, so a
+  compression bomb costs at most the limit plus a chunk;
+* politeness: one pooled client, a global concurrency cap and a per-host one,
+  an honest User-Agent, conditional GETs;
+* redirects: followed one hop at a time so each hop is counted and loops are
+  named.
+
+Every failure is a ``FetchError`` subclass whose ``reason`` says what to do
+next (wait, fix the URL, raise a limit) and never quotes a body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import socket
+import ssl
+import sys
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import brotli
+import httpx
+import zstandard
+
+from aggregator import __version__
+
+__all__ = [
+    "DEFAULT_ACCEPT",
+    "BodyTooLarge",
+    "ContentDecodingError",
+    "FetchConnectError",
+    "FetchError",
+    "FetchLimits",
+    "FetchResult",
+    "FetchTimeout",
+    "Fetcher",
+    "HTTPStatusError",
+    "TooManyRedirects",
+    "Validators",
+]
+
+DEFAULT_USER_AGENT = (
+    f"aggregator/{__version__} (feed archiver; httpx/{httpx.__version__}; "
+    f"Python/{sys.version_info.major}.{sys.version_info.minor})"
+)
+DEFAULT_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/json;q=0.9, application/xml;q=0.9, "
+    "text/xml;q=0.9, */*;q=0.8"
+)
+# Exactly the codings decoded below with an output cap.  deflate is left out:
+# servers disagree on its framing (zlib or raw) and all of them do gzip.
+ACCEPT_ENCODING = "gzip, br, zstd"
+
+_STEP = 64 * 1024  # the most output asked of a decoder at once
+_ZSTD_MAX_WINDOW = 8 * 1024 * 1024  # RFC 9659: HTTP zstd windows are at most 8 MB
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_SENSITIVE = ("authorization", "cookie", "proxy-authorization")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchLimits:
+    """Bounds on one ``Fetcher``; the defaults suit a daemon polling thousands of feeds."""
+
+    max_body_bytes: int = 16 * 1024 * 1024  # raw and decompressed
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0  # longest silence between bytes (also used for writes)
+    deadline: float = 60.0  # wall clock from a free slot to the last byte, redirects included
+    max_redirects: int = 5
+    max_connections: int = 32  # concurrent fetches overall, and the pool size
+    max_per_host: int = 4  # concurrent fetches per host name (ports are not told apart)
+    http2: bool = False  # needs the optional h2 package
+    user_agent: str = DEFAULT_USER_AGENT
+
+    def __post_init__(self) -> None:
+        positive = ("max_body_bytes", "connect_timeout", "read_timeout", "deadline")
+        for name in (*positive, "max_connections", "max_per_host"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"FetchLimits.{name} must be positive, got {getattr(self, name)!r}"
+                )
+        if self.max_redirects < 0:
+            raise ValueError(f"FetchLimits.max_redirects must be >= 0, got {self.max_redirects!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """Conditional GET state, stored per feed so unchanged feeds cost a 304."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """A successful (2xx) or not-modified (304) fetch."""
+
+    url: str  # as requested
+    final_url: str  # after redirects: the base for relative links
+    status: int
+    content: bytes  # decoded body; b"" for 304
+    headers: httpx.Headers  # of the final response
+    validators: Validators  # to send next time
+    max_age: float | None  # Cache-Control max-age, seconds
+    retry_after: float | None  # seconds
+    elapsed: float  # seconds from a free slot to the last byte (queueing excluded)
+    wire_bytes: int  # body bytes as received, before decoding
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def content_type(self) -> str | None:
+        """The lowercased MIME type, without parameters."""
+        mime = self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        return mime or None
+
+    @property
+    def charset(self) -> str | None:
+        """The Content-Type charset, lowercased: a hint the parser may overrule."""
+        for param in self.headers.get("content-type", "").split(";")[1:]:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset":
+                return value.strip().strip("\"'").lower() or None
+        return None
+
+
+class FetchError(Exception):
+    """A fetch that failed; ``reason`` is short and says which limit or fault it was."""
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(url, reason)
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return f"{_redact(self.url)}: {self.reason}"
+
+
+class FetchTimeout(FetchError):
+    """Connect timeout, read timeout or total deadline; the reason says which."""
+
+
+class FetchConnectError(FetchError):
+    """DNS failure, refused or reset connection, TLS or protocol breakage."""
+
+
+class BodyTooLarge(FetchError):
+    """The raw or the decoded body passed ``max_body_bytes``."""
+
+
+class TooManyRedirects(FetchError):
+    """More than ``max_redirects`` hops, or a redirect loop."""
+
+
+class HTTPStatusError(FetchError):
+    """A final status other than 2xx or 304 (or a redirect that cannot be followed)."""
+
+
+class ContentDecodingError(FetchError):
+    """A corrupt or truncated compressed body, or a Content-Encoding we cannot decode."""
+
+
+def _redact(url: str) -> str:
+    """Drop ``user:password@``: feeds behind basic auth carry it, logs must not."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+# --- decoding with an output cap -------------------------------------------------
+
+
+class _Overflow(Exception):
+    """The decoded body passed the limit (raised inside decoders, even from C callbacks)."""
+
+
+class _Sink:
+    """Collects decoded bytes and stops as soon as they pass the limit.
+
+    It is also the identity decoder, and zstandard's output writer.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+
+    def write(self, chunk: bytes) -> int:
+        self.data += chunk
+        if len(self.data) > self.limit:
+            raise _Overflow
+        return len(chunk)
+
+    def feed(self, data: bytes) -> None:
+        self.write(data)
+
+    def finish(self) -> None:
+        pass
+
+
+class _Decoder(Protocol):
+    def feed(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+
+
+class _Gzip:
+    """Multi-member gzip; ``max_length`` keeps every zlib step at ``_STEP``."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+        self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            if self._zlib.eof:  # another member follows
+                self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            self._sink.write(self._zlib.decompress(data, _STEP))
+            data = self._zlib.unused_data if self._zlib.eof else self._zlib.unconsumed_tail
+        # A step that filled max_length may leave output pending inside zlib.
+        while not self._zlib.eof and (out := self._zlib.decompress(b"", _STEP)):
+            self._sink.write(out)
+
+    def finish(self) -> None:
+        if not self._zlib.eof:
+            raise zlib.error("stream truncated before its end marker")
+
+
+class _Brotli:
+    """brotli's ``output_buffer_limit`` caps each step (rounded up to its block size).
+
+    ``can_accept_more_data()`` only says whether input is still queued: output
+    can be pending even when it is True, so a full step means "ask again".
+    """
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+        self._brotli = brotli.Decompressor()
+
+    def feed(self, data: bytes) -> None:
+        while True:
+            out = self._brotli.process(data, output_buffer_limit=_STEP)
+            self._sink.write(out)
+            data = b""
+            accepting = self._brotli.can_accept_more_data()
+            if len(out) < _STEP and accepting:
+                return
+            if not out and not accepting:  # never spin: the deadline cannot fire in a loop
+                raise brotli.error("decoder made no progress")
+
+    def finish(self) -> None:
+        if not self._brotli.is_finished():
+            raise brotli.error("stream truncated before its end marker")
+
+
+class _Zstd:
+    """zstandard's decompressobj has no output cap, so its stream writer pushes
+    ``_STEP``-sized pieces into the sink, which raises once over the limit."""
+
+    def __init__(self, sink: _Sink) -> None:
+        decompressor = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+        self._writer = decompressor.stream_writer(sink, write_size=_STEP)
+
+    def feed(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    def finish(self) -> None:
+        self._writer.flush()  # a truncated final frame is not detectable here
+
+
+_DECODE_ERRORS = (zlib.error, brotli.error, zstandard.ZstdError)
+
+
+_DECODERS: dict[str, Callable[[_Sink], _Decoder]] = {
+    "identity": lambda sink: sink,
+    "gzip": _Gzip,
+    "x-gzip": _Gzip,
+    "br": _Brotli,
+    "zstd": _Zstd,
+}
+
+
+def _decoder(url: str, header: str, sink: _Sink) -> tuple[str, _Decoder]:
+    codings = [c.strip().lower() for c in header.split(",")]
+    codings = [c for c in codings if c not in ("", "identity")] or ["identity"]
+    if len(codings) > 1:
+        raise ContentDecodingError(url, f"stacked Content-Encoding {header!r} is not supported")
+    if codings[0] not in _DECODERS:
+        raise ContentDecodingError(
+            url, f"unsupported Content-Encoding {codings[0]!r} (we offered {ACCEPT_ENCODING!r})"
+        )
+    return codings[0], _DECODERS[codings[0]](sink)
+
+
+# --- header parsing ------------------------------------------------------------
+
+
+def _max_age(headers: httpx.Headers) -> float | None:
+    """Cache-Control max-age; s-maxage is for shared caches, which we are not."""
+    for directive in headers.get("cache-control", "").split(","):
+        name, _, value = directive.partition("=")
+        if name.strip().lower() == "max-age":
+            value = value.strip().strip('"')
+            return float(value) if value.isascii() and value.isdigit() else None
+    return None
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Retry-After as seconds from now, from delta-seconds or an HTTP-date."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _root_os_error(exc: BaseException) -> OSError | None:
+    """The deepest OSError behind an httpx error: it says refused, reset or DNS."""
+    found: OSError | None = None
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError):
+            found = cause
+        cause = cause.__cause__ or cause.__context__
+    return found
+
+
+def _transport_error(
+    url: str, target: httpx.URL, exc: httpx.TransportError, limits: FetchLimits
+) -> FetchError:
+    """Turn httpx's exception into ours, naming the host and which limit or fault."""
+    where = f"{target.host}:{target.port or (443 if target.scheme == 'https' else 80)}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return FetchTimeout(
+            url,
+            f"connecting to {where} timed out after "
+            f"{_seconds(limits.connect_timeout)} (connect timeout)",
+        )
+    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+        return FetchTimeout(
+            url, f"{where} was silent for {_seconds(limits.read_timeout)} (read timeout)"
+        )
+    if isinstance(exc, httpx.PoolTimeout):
+        return FetchTimeout(url, f"no pooled connection to {where} became free (pool timeout)")
+    root = _root_os_error(exc)
+    if isinstance(root, socket.gaierror):
+        return FetchConnectError(
+            url, f"DNS resolution failed for host {target.host!r}: {root.strerror or root}"
+        )
+    if isinstance(root, ConnectionRefusedError):
+        return FetchConnectError(url, f"connection refused by {where} (nothing listening?)")
+    if isinstance(root, ConnectionResetError):
+        return FetchConnectError(url, f"connection reset by {where}")
+    if isinstance(root, ssl.SSLError):
+        return FetchConnectError(url, f"TLS with {where} failed: {root}")
+    if isinstance(exc, httpx.LocalProtocolError):  # e.g. a bad header value from the caller
+        return FetchError(url, f"request not sent, httpx rejected it: {exc}")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return FetchConnectError(url, f"{where} broke off the response: {exc}")
+    if isinstance(exc, httpx.NetworkError | httpx.ProtocolError):
+        return FetchConnectError(url, f"network error with {where}: {exc}")
+    return FetchError(url, f"{type(exc).__name__} with {where}: {exc}")
+
+
+def _parse_url(url: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise FetchError(url, f"invalid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise FetchError(url, "invalid URL: only absolute http:// and https:// URLs can be fetched")
+    return parsed.copy_with(fragment=None)  # never sent; would only confuse loop detection
+
+
+@dataclass(slots=True)
+class _HostGate:
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
+@dataclass(slots=True)
+class _Request:
+    """The per-fetch state that survives redirects."""
+
+    url: str
+    sent: Validators
+    headers: httpx.Headers
+    visited: list[httpx.URL] = field(default_factory=list)
+    started: float = 0.0
+
+
+class Fetcher:
+    """Fetches feeds over one pooled client; use as ``async with Fetcher() as f``.
+
+    Concurrency is capped globally and per host with our own semaphores
+    because httpx's pool limits only queue connections, per pool, not per
+    host.  A fetch waits for its host's slot first and only then for a global
+    one, so a burst to one slow host cannot hold global slots idle.
+    """
+
+    def __init__(
+        self,
+        limits: FetchLimits | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._limits = limits = limits or FetchLimits()
+        if limits.http2 and importlib.util.find_spec("h2") is None:
+            raise ImportError(
+                "FetchLimits(http2=True) needs the 'h2' package: install httpx[http2] "
+                "or leave http2 off",
+                name="h2",
+            )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            http2=limits.http2,
+            limits=httpx.Limits(
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_connections,
+            ),
+            timeout=httpx.Timeout(
+                connect=limits.connect_timeout,
+                read=limits.read_timeout,
+                write=limits.read_timeout,
+                pool=limits.connect_timeout,
+            ),
+            follow_redirects=False,
+            headers={"User-Agent": limits.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+        )
+        self._global = asyncio.Semaphore(limits.max_connections)
+        self._hosts: dict[str, _HostGate] = {}
+
+    @property
+    def limits(self) -> FetchLimits:
+        return self._limits
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def fetch(
+        self,
+        url: str,
+        validators: Validators | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        accept: str = DEFAULT_ACCEPT,
+    ) -> FetchResult:
+        """GET ``url``; return a 2xx or 304 result or raise a ``FetchError``.
+
+        ``headers`` are added to every hop (Authorization and Cookie are
+        dropped when a redirect leaves the host); Accept-Encoding is always
+        ours, since we can only bound the codings we decode ourselves.
+        """
+        if self._client.is_closed:
+            raise RuntimeError("Fetcher is closed: create a new one to fetch again")
+        target = _parse_url(url)
+        sent = validators or Validators()
+        merged = httpx.Headers({"User-Agent": self._limits.user_agent, "Accept": accept})
+        merged.update(headers or {})
+        merged["Accept-Encoding"] = ACCEPT_ENCODING
+        if sent.etag:
+            merged["If-None-Match"] = sent.etag
+        if sent.last_modified:
+            merged["If-Modified-Since"] = sent.last_modified
+        state = _Request(url, sent, merged, [target])
+        loop = asyncio.get_running_loop()
+        deadline = asyncio.timeout(None)
+        try:
+            async with deadline:
+                while True:
+                    async with self._slot(target.host):
+                        if not state.started:
+                            # The clock starts once a slot is ours: time spent
+                            # queueing behind our own limits is not the server's.
+                            state.started = loop.time()
+                            deadline.reschedule(state.started + self._limits.deadline)
+                        outcome = await self._exchange(state, target)
+                    if isinstance(outcome, FetchResult):
+                        return outcome
+                    target = self._next_hop(state, outcome)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise FetchTimeout(
+                url,
+                f"timed out after {_seconds(self._limits.deadline)} (total deadline, "
+                f"{len(state.visited)} request(s))",
+            ) from None
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, host: str) -> AsyncIterator[None]:
+        gate = self._hosts.get(host)
+        if gate is None:
+            gate = self._hosts[host] = _HostGate(asyncio.Semaphore(self._limits.max_per_host))
+        gate.users += 1
+        try:
+            async with gate.semaphore, self._global:
+                yield
+        finally:
+            gate.users -= 1
+            if not gate.users:  # forget idle hosts: a daemon meets thousands
+                del self._hosts[host]
+
+    async def _exchange(self, state: _Request, target: httpx.URL) -> FetchResult | httpx.URL:
+        """One request: a result, the next hop's URL, or an exception."""
+        request = self._client.build_request("GET", target, headers=state.headers)
+        try:
+            response = await self._client.send(request, stream=True)
+            try:
+                return await self._settle(state, response)
+            finally:
+                await response.aclose()  # an unread body closes rather than pools
+        except httpx.TransportError as exc:
+            raise _transport_error(state.url, target, exc, self._limits) from exc
+
+    async def _settle(self, state: _Request, response: httpx.Response) -> FetchResult | httpx.URL:
+        status = response.status_code
+        if status in _REDIRECTS:
+            return _redirect_target(state.url, response)
+        if status == 304:
+            content, wire_bytes = b"", 0
+        elif 200 <= status < 300:
+            content, wire_bytes = await self._read_body(state.url, response)
+        else:
+            where = "" if response.url == state.visited[0] else f" at {_redact(str(response.url))}"
+            raise HTTPStatusError(
+                state.url,
+                f"HTTP {status} {response.reason_phrase}{where}".rstrip(),
+                status=status,
+                retry_after=_retry_after(response.headers),
+            )
+        new = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
+        if status == 304:  # a 304 may omit validators that still hold
+            new = Validators(
+                new.etag or state.sent.etag, new.last_modified or state.sent.last_modified
+            )
+        return FetchResult(
+            url=state.url,
+            final_url=str(response.url),
+            status=status,
+            content=content,
+            headers=response.headers,
+            validators=new,
+            max_age=_max_age(response.headers),
+            retry_after=_retry_after(response.headers),
+            elapsed=asyncio.get_running_loop().time() - state.started,
+            wire_bytes=wire_bytes,
+        )
+
+    async def _read_body(self, url: str, response: httpx.Response) -> tuple[bytes, int]:
+        limit = self._limits.max_body_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            raise BodyTooLarge(url, f"Content-Length {declared} is over the {limit}-byte limit")
+        sink = _Sink(limit)
+        coding, decoder = _decoder(url, response.headers.get("content-encoding", ""), sink)
+        wire_bytes = 0
+        try:
+            async for chunk in response.aiter_raw():
+                wire_bytes += len(chunk)
+                if wire_bytes > limit:
+                    raise BodyTooLarge(url, f"body is over the {limit}-byte limit")
+                decoder.feed(chunk)
+            if wire_bytes:  # an empty body is empty whatever its label
+                decoder.finish()
+        except _Overflow:
+            raise BodyTooLarge(
+                url,
+                f"{coding} body decodes to over the {limit}-byte limit "
+                f"(after {wire_bytes} bytes on the wire)",
+            ) from None
+        except _DECODE_ERRORS as exc:
+            raise ContentDecodingError(url, f"corrupt {coding} body: {exc}") from exc
+        return bytes(sink.data), wire_bytes
+
+    def _next_hop(self, state: _Request, target: httpx.URL) -> httpx.URL:
+        target = target.copy_with(fragment=None)
+        if target in state.visited:
+            chain = " -> ".join(_redact(str(u)) for u in [*state.visited, target])
+            raise TooManyRedirects(state.url, f"redirect loop: {chain}")
+        if len(state.visited) > self._limits.max_redirects:
+            raise TooManyRedirects(
+                state.url,
+                f"more than {self._limits.max_redirects} redirects "
+                f"(next was {_redact(str(target))})",
+            )
+        previous = state.visited[-1]
+        if target.host != previous.host or (previous.scheme, target.scheme) == ("https", "http"):
+            for name in _SENSITIVE:  # credentials go neither to strangers nor in clear text
+                state.headers.pop(name, None)
+        state.visited.append(target)
+        return target
+
+
+def _redirect_target(url: str, response: httpx.Response) -> httpx.URL:
+    status = response.status_code
+    location = response.headers.get("location")
+    if not location:
+        raise HTTPStatusError(
+            url, f"HTTP {status} redirect without a Location header", status=status
+        )
+    try:
+        target = response.url.join(location)
+    except httpx.InvalidURL:
+        raise HTTPStatusError(
+            url, f"HTTP {status} redirect to an invalid Location", status=status
+        ) from None
+    if target.scheme not in ("http", "https") or not target.host:
+        raise HTTPStatusError(
+            url,
+            f"HTTP {status} redirect to unsupported URL scheme {target.scheme!r}",
+            status=status,
+        )
+    return target
