@@ -65,7 +65,9 @@ def test_absurd_hints_are_capped() -> None:
 
 
 def test_errors_back_off_exponentially_to_a_cap() -> None:
-    waits = [next_after_error(NOW, M15, n, ErrorClass.TRANSIENT, rng=NJ) - NOW for n in range(1, 10)]
+    waits = [
+        next_after_error(NOW, M15, n, ErrorClass.TRANSIENT, rng=NJ) - NOW for n in range(1, 10)
+    ]
     assert waits[:4] == [M15, 2 * M15, 4 * M15, 8 * M15]
     assert waits[-1] == MAX_BACKOFF
     assert waits == sorted(waits)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, and_, func, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -403,7 +403,9 @@ class Store:
 
     # -- feeds ---------------------------------------------------------------
 
-    def sync_feeds(self, specs: Sequence[FeedSpec], *, now: datetime) -> dict[str, int]:
+    def sync_feeds(
+        self, specs: Sequence[FeedSpec], *, now: datetime, spread_new: bool = True
+    ) -> dict[str, int]:
         """Make the feeds table agree with feeds.yaml; returns url -> feed id.
 
         New feeds become due within a couple of minutes (spread at random, so a
@@ -420,7 +422,7 @@ class Store:
                 if row is None:
                     row = m.Feed(
                         url=spec.url,
-                        next_check_at=now + startup_delay(spec.interval),
+                        next_check_at=now + startup_delay(spec.interval) if spread_new else now,
                         error_streak=0,
                         created_at=now,
                     )
@@ -441,6 +443,70 @@ class Store:
                     row.lease_until = None
                     row.updated_at = now
         return ids
+
+    def claim_due(
+        self, *, now: datetime, limit: int, lease: timedelta, owner: str
+    ) -> list[tuple[int, str]]:
+        """Lease up to ``limit`` due feeds to ``owner``; returns (id, url) pairs.
+
+        One statement, so two daemons can never claim the same feed: on
+        PostgreSQL the candidate rows are locked with ``FOR UPDATE SKIP
+        LOCKED`` (a concurrent claimer skips them instead of waiting); SQLite
+        runs one writer at a time, so the same ``UPDATE ... RETURNING`` is
+        atomic there too (SQLAlchemy drops FOR UPDATE on SQLite).  A lease
+        that is not released -- a crashed daemon -- expires by itself.
+        """
+        if limit <= 0:
+            return []
+        due = (
+            select(m.Feed.id)
+            .where(
+                m.Feed.enabled.is_(True),
+                m.Feed.in_config.is_(True),
+                m.Feed.disabled_reason.is_(None),
+                m.Feed.next_check_at <= now,
+                or_(m.Feed.lease_until.is_(None), m.Feed.lease_until < now),
+            )
+            .order_by(m.Feed.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(m.Feed)
+            .where(m.Feed.id.in_(due.scalar_subquery()))
+            .values(lease_until=now + lease, lease_owner=owner)
+            .returning(m.Feed.id, m.Feed.url)
+            .execution_options(synchronize_session=False)
+        )
+        with self._session.begin() as session:
+            return [(fid, url) for fid, url in session.execute(statement)]
+
+    def release(self, feed_ids: Iterable[int], *, owner: str) -> None:
+        """Give back leases this owner holds (shutdown, removed feeds)."""
+        ids = list(feed_ids)
+        if not ids:
+            return
+        with self._session.begin() as session:
+            session.execute(
+                update(m.Feed)
+                .where(m.Feed.id.in_(ids), m.Feed.lease_owner == owner)
+                .values(lease_until=None, lease_owner=None)
+            )
+
+    def feed_counts(self, *, now: datetime) -> tuple[int, int, int]:
+        """(due, leased, active) feed counts, for the metrics gauges."""
+        active = and_(
+            m.Feed.enabled.is_(True), m.Feed.in_config.is_(True), m.Feed.disabled_reason.is_(None)
+        )
+        leased = and_(m.Feed.lease_until.is_not(None), m.Feed.lease_until >= now)
+        query = select(
+            func.count().filter(and_(active, m.Feed.next_check_at <= now, not_(leased))),
+            func.count().filter(leased),
+            func.count().filter(active),
+        ).select_from(m.Feed)
+        with self._session() as session:
+            due_n, leased_n, active_n = session.execute(query).one()
+        return int(due_n), int(leased_n), int(active_n)
 
     def feed_state(self, feed_id: int) -> FeedState:
         with self._session() as session:
