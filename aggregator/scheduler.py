@@ -172,23 +172,24 @@ class Daemon:
         return 0
 
     async def _drain(self) -> None:
-        tasks = list(self._inflight.values())
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=self.options.grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=2)
-                log.warning("cancelled %d feed(s) still running at shutdown", len(pending))
-        leftover = list(self._inflight)
-        if leftover:
+        running = dict(self._inflight)  # the done-callbacks empty _inflight as tasks end
+        if not running:
+            return
+        _done, pending = await asyncio.wait(running.values(), timeout=self.options.grace)
+        cancelled = [feed_id for feed_id, task in running.items() if task in pending]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=2)
+            log.warning("cancelled %d feed(s) still running at shutdown", len(pending))
+        if cancelled:
             try:
                 await asyncio.wait_for(
-                    asyncio.to_thread(self.store.release, leftover, owner=self.owner), 2
+                    asyncio.to_thread(self.store.release, cancelled, owner=self.owner), 2
                 )
             except (TimeoutError, *_DB_ERRORS):
                 log.warning(
-                    "could not give back %d lease(s); they expire by themselves", len(leftover)
+                    "could not give back %d lease(s); they expire by themselves", len(cancelled)
                 )
 
     @property

@@ -145,3 +145,35 @@ def test_replay_of_a_missing_path_fails_cleanly(tmp_path: Path, missing: str) ->
     )
     assert proc.returncode == 1
     assert "no such file or directory" in proc.stderr
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal a long replay shows its progress; in a pipe it stays quiet (above)."""
+    pty = pytest.importorskip("pty")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    seeds = sorted(SEEDS.glob("*.txt"))
+    for i in range(400):  # enough files that the bar is drawn at least once
+        text = seeds[i % 5].read_text(encoding="utf-8").replace("title: '", f"title: '{i} ", 1)
+        (archive / f"{i:04d}.txt").write_text(text, encoding="utf-8")
+    env = {**os.environ, "AGGREGATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    env.pop("CI", None)  # rich treats CI as "not interactive"
+    pid, fd = pty.fork()
+    if pid == 0:  # the child runs the command with the pty as its terminal
+        os.chdir(tmp_path)
+        os.execve(sys.executable, [sys.executable, "-m", "aggregator", "replay", str(archive)], env)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, status = os.waitpid(pid, 0)
+    out = b"".join(chunks).decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    assert "400 new, 0 duplicate" in out
+    assert "replay" in out.replace("400 new, 0 duplicate", "")  # the bar's label
+    assert "\x1b[" in out  # drawn with terminal control codes

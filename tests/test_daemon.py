@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import signal
 import sqlite3
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiohttp import web
 from feedbuild import EtagFeed, feeds_yaml, rss_document, seed_item, seed_posts
 from localserver import LocalServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -210,3 +212,34 @@ def test_two_daemons_on_postgresql_poll_each_feed_once_per_interval(
         assert conn.execute(text("select count(*) from entries")).scalar() == 36
     engine.dispose()
     assert "Traceback" not in one.log + two.log
+
+
+def test_sigterm_with_a_feed_in_flight_exits_zero_and_writes_nothing_half(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    _serve(local_server, "/fast.xml")
+    started = []
+
+    async def stuck(request: web.Request) -> web.StreamResponse:
+        started.append(time.monotonic())
+        response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+        await response.prepare(request)
+        await response.write(b'<?xml version="1.0"?><rss version="2.0"><channel>')
+        await asyncio.sleep(30)  # never finishes within the daemon's grace period
+        return response
+
+    local_server.route("/stuck.xml", stuck)
+    config = tmp_path / "feeds.yaml"
+    _config(config, local_server, ["/fast.xml", "/stuck.xml"], interval="1h")
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    with AggregatorProcess("run", "--config", str(config), db=db, cwd=tmp_path) as daemon:
+        wait_for(lambda: started and _hits(local_server, "/fast.xml"), 20, "both feeds in flight")
+        time.sleep(0.5)
+        code, took = daemon.stop()
+    assert code == 0, daemon.log
+    assert took < 10
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        rows = dict(conn.execute("select url, lease_until is null from feeds").fetchall())
+        posts = conn.execute("select count(*) from posts").fetchone()[0]
+    assert posts == 2  # the fast feed's, complete; nothing of the stuck one
+    assert all(rows.values()), "leases of cancelled polls are given back"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,15 @@ def test_an_invalid_config_is_refused_with_its_line(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "feeds.yaml:4" in proc.stderr
     assert "interval" in proc.stderr
+
+
+def test_json_logs_carry_one_line_per_poll(tmp_path: Path, seed_farm: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    proc = aggregator(
+        "--log-format", "json", "fetch", "--config", str(seed_farm), db=db, cwd=tmp_path
+    )
+    polls = [json.loads(line) for line in proc.stderr.splitlines() if '"feed"' in line]
+    assert len(polls) == 2
+    assert {p["status"] for p in polls} == {200}
+    assert sum(p["new"] for p in polls) == 5
+    assert all({"feed", "duplicate", "bytes", "ms", "level", "time"} <= p.keys() for p in polls)

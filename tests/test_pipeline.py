@@ -1,0 +1,146 @@
+"""One feed through every stage, in process: full text, failures, feed state."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from feedbuild import EtagFeed, rss_document, seed_item, seed_posts
+from localserver import LocalServer
+
+from aggregator.feeds import Config, loads_config
+from aggregator.pipeline import FeedReport
+from aggregator.runner import fetch_once
+from aggregator.store import Store
+
+
+def _config(text: str) -> Config:
+    return loads_config(text, source="feeds.yaml")
+
+
+def _one_feed(url: str, extra: str = "") -> str:
+    return (
+        "defaults:\n  group: 新媒体\nfeeds:\n"
+        f"  - url: {url}\n    outlet: 观察者网\n    section: 头条\n{extra}"
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+
+
+def _article(body: str) -> str:
+    return (
+        "<html><head><title>x</title></head><body><nav>menu</nav>"
+        f'<div class="article-content">{body}<div class="ad">BUY NOW</div>'
+        '<p class="related">related stories</p></div></body></html>'
+    )
+
+
+def test_full_text_replaces_the_teaser_and_drops_the_clutter(
+    store: Store, local_server: LocalServer
+) -> None:
+    post = seed_posts()[2]
+    teaser = post.__class__(
+        **{**{f: getattr(post, f) for f in post.__dataclass_fields__}, "body": "<p>teaser only</p>"}
+    )
+    local_server.route(
+        "/feed.xml", EtagFeed(rss_document(seed_item(teaser, link=local_server.url("/a/1"))))
+    )
+    local_server.route(
+        "/a/1",
+        body=_article('<p>第一段 <img src="/img/1.jpg"></p>'),
+        headers={"Content-Type": "text/html; charset=utf-8"},
+    )
+    config = _config(
+        _one_feed(
+            local_server.url("/feed.xml"),
+            "    full_text:\n      selector: .article-content\n      remove: [.ad, .related]\n",
+        )
+    )
+    (report,) = asyncio.run(fetch_once(store, config, config.feeds))
+    assert report.new == 1, report
+    (stored,) = store.iter_posts()
+    body = stored.post.body
+    assert "第一段" in body and "teaser only" not in body
+    assert "BUY NOW" not in body and "related stories" not in body and "menu" not in body
+    assert f'src="{local_server.url("/img/1.jpg")}"' in body  # made absolute against the page
+    assert 'referrerpolicy="no-referrer"' in body
+
+
+def test_full_text_failure_keeps_the_feeds_body_and_says_why(
+    store: Store, local_server: LocalServer
+) -> None:
+    post = seed_posts()[2]
+    local_server.route(
+        "/feed.xml", EtagFeed(rss_document(seed_item(post, link=local_server.url("/gone"))))
+    )
+    local_server.route("/gone", status=404, body="no")
+    config = _config(
+        _one_feed(local_server.url("/feed.xml"), "    full_text:\n      selector: .x\n")
+    )
+    (report,) = asyncio.run(fetch_once(store, config, config.feeds))
+    assert report.new == 1 and not report.failed
+    assert any("full text" in note and "404" in note for note in report.notes), report.notes
+    (stored,) = store.iter_posts()
+    assert stored.post.body == post.body
+
+
+def test_gone_disables_the_feed_with_a_reason(store: Store, local_server: LocalServer) -> None:
+    local_server.route("/feed.xml", status=410, body="gone")
+    config = _config(_one_feed(local_server.url("/feed.xml")))
+    (report,) = asyncio.run(fetch_once(store, config, config.feeds))
+    assert report.failed and report.error_class == "gone"
+    (feed,) = store.feeds()
+    assert feed.disabled_reason and "410" in feed.disabled_reason
+    assert not feed.active
+    assert (
+        store.claim_due(now=datetime.now(UTC), limit=5, lease=timedelta(minutes=1), owner="t") == []
+    )
+
+
+def test_validators_and_schedule_are_stored_on_the_feed(
+    store: Store, local_server: LocalServer
+) -> None:
+    feed = EtagFeed(rss_document("<ttl>120</ttl>" + seed_item(seed_posts()[2])))
+    local_server.route("/feed.xml", feed)
+    config = _config(_one_feed(local_server.url("/feed.xml")))
+    before = datetime.now(UTC)
+    asyncio.run(fetch_once(store, config, config.feeds))
+    (state,) = store.feeds()
+    assert state.etag == feed.etag
+    assert state.last_status == 200 and state.error_streak == 0
+    # <ttl>120</ttl> asks for two hours, more than the 15 minute interval
+    assert state.next_check_at is not None
+    assert (state.next_check_at - before).total_seconds() >= 7200
+
+
+def test_a_slow_body_is_cut_by_the_deadline_and_recorded(
+    store: Store, local_server: LocalServer
+) -> None:
+    from aggregator.fetch import Fetcher, FetchLimits
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
+        await response.prepare(request)
+        for _ in range(30):
+            await response.write(b" ")
+            await asyncio.sleep(0.2)
+        return response
+
+    local_server.route("/feed.xml", drip)
+    config = _config(_one_feed(local_server.url("/feed.xml")))
+
+    async def run() -> list[FeedReport]:
+        async with Fetcher(FetchLimits(deadline=1.0)) as fetcher:
+            return await fetch_once(store, config, config.feeds, fetcher=fetcher)
+
+    (report,) = asyncio.run(run())
+    assert report.failed and report.error_class == "transient"
+    (state,) = store.feeds()
+    assert "deadline" in (state.last_error or "")
+    assert state.error_streak == 1
