@@ -226,7 +226,7 @@ def fetch(
 
     from aggregator.export import ExportError
     from aggregator.feeds import ConfigError
-    from aggregator.runner import fetch_once, summary_table
+    from aggregator.runner import fetch_once, summary_table, totals_line
 
     config = _load_config(config_path)
     if needles:
@@ -245,6 +245,7 @@ def fetch(
         _fail(str(exc.strerror))
     console = Console(width=max(Console().width, 120))
     console.print(summary_table(reports))
+    click.echo(totals_line(reports))
     if any(r.failed for r in reports):
         sys.exit(1)
 

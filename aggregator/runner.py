@@ -20,7 +20,7 @@ from aggregator.fetch import Fetcher
 from aggregator.pipeline import FeedReport, Pipeline
 from aggregator.store import FeedState, Store
 
-__all__ = ["fetch_once", "status_table", "summary_table"]
+__all__ = ["fetch_once", "status_table", "summary_table", "totals_line"]
 
 
 async def fetch_once(
@@ -79,6 +79,15 @@ def summary_table(reports: Sequence[FeedReport]) -> Table:
             else "ok" + (f" ({'; '.join(r.notes)})" if r.notes else ""),
         )
     return table
+
+
+def totals_line(reports: Sequence[FeedReport]) -> str:
+    """One line a script can grep: ``5 new, 0 duplicate, 0 updated, 0 failed (2 feeds)``."""
+    return (
+        f"{sum(r.new for r in reports)} new, {sum(r.duplicate for r in reports)} duplicate, "
+        f"{sum(r.updated for r in reports)} updated, {sum(r.failed for r in reports)} failed "
+        f"({len(reports)} feeds)"
+    )
 
 
 def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> Table:

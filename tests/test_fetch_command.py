@@ -35,7 +35,7 @@ def test_fetch_then_export_reproduces_the_seeds(
     first = aggregator(
         "fetch", "--config", str(seed_farm), "--export", str(out), db=database_url, cwd=tmp_path
     )
-    assert "5" in first.stdout  # the summary table lists the new posts
+    assert first.stdout.endswith("5 new, 0 duplicate, 0 updated, 0 failed (2 feeds)\n")
     written = sorted(p.read_bytes() for p in out.iterdir())
     assert written == sorted(p.read_bytes() for p in seed_paths())
 
@@ -51,6 +51,7 @@ def test_fetch_then_export_reproduces_the_seeds(
     assert len(requests) == 2
     assert all(r.headers.get("If-None-Match") for r in requests)
     assert "304" in second.stdout
+    assert second.stdout.endswith("0 new, 0 duplicate, 0 updated, 0 failed (2 feeds)\n")
     replay = aggregator("replay", str(out), db=database_url, cwd=tmp_path)
     assert replay.stdout == "0 new, 5 duplicate\n"
 
@@ -94,6 +95,7 @@ def test_a_failing_feed_does_not_stop_the_others(tmp_path: Path, local_server: L
     proc = aggregator("fetch", "--config", str(config), db=db, cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert "500" in proc.stdout
+    assert proc.stdout.endswith("4 new, 0 duplicate, 0 updated, 1 failed (2 feeds)\n")
     status = aggregator("status", db=db, cwd=tmp_path).stdout
     assert "transient" in status
     out = tmp_path / "posts"
