@@ -88,6 +88,26 @@ def test_pid_alive_knows_this_process_and_a_reaped_child() -> None:
     assert not pid_alive(child.pid)
 
 
+def test_release_owners_frees_only_the_dead_owners_leases(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from aggregator.feeds import FeedSpec
+
+    now = datetime.now(UTC)
+    specs = [
+        FeedSpec(url=f"https://news.example.com/{i}.xml", outlet="O", section="S", group="G")
+        for i in range(3)
+    ]
+    store.sync_feeds(specs, now=now - timedelta(hours=1), spread_new=False)
+    lease = timedelta(minutes=15)
+    assert len(store.claim_due(now=now, limit=2, lease=lease, owner="box:1")) == 2
+    assert len(store.claim_due(now=now, limit=1, lease=lease, owner="box:2")) == 1
+    assert store.lease_owners(now=now) == {"box:1", "box:2"}
+    assert store.release_owners(["box:1"]) == 2
+    assert store.lease_owners(now=now) == {"box:2"}
+    assert len(store.claim_due(now=now, limit=5, lease=lease, owner="box:3")) == 2
+
+
 @pytest.mark.slow
 def test_kill_9_mid_ingest_leaves_no_half_feed_and_a_restart_finishes_it(
     tmp_path: Path, local_server: LocalServer
@@ -268,6 +288,25 @@ def _tmpfs(directory: Path, options: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(directory)], check=False)
 
 
+@contextlib.contextmanager
+def _read_only_dir(directory: Path) -> Iterator[Path]:
+    """A directory this test's processes cannot write in.
+
+    As an ordinary user a ``chmod 555`` does it; root writes through
+    permissions, so as root a read-only tmpfs is mounted instead.
+    """
+    if os.geteuid() == 0:
+        with _tmpfs(directory, "size=64k,ro") as mounted:
+            yield mounted
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o555)
+    try:
+        yield directory
+    finally:
+        directory.chmod(0o755)
+
+
 def _run_to_exit(*args: str, db: str, cwd: Path, timeout: float = 30) -> tuple[int, str]:
     with AggregatorProcess(*args, db=db, cwd=cwd) as proc:
         assert proc.proc is not None
@@ -288,7 +327,7 @@ def test_sqlite_directory_missing_at_start_is_a_clear_error(tmp_path: Path) -> N
 def test_sqlite_directory_read_only_at_start_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "feeds.yaml"
     config.write_text("feeds: []\n", encoding="utf-8")
-    with _tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
+    with _read_only_dir(tmp_path / "ro") as ro:
         code, log = _run_to_exit(
             "run", "--config", str(config), db=f"sqlite:///{ro}/a.db", cwd=tmp_path
         )
@@ -305,7 +344,7 @@ def test_read_only_export_directory_stops_the_daemon_at_start(
 ) -> None:
     local_server.route("/a.xml", EtagFeed(_feed(3)))
     config = _config(tmp_path / "feeds.yaml", local_server, "/a.xml")
-    with _tmpfs(tmp_path / "posts", "size=64k,ro") as ro:
+    with _read_only_dir(tmp_path / "posts") as ro:
         code, log = _run_to_exit(
             "run",
             "--config",
@@ -354,3 +393,45 @@ def test_full_export_disk_keeps_the_posts_and_export_writes_them_later(
     tmp_path: Path, local_server: LocalServer
 ) -> None:
     _export_fills_up(tmp_path, local_server, n=30)
+
+
+def _make_read_only(directory: Path) -> None:
+    """Turn a writable directory (a tmpfs when root) read-only under a running process."""
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
+    else:
+        directory.chmod(0o555)
+
+
+@pytest.mark.slow
+def test_export_directory_turning_read_only_mid_run_keeps_polling_and_storing(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    feed = EtagFeed(_feed(3))
+    local_server.route("/a.xml", feed)
+    config = _config(tmp_path / "feeds.yaml", local_server, "/a.xml", interval="2s")
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    posts = tmp_path / "posts"
+    mounted = _tmpfs(posts, "size=1m") if os.geteuid() == 0 else contextlib.nullcontext(posts)
+    with (
+        mounted,
+        AggregatorProcess(
+            "run", "--config", str(config), "--export", str(posts), db=db, cwd=tmp_path
+        ) as daemon,
+    ):
+        assert daemon.proc is not None
+        wait_for(lambda: len(list(posts.glob("*.md"))) == 3, 30, "the first poll exported")
+        _make_read_only(posts)
+        feed.body = _feed(6).encode()
+        wait_for(lambda: "export failed (posts are stored)" in daemon.log, 20, "the export error")
+        assert "cannot write in" in daemon.log
+        with sqlite3.connect(tmp_path / "a.db") as conn:
+            assert conn.execute("select count(*) from posts").fetchone() == (6,)
+        assert daemon.proc.poll() is None, "the daemon keeps running"
+        assert daemon.stop()[0] == 0
+        if os.geteuid() != 0:
+            posts.chmod(0o755)
+        assert len(list(posts.iterdir())) == 3, "no temporary file is left behind"
+    assert "Traceback" not in daemon.log, daemon.log
+    code, log = _run_to_exit("export", str(tmp_path / "later"), db=db, cwd=tmp_path)
+    assert (code, "6 written" in log) == (0, True), log
