@@ -166,6 +166,11 @@ class Pipeline:
         report = FeedReport(url=spec.url, outlet=spec.outlet, section=spec.section)
         try:
             await self._run(spec, feed_id, report)
+        except BaseException as exc:
+            # The database (or a cancel) cut the poll short: say so in its log
+            # line rather than "poll ok"; the caller decides what happens next.
+            report.error = report.error or f"not stored: {type(exc).__name__}"
+            raise
         finally:
             report.elapsed_ms = round((time.monotonic() - started) * 1000)
             level = logging.WARNING if report.failed else logging.INFO

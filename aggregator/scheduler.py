@@ -29,7 +29,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,14 +37,15 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from aggregator.export import ExportError, prepare_directory
 from aggregator.feeds import Config, ConfigError, FeedSpec, load_config
 from aggregator.fetch import Fetcher, FetchLimits
 from aggregator.metrics import Metrics
 from aggregator.pipeline import FeedReport, Pipeline
 from aggregator.server import BindError, HttpServer, start_http_server
-from aggregator.store import Store
+from aggregator.store import DatabaseURLError, Store
 
-__all__ = ["Daemon", "DaemonOptions", "run_daemon"]
+__all__ = ["Daemon", "DaemonOptions", "dead_local_owners", "pid_alive", "run_daemon"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,47 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    try:
+        # "pid (comm) S ...": the state follows the last ')'.
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return True  # no procfs (not Linux): trust kill()
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
+def dead_local_owners(
+    owners: Iterable[str], *, me: str, alive: Callable[[int], bool] = pid_alive
+) -> set[str]:
+    """The lease owners that were daemons on this host whose process has ended.
+
+    Their leases would otherwise block the feeds for the whole lease length
+    (15 min) after a crash or ``kill -9``.  Only owners on *this* host can be
+    judged -- a pid on another machine means nothing here -- so a daemon that
+    died elsewhere still loses its leases by expiry.  An owner whose pid was
+    reused by an unrelated process looks alive: the safe mistake (its leases
+    expire as before).
+    """
+    host = me.rpartition(":")[0]
+    dead = set()
+    for owner in owners:
+        owner_host, _, pid = owner.rpartition(":")
+        if owner == me or owner_host != host or not pid.isdigit():
+            continue
+        if not alive(int(pid)):
+            dead.add(owner)
+    return dead
+
+
 class Daemon:
     """One polling process; see the module docstring."""
 
@@ -106,6 +148,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._stopping = False
         self._db_down_since: datetime | None = None
+        # Leases we still hold for polls that died on a database error; given
+        # back as soon as the database answers, so those feeds are polled
+        # again at once instead of after the lease length.
+        self._unreleased: set[int] = set()
         self._config_stamp = self._stamp()
         self._scheduler: AsyncIOScheduler | None = None
         self._pipeline: Pipeline | None = None
@@ -134,6 +180,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if not await self._sync_with_retry(spread_new=True):
             return 0
+        with contextlib.suppress(*_DB_ERRORS):
+            await asyncio.to_thread(self._reclaim_dead_leases)
         async with Fetcher(self.limits) as fetcher:
             self._pipeline = Pipeline(self.store, fetcher, export_dir=self.export_dir)
             scheduler = AsyncIOScheduler(timezone=UTC)
@@ -241,6 +289,18 @@ class Daemon:
                 delay = min(delay * 2, self.options.db_retry_max)
         return False
 
+    def _reclaim_dead_leases(self) -> None:
+        """Free the leases of daemons on this host that died holding them."""
+        owners = self.store.lease_owners(now=utcnow())
+        dead = dead_local_owners(owners, me=self.owner)
+        if dead:
+            freed = self.store.release_owners(dead)
+            log.warning(
+                "took back %d lease(s) of %s: no such process on this host any more",
+                freed,
+                ", ".join(sorted(dead)),
+            )
+
     # -- jobs ----------------------------------------------------------------------
 
     async def _claim(self) -> None:
@@ -250,6 +310,10 @@ class Daemon:
         if free <= 0:
             return
         try:
+            if self._unreleased:
+                orphans = self._unreleased - set(self._inflight)
+                await asyncio.to_thread(self.store.release, orphans, owner=self.owner)
+                self._unreleased -= orphans
             claimed = await asyncio.to_thread(
                 self.store.claim_due,
                 now=utcnow(),
@@ -280,9 +344,11 @@ class Daemon:
         except asyncio.CancelledError:
             raise
         except _DB_ERRORS as exc:
-            # Nothing of this poll was committed; the lease lapses and the
-            # feed is polled again with its old validators.
+            # Nothing of this poll was committed; once the database answers
+            # the lease is given back and the feed is polled again with its
+            # old validators, so nothing fetched meanwhile is lost.
             self._db_failed(exc)
+            self._unreleased.add(feed_id)
             return
         except Exception:
             log.exception("bug while polling %s; the feed will be retried", spec.url)
@@ -334,6 +400,7 @@ class Daemon:
 
     async def _housekeeping(self) -> None:
         try:
+            await asyncio.to_thread(self._reclaim_dead_leases)
             due, leased, active = await asyncio.to_thread(self.store.feed_counts, now=utcnow())
         except _DB_ERRORS as exc:
             self._db_failed(exc)
@@ -390,6 +457,10 @@ async def _main(
             return 1
         log.info("serving /healthz and /metrics on %s", http_bind)
     try:
+        target = export_dir if export_dir is not None else config.output_dir
+        if target is not None:
+            # Refuse to start rather than poll for hours and write nothing out.
+            prepare_directory(target)
         store = await _open_store_with_retry(
             database_url, early_stop, options.db_retry_max, lambda exc: None
         )
@@ -403,6 +474,11 @@ async def _main(
             return await daemon.run()
         finally:
             store.close()
+    except (DatabaseURLError, ExportError) as exc:
+        # Waiting cannot fix these (a bad URL, a missing or read-only
+        # directory): say what to change and exit instead of retrying forever.
+        log.error("cannot start: %s", exc.strerror if isinstance(exc, ExportError) else exc)
+        return 1
     finally:
         if server is not None:
             await server.stop()

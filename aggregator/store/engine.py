@@ -13,6 +13,7 @@ starting together do not race each other through the same migration.
 from __future__ import annotations
 
 import logging
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -80,6 +81,13 @@ def make_engine(url: str | URL, *, pool_size: int = 5) -> Engine:
             if not parent.is_dir():
                 raise DatabaseURLError(
                     f"the directory for the SQLite database {database!r} does not exist: {parent}"
+                )
+            # SQLite creates the file and its -wal/-shm companions next to it;
+            # without this check the driver only says "unable to open database file".
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise DatabaseURLError(
+                    f"the directory for the SQLite database {database!r} is not writable: "
+                    f"{parent} (SQLite keeps its -wal and -shm files there)"
                 )
         engine = create_engine(parsed, poolclass=NullPool)
         event.listen(engine, "connect", _sqlite_pragmas)

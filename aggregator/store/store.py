@@ -355,9 +355,7 @@ class Store:
                     entry.last_seen_at = now
             if feed_values:
                 session.execute(
-                    update(m.Feed)
-                    .where(m.Feed.id == feed_id)
-                    .values(**feed_values, updated_at=now)
+                    update(m.Feed).where(m.Feed.id == feed_id).values(**feed_values, updated_at=now)
                 )
         return result
 
@@ -492,6 +490,30 @@ class Store:
                 .where(m.Feed.id.in_(ids), m.Feed.lease_owner == owner)
                 .values(lease_until=None, lease_owner=None)
             )
+
+    def lease_owners(self, *, now: datetime) -> set[str]:
+        """Owners holding at least one unexpired lease (to spot dead daemons)."""
+        query = (
+            select(m.Feed.lease_owner)
+            .where(m.Feed.lease_owner.is_not(None), m.Feed.lease_until >= now)
+            .distinct()
+        )
+        with self._session() as session:
+            return {owner for owner in session.scalars(query) if owner}
+
+    def release_owners(self, owners: Iterable[str]) -> int:
+        """Drop every lease held by ``owners`` (known dead); returns the feeds freed."""
+        names = list(owners)
+        if not names:
+            return 0
+        with self._session.begin() as session:
+            result = session.execute(
+                update(m.Feed)
+                .where(m.Feed.lease_owner.in_(names))
+                .values(lease_until=None, lease_owner=None)
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount or 0)
 
     def feed_counts(self, *, now: datetime) -> tuple[int, int, int]:
         """(due, leased, active) feed counts, for the metrics gauges."""
