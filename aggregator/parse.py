@@ -60,7 +60,11 @@ __all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed"]
 
 
 class FeedParseError(ValueError):
-    """The bytes are not a feed at all; the message says what they looked like."""
+    """The bytes are not a feed at all; the message says what they looked like.
+
+    Every message starts "not a feed" or "not a readable feed", so it can be
+    recorded on the feed row as it is.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,7 @@ def parse_feed(
     charset = _clean_charset(charset) or header_charset
     lead = _significant_start(content)
     if not lead:
-        raise FeedParseError("empty body: no feed to parse")
+        raise FeedParseError("not a feed: the body is empty")
     if lead[:1] in (b"{", b"[") or (_is_json_media_type(media_type) and lead[:1] != b"<"):
         return _parse_json_feed(content, url=url, charset=charset)
     return _parse_xml_feed(content, url=url, charset=charset)
@@ -198,14 +202,14 @@ def _describe_non_feed(content: bytes) -> str:
     sample = lead[:1024]
     lowered = sample.lower()
     if lowered.startswith(b"<!doctype html") or re.search(rb"<(html|head|body)[\s>]", lowered):
-        return "an HTML page, not a feed"
+        return "an HTML page"
     if sample.count(b"\x00") > len(sample) // 8 or re.search(rb"[\x00-\x08\x0e-\x1a]", sample[:64]):
-        return f"binary data (starts with {lead[:8]!r}), not a feed"
+        return f"binary data (starts with {lead[:8]!r})"
     if sample.startswith(b"<"):
         root = _root_element_name(lead)
         if root:
             return f"an XML document whose root element is <{root}>, not an RSS, RDF or Atom feed"
-        return "markup without a root element, not a feed"
+        return "markup without a root element"
     return f"neither XML nor JSON (starts with {lead[:24]!r})"
 
 

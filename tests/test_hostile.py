@@ -166,6 +166,7 @@ def assert_failed(
     """The feed's report and row both name the failure; returns the row."""
     report, feed = result.reports[outlet], result.feeds[outlet]
     assert report.error is not None and reason in report.error, report.error
+    assert report.error.count("not a feed") <= 1, f"the reason repeats itself: {report.error}"
     assert report.error_class == error_class
     assert report.status == status
     assert report.new == 0
@@ -422,13 +423,13 @@ FAILURES: dict[str, Failure] = {
     "html-page": Failure(
         _route("/login", body=HTML_PAGE, headers={"Content-Type": "text/html; charset=utf-8"}),
         "permanent",
-        "not a feed: an HTML page, not a feed",
+        "not a feed: an HTML page",
         status=200,
     ),
     "empty-body": Failure(
         _route("/empty.xml", body=b"", headers={"Content-Type": "application/rss+xml"}),
         "permanent",
-        "not a feed: empty body",
+        "not a feed: the body is empty",
         status=200,
     ),
     "random-bytes": Failure(
