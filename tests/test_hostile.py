@@ -741,6 +741,14 @@ def cli(*args: str, db: str, cwd: Path) -> str:
 def test_one_pass_over_every_hostile_feed_at_once_stays_under_a_gib(
     local_server: LocalServer, tmp_path: Path, secret_file: Path
 ) -> None:
+    """Every case together, as a daemon would meet them in one pass.
+
+    Peak memory is read from the kernel after the child exits:
+    ``RUSAGE_CHILDREN`` gives the largest RSS of any child this test process
+    has waited for, so it can only overstate this child's, and the bound
+    stays a bound.  Measured: about 110 MiB, against a 16 MiB body cap met by
+    the bomb, the 60 MB bodies and the entity attacks at once.
+    """
     hostile = {case: failure.serve(local_server, tmp_path) for case, failure in FAILURES.items()}
     local_server.route("/gone.xml", status=410, body="gone")
     local_server.route("/busy.xml", status=429, headers={"Retry-After": "3600"})
@@ -748,9 +756,18 @@ def test_one_pass_over_every_hostile_feed_at_once_stays_under_a_gib(
     local_server.route("/xxe.xml", body=xxe_document(secret_file, local_server.url("/xxe-probe")))
     local_server.route("/xss.xml", body=xss_rss())
     local_server.route("/xss.json", body=xss_json(), headers={"Content-Type": "application/json"})
+    local_server.route("/xss.atom", body=xss_atom())
     local_server.route("/gbk.xml", body=gbk_feed())
     local_server.route("/cut.xml", body=truncated_feed())
-    for path in ("/gone.xml", "/busy.xml", "/laughs.xml", "/xxe.xml", "/xss.xml", "/xss.json"):
+    for path in (
+        "/gone.xml",
+        "/busy.xml",
+        "/laughs.xml",
+        "/xxe.xml",
+        "/xss.xml",
+        "/xss.json",
+        "/xss.atom",
+    ):
         hostile[path.strip("/")] = local_server.url(path)
     hostile.update({"gbk": local_server.url("/gbk.xml"), "cut": local_server.url("/cut.xml")})
     good_titles = serve_good_feed(local_server, "/good.xml") + serve_good_feed(
@@ -786,7 +803,16 @@ def test_one_pass_over_every_hostile_feed_at_once_stays_under_a_gib(
         assert feeds["gone.xml"].disabled_reason
         assert feeds["busy.xml"].error_class == "throttled"
         assert feeds["busy.xml"].error_streak == 0
-        for outlet in (*good, "laughs.xml", "xxe.xml", "xss.xml", "xss.json", "gbk", "cut"):
+        for outlet in (
+            *good,
+            "laughs.xml",
+            "xxe.xml",
+            "xss.xml",
+            "xss.json",
+            "xss.atom",
+            "gbk",
+            "cut",
+        ):
             assert reports[outlet]["error"] is None, reports[outlet]
         stored = [p.post for p in store.iter_posts()]
         assert set(good_titles) <= {p.title for p in stored}
