@@ -60,7 +60,11 @@ __all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed"]
 
 
 class FeedParseError(ValueError):
-    """The bytes are not a feed at all; the message says what they looked like."""
+    """The bytes are not a feed at all; the message says what they looked like.
+
+    Every message starts "not a feed" or "not a readable feed", so it can be
+    recorded on the feed row as it is.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,7 @@ def parse_feed(
     charset = _clean_charset(charset) or header_charset
     lead = _significant_start(content)
     if not lead:
-        raise FeedParseError("empty body: no feed to parse")
+        raise FeedParseError("not a feed: the body is empty")
     if lead[:1] in (b"{", b"[") or (_is_json_media_type(media_type) and lead[:1] != b"<"):
         return _parse_json_feed(content, url=url, charset=charset)
     return _parse_xml_feed(content, url=url, charset=charset)
@@ -198,14 +202,14 @@ def _describe_non_feed(content: bytes) -> str:
     sample = lead[:1024]
     lowered = sample.lower()
     if lowered.startswith(b"<!doctype html") or re.search(rb"<(html|head|body)[\s>]", lowered):
-        return "an HTML page, not a feed"
+        return "an HTML page"
     if sample.count(b"\x00") > len(sample) // 8 or re.search(rb"[\x00-\x08\x0e-\x1a]", sample[:64]):
-        return f"binary data (starts with {lead[:8]!r}), not a feed"
+        return f"binary data (starts with {lead[:8]!r})"
     if sample.startswith(b"<"):
         root = _root_element_name(lead)
         if root:
             return f"an XML document whose root element is <{root}>, not an RSS, RDF or Atom feed"
-        return "markup without a root element, not a feed"
+        return "markup without a root element"
     return f"neither XML nor JSON (starts with {lead[:24]!r})"
 
 
@@ -282,18 +286,22 @@ def _transcode(content: bytes, charset: str | None) -> tuple[bytes, str | None, 
 def _parse_xml_feed(content: bytes, *, url: str, charset: str | None) -> ParsedFeed:
     charset = charset or _sniff_charset(content)
     utf8, encoding, encoding_problem = _transcode(content, charset)
+    source = utf8 if encoding else content
     if encoding:
         headers = {"content-type": "application/xml; charset=utf-8"}
-        data = _defuse_entities(utf8)
     else:  # undecodable: let feedparser's lenient parser do what it can
         headers = {"content-type": f"application/xml; charset={charset}"} if charset else {}
-        data = _defuse_entities(content)
+    data = _defuse_entities(source)
     result = _run_feedparser(data, headers)
     version = result.get("version") or ""
-    if not version and not (result.entries and _has_feed_root(utf8 if encoding else content)):
+    if not version and not (result.entries and _has_feed_root(source)):
         raise FeedParseError(f"not a feed: {_describe_non_feed(content)}")
     problem = result.get("bozo_exception") if result.get("bozo") else None
     problem = problem or encoding_problem
+    bozo_reason = f"{type(problem).__name__}: {problem}" if problem else None
+    if bozo_reason and len(data) != len(source):
+        # Otherwise "undefined entity" reads like the publisher's typo.
+        bozo_reason += " (unsafe entity declarations were removed before parsing)"
     feed = result.feed
     feed_base = _absolute(url, _xml_base(feed, ("title_detail", "subtitle_detail"))) or url
     return ParsedFeed(
@@ -308,7 +316,7 @@ def _parse_xml_feed(content: bytes, *, url: str, charset: str | None) -> ParsedF
             feed.get("sy_updateperiod"), feed.get("sy_updatefrequency")
         ),
         encoding=encoding,
-        bozo_reason=f"{type(problem).__name__}: {problem}" if problem else None,
+        bozo_reason=bozo_reason,
         entries=tuple(_xml_entry(e, url) for e in result.entries),
     )
 
@@ -431,13 +439,13 @@ def _text_to_html(text: str) -> str:
 
 
 def _detail_text(node: Mapping[str, Any], key: str) -> str | None:
-    """A feedparser text construct (title, ...) as one line of plain text."""
+    """A feedparser text construct (title, ...) as one line of plain text, tag-free."""
     value = node.get(key)
     if not isinstance(value, str):
         return None
     content_type = _mapping(node.get(f"{key}_detail")).get("type", "text/plain")
     text = _html_to_text(value) if _is_html_type(content_type) else value
-    return _single_line(text)
+    return _single_line(_without_markup(text))
 
 
 # Every pattern here either matches or fails within one run of non-'<'
@@ -454,6 +462,28 @@ _TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
 def _html_to_text(markup: str) -> str:
     """Tags out (script/style with their text, like feedparser), entities decoded."""
     return html.unescape(_TAG.sub("", _DROPPED_WITH_TEXT.sub("", markup)))
+
+
+# A '<' (or a run of them) that would open a tag; removing whole runs means
+# the removal cannot join a '<' to a letter and so make a new one.
+_TAG_OPENER = re.compile(r"<+(?=[A-Za-z/!?])")
+
+
+def _without_markup(text: str) -> str:
+    """Plain text that no HTML reader can take for a tag.
+
+    Titles end up in Hexo front matter, and themes differ in whether they
+    escape ``page.title`` (EJS ``<%- %>`` and Nunjucks without autoescape do
+    not).  Tag stripping on the HTML path is not enough: feedparser calls a
+    title plain text exactly when it holds tags outside its safe list
+    (``<script>``, ``<iframe>``), decoded entities can spell new tags
+    (``&lt;script&gt;``), and JSON Feed and Atom ``type="text"`` titles are
+    plain text by definition.  So tags go from every title, with script and
+    style text, and then any leftover ``<`` that would start one (an
+    unterminated ``<b``, or a tag that the first pass joined together):
+    one linear pass each, whatever the input.  ``a < b`` stays as it is.
+    """
+    return _TAG_OPENER.sub("", _TAG.sub("", _DROPPED_WITH_TEXT.sub("", text)))
 
 
 # Characters a post header cannot carry (mirrors aggregator.post's rule):
@@ -524,7 +554,7 @@ def _parse_json_feed(content: bytes, *, url: str, charset: str | None) -> Parsed
     items = [item for item in document["items"] if isinstance(item, dict)]
     return ParsedFeed(
         version="json11" if version_text.endswith("1.1") else "json10",
-        title=_single_line(document.get("title")),
+        title=_plain_title(document.get("title")),
         link=home,
         generator=None,
         ttl_minutes=None,
@@ -574,7 +604,7 @@ def _json_entry(item: dict[str, Any], url: str, feed_author: str | None) -> Entr
     return Entry(
         guid=_json_id(item.get("id")),
         link=link,
-        title=_single_line(item.get("title")) or "",
+        title=_plain_title(item.get("title")) or "",
         published=_parse_date_text(item.get("date_published")),
         updated=_parse_date_text(item.get("date_modified")),
         author=_json_author(item) or feed_author,
@@ -586,6 +616,11 @@ def _json_entry(item: dict[str, Any], url: str, feed_author: str | None) -> Entr
         ),
         raw=item,
     )
+
+
+def _plain_title(value: Any) -> str | None:
+    """A JSON Feed title: plain text by the spec, but kept tag-free all the same."""
+    return _single_line(_without_markup(value)) if isinstance(value, str) else None
 
 
 def _json_id(value: Any) -> str | None:

@@ -223,7 +223,7 @@ class Pipeline:
                 state,
                 report,
                 status=result.status,
-                reason=f"not a feed: {exc}",
+                reason=str(exc),  # says "not a feed" and what it was instead
                 error_class=ErrorClass.PERMANENT,
             )
             return
