@@ -23,7 +23,6 @@ benchmark that silently measures failures is worthless.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -75,9 +74,28 @@ def _farm_get(base: str, path: str) -> dict[str, Any]:
 
 
 def _maxrss_mb() -> float:
+    """This process's peak resident set, from ``getrusage``.
+
+    Caveat: on Linux a process starts with its parent's high-water mark (it
+    survives fork and exec), so this is only the child's own peak while the
+    parent stays smaller than the child: the parent never imports the
+    measured code for that reason.  ``_hwm_mb`` cross-checks it.
+    """
     # ru_maxrss is in KiB on Linux (bytes on macOS).
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _hwm_mb() -> float | None:
+    """Linux's VmHWM: the peak RSS of this process image alone (None elsewhere)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
 def _db_bytes(db: Path) -> int:
@@ -154,7 +172,7 @@ def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> 
         ]
 
     cold_s, reports, farm_cold = _timed_pass(base, one_pass)
-    rss_cold = _maxrss_mb()
+    rss_cold, hwm_cold = _maxrss_mb(), _hwm_mb()
     db_cold = _db_bytes(db)
     bad = failures(reports, 200)
     _check(not bad, f"cold pass: {len(bad)} feed(s) failed, e.g. {bad[:3]}")
@@ -181,6 +199,7 @@ def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> 
         "rss_base_mb": rss_base,
         "rss_cold_mb": rss_cold,
         "rss_peak_mb": _maxrss_mb(),
+        "vm_hwm_cold_mb": hwm_cold,
         "db_cold_bytes": db_cold,
         "db_bytes": db_warm,
         "db_closed_bytes": _db_bytes(db),
@@ -207,7 +226,7 @@ def child_reader(base: str, feeds: list[dict[str, str]], items: int, db: Path) -
         return [f"{f.url}: {f.last_exception}" for f in reader.get_feeds() if f.last_exception]
 
     cold_s, _, farm_cold = _timed_pass(base, one_pass)
-    rss_cold = _maxrss_mb()
+    rss_cold, hwm_cold = _maxrss_mb(), _hwm_mb()
     db_cold = _db_bytes(db)
     bad = broken()
     _check(not bad, f"reader cold pass: {len(bad)} feed(s) failed, e.g. {bad[:3]}")
@@ -230,6 +249,7 @@ def child_reader(base: str, feeds: list[dict[str, str]], items: int, db: Path) -
         "rss_base_mb": rss_base,
         "rss_cold_mb": rss_cold,
         "rss_peak_mb": _maxrss_mb(),
+        "vm_hwm_cold_mb": hwm_cold,
         "db_cold_bytes": db_cold,
         "db_bytes": db_warm,
         "db_closed_bytes": _db_bytes(db),
@@ -295,9 +315,12 @@ def run_child(side: str, feeds: int, farm: Farm, workdir: Path, tag: str) -> dic
     command = [sys.executable, str(Path(__file__).resolve()), "--child", side]
     command += ["--feeds", str(feeds), "--manifest", str(farm.manifest), "--db", str(db)]
     started = time.perf_counter()
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False, cwd=workdir
-    )
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False, cwd=workdir
+        )
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{side} at {feeds} feeds took over {CHILD_TIMEOUT:.0f}s: hung") from None
     wall = time.perf_counter() - started
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT_MARK)]
     if done.returncode != 0 or len(lines) != 1:
@@ -309,6 +332,12 @@ def run_child(side: str, feeds: int, farm: Farm, workdir: Path, tag: str) -> dic
         )
     result = json.loads(lines[0][len(RESULT_MARK) :])
     result["child_wall_s"] = wall
+    hwm = result.get("vm_hwm_cold_mb")
+    if hwm is not None and result["rss_cold_mb"] > 1.1 * hwm + 2:
+        log(
+            f"warning: {side}'s ru_maxrss ({result['rss_cold_mb']:.0f} MB) is above its own "
+            f"VmHWM ({hwm:.0f} MB): it inherited this parent's peak, the RSS row is too high"
+        )
     for path in workdir.glob(db.name + "*"):
         path.unlink()
     return result
@@ -360,6 +389,13 @@ def paired_ratio(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], f: Ca
     return f"{statistics.median(pairs):.2f}" if pairs else "-"
 
 
+def growth_factor(small: list[dict[str, Any]], large: list[dict[str, Any]], f: Callable) -> str:
+    """Median at the growth size over median at N: 1.00 means flat."""
+    if not small or not large:
+        return "-"
+    return f"{statistics.median(f(r) for r in large) / statistics.median(f(r) for r in small):.2f}"
+
+
 def machine_facts() -> dict[str, Any]:
     import sqlite3
 
@@ -392,7 +428,9 @@ def print_report(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, soft_wrap=True)
+    # Piped output gets rich's 80 columns by default, too narrow for the table.
+    width = max(120, shutil.get_terminal_size((120, 24)).columns)
+    console = Console(highlight=False, soft_wrap=True, width=width)
     console.print(
         f"machine: {facts['cores']} cores, Python {facts['python']}, {facts['date']}, "
         f"load average at start {' '.join(map(str, facts['load_average']))}"
@@ -426,45 +464,59 @@ def print_report(
             paired_ratio(runs["ours"], runs["reader"], f),
         )
     if args.growth:
-        for label, f in (("cold", cold_ms_per_feed), ("warm", warm_ms_per_feed)):
+        growth_rows = (
+            ("cold ms per feed", cold_ms_per_feed, "{:,.2f}"),
+            ("warm ms per feed", warm_ms_per_feed, "{:,.2f}"),
+            ("peak RSS after cold pass, MB", rss_mb, "{:,.0f}"),
+        )
+        for label, f, fmt in growth_rows:
+            table.add_section()
             for n, results in ((args.feeds, runs), (args.growth, growth)):
                 table.add_row(
-                    f"{label} ms per feed, N={n:,}",
-                    summarise([f(r) for r in results["ours"]], "{:,.2f}"),
-                    summarise([f(r) for r in results["reader"]], "{:,.2f}"),
+                    f"{label}, N={n:,}",
+                    summarise([f(r) for r in results["ours"]], fmt),
+                    summarise([f(r) for r in results["reader"]], fmt),
                     paired_ratio(results["ours"], results["reader"], f),
                 )
-            small = [f(r) for r in runs["ours"]]
-            large = [f(r) for r in growth["ours"]]
-            small_r = [f(r) for r in runs["reader"]]
-            large_r = [f(r) for r in growth["reader"]]
             table.add_row(
-                f"{label} ms per feed, N={args.growth:,} / N={args.feeds:,}",
-                f"{statistics.median(large) / statistics.median(small):.2f}"
-                if small and large
-                else "-",
-                f"{statistics.median(large_r) / statistics.median(small_r):.2f}"
-                if small_r and large_r
-                else "-",
+                f"{label}, N={args.growth:,} / N={args.feeds:,}",
+                growth_factor(runs["ours"], growth["ours"], f),
+                growth_factor(runs["reader"], growth["reader"], f),
                 "",
             )
     console.print(table)
 
 
 def check_imports(only: str) -> None:
+    """Check in a throwaway interpreter that each side can run.
+
+    Not by importing here: a child inherits this process's peak RSS as the
+    floor of its own ``ru_maxrss``, so the parent must stay small.
+    """
+
+    def importable(*modules: str) -> str | None:
+        code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+        done = subprocess.run(
+            [sys.executable, "-c", code, *modules],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=BENCH,  # the path the children see, not whatever the caller's cwd holds
+        )
+        lines = done.stderr.strip().splitlines()
+        return None if done.returncode == 0 else (lines[-1] if lines else "failed")
+
     if only in ("reader", "both"):
         install = f"{sys.executable} -m pip install '{READER_REQUIREMENT}' {READER_SGMLLIB}"
-        try:
-            import reader  # noqa: F401
-        except ImportError:
+        if importable("reader") is not None:
             print(
                 "The comparison needs lemon24/reader, an optional extra of the benchmark:\n"
                 f"    {install}\n"
                 "(or run only our side: python bench/run.py --only ours)",
                 file=sys.stderr,
             )
-            raise SystemExit(2) from None
-        if importlib.util.find_spec("sgmllib") is None:
+            raise SystemExit(2)
+        if importable("sgmllib") is not None:
             # reader vendors a feedparser that imports ``sgmllib``; feedparser
             # >= 6.0.12 no longer pulls that module in, so reader's first
             # update would fail with ModuleNotFoundError.
@@ -475,15 +527,14 @@ def check_imports(only: str) -> None:
             )
             raise SystemExit(2)
     if only in ("ours", "both"):
-        try:
-            import aggregator.runner  # noqa: F401
-        except ImportError as exc:
+        error = importable("aggregator.runner")
+        if error is not None:
             print(
-                f"aggregator's fetch pass is not importable ({exc}); install the project "
+                f"aggregator's fetch pass is not importable ({error}); install the project "
                 f"into this interpreter: {sys.executable} -m pip install -e {ROOT}",
                 file=sys.stderr,
             )
-            raise SystemExit(2) from None
+            raise SystemExit(2)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -573,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     facts["total_s"] = round(time.perf_counter() - started, 1)
+    facts["parent_maxrss_mb"] = round(_maxrss_mb(), 1)
     print_report(facts, runs, growth, args, farm.info)
     if args.json:
         args.json.write_text(
