@@ -180,8 +180,107 @@ def export(settings: Settings, directory: Path, outlet: str | None, since: str |
     click.echo(result.summary())
 
 
+def _config_option(fn: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--config",
+        "config_path",
+        envvar=f"{ENV_PREFIX}_CONFIG",
+        default="feeds.yaml",
+        show_default=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The feeds file.",
+    )(fn)
+
+
+def _export_option(fn: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--export",
+        "export_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Also write each new or edited post into this directory (default: output_dir).",
+    )(fn)
+
+
+def _load_config(path: Path):
+    from aggregator.feeds import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(f"error: {path} is not valid:", err=True)
+        for line in exc.errors:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@_config_option
+@click.option("--feed", "needles", multiple=True, help="Only this feed: its URL, route or outlet.")
+@_export_option
+@click.pass_obj
+def fetch(
+    settings: Settings, config_path: Path, needles: tuple[str, ...], export_dir: Path | None
+) -> None:
+    """Poll the enabled feeds once, concurrently, and print a summary."""
+    import asyncio
+
+    from aggregator.export import ExportError
+    from aggregator.feeds import ConfigError
+    from aggregator.runner import fetch_once, summary_table
+
+    config = _load_config(config_path)
+    if needles:
+        try:
+            specs = tuple(dict.fromkeys(s for n in needles for s in config.select(n)))
+        except ConfigError as exc:
+            _fail(str(exc))
+    else:
+        specs = config.enabled_feeds()
+    store = _open_store(settings)
+    try:
+        reports = asyncio.run(
+            fetch_once(store, config, specs, export_dir=export_dir or config.output_dir)
+        )
+    except ExportError as exc:
+        _fail(str(exc.strerror))
+    console = Console(width=max(Console().width, 120))
+    console.print(summary_table(reports))
+    if any(r.failed for r in reports):
+        sys.exit(1)
+
+
 @main.command()
 @click.pass_obj
-def run(settings: Settings) -> None:
+def status(settings: Settings) -> None:
+    """Show every feed: last poll, result, next poll, error streak, posts."""
+    from aggregator.runner import status_table
+
+    store = _open_store(settings)
+    Console(width=max(Console().width, 140)).print(status_table(store.feeds()))
+
+
+@main.command()
+@_config_option
+@click.option(
+    "--http",
+    "http_bind",
+    envvar=f"{ENV_PREFIX}_HTTP",
+    help="Serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:8080).",
+)
+@_export_option
+@click.pass_obj
+def run(
+    settings: Settings, config_path: Path, http_bind: str | None, export_dir: Path | None
+) -> None:
     """Run the daemon: poll every feed in feeds.yaml on its schedule."""
-    _fail("the daemon is not built yet; use `aggregator replay` and `aggregator export`")
+    from aggregator.scheduler import run_daemon
+
+    _load_config(config_path)  # refuse to start on an invalid file
+    sys.exit(
+        run_daemon(
+            settings.database_url,
+            config_path,
+            http_bind=http_bind,
+            export_dir=export_dir,
+        )
+    )

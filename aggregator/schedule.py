@@ -104,7 +104,12 @@ def next_after_error(
     return now + _jitter(backoff, rng)
 
 
+#: New feeds are first polled within this long of being added (or less than
+#: their interval): long enough to spread a burst, short enough to feel instant.
+STARTUP_SPREAD = timedelta(seconds=10)
+
+
 def startup_delay(interval: timedelta, *, rng: random.Random | None = None) -> timedelta:
-    """Spread never-polled feeds over the first part of their interval."""
-    spread = min(interval, timedelta(minutes=2)).total_seconds()
+    """Spread never-polled feeds over the first seconds, not all in one burst."""
+    spread = min(interval, STARTUP_SPREAD).total_seconds()
     return timedelta(seconds=(rng or random).random() * spread)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from localserver import local_server  # noqa: F401 - the HTTP server fixture, for every module
 from paths import SEEDS
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url

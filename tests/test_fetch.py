@@ -1,9 +1,5 @@
 """Tests for aggregator.fetch, against real sockets on 127.0.0.1 (see localserver.py)."""
 
-# The local_server fixture is imported, and test parameters named after it
-# are how pytest injects it: F811 here is pytest's idiom, not a mistake.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +21,7 @@ import zstandard
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from localserver import Handler, LocalServer, local_server  # noqa: F401  (fixture)
+from localserver import Handler, LocalServer
 
 from aggregator import __version__
 from aggregator.fetch import (

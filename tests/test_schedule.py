@@ -93,8 +93,10 @@ def test_jitter_is_bounded() -> None:
         assert M15 <= delay <= M15 * (1 + JITTER)
 
 
-def test_startup_spreads_within_two_minutes() -> None:
+def test_startup_spreads_within_ten_seconds_or_the_interval() -> None:
     rng = random.Random(2)
     delays = [startup_delay(timedelta(hours=1), rng=rng) for _ in range(100)]
-    assert all(timedelta(0) <= d <= timedelta(minutes=2) for d in delays)
+    assert all(timedelta(0) <= d <= timedelta(seconds=10) for d in delays)
+    short = [startup_delay(timedelta(seconds=2), rng=rng) for _ in range(50)]
+    assert all(d <= timedelta(seconds=2) for d in short)
     assert len(set(delays)) > 90

@@ -1,0 +1,202 @@
+"""Prometheus metrics for the daemon, on a registry of its own.
+
+Design choices, and why:
+
+* Every :class:`Metrics` owns a :class:`~prometheus_client.CollectorRegistry`
+  (a fresh one unless the caller passes one).  The library's global default
+  registry refuses a second metric of the same name, so two daemons, or two
+  tests, in one process would collide there; with a registry per instance they
+  cannot, and nothing is hidden in module state.
+* The pipeline is not imported: :func:`Metrics.observe` takes anything shaped
+  like its ``FeedReport`` (:class:`FeedReportLike`), so this module stays a
+  leaf that the pipeline, the daemon and the tests can all import.
+* Label values come from fixed sets (outcomes, post kinds, error classes), so
+  the number of series is bounded whatever the feeds send.  The one per-feed
+  label is ``aggregator_last_success_timestamp_seconds{feed}``, bounded by the
+  number of feeds in ``feeds.yaml``; :meth:`Metrics.forget_feed` drops a feed
+  that was removed from it.
+* The known label values are created up front at zero, so ``rate()`` and
+  alerts see a series from the first scrape instead of only after the first
+  error of each kind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "ERROR_CLASSES",
+    "FeedReportLike",
+    "Metrics",
+]
+
+#: Error classes the pipeline reports (``FeedReport.error_class``).  Anything
+#: else is counted as ``other`` so a bug cannot grow the label set.
+ERROR_CLASSES: Final = ("transient", "throttled", "permanent", "gone", "export")
+_OTHER: Final = "other"
+_OUTCOMES: Final = ("ok", "not_modified", *ERROR_CLASSES, _OTHER)
+_POST_KINDS: Final = ("new", "duplicate", "updated")
+
+#: Fetch durations span a cached 304 from a nearby CDN (~10 ms) to a slow
+#: outlet running into the fetch timeout (~60 s), roughly 2.5x per bucket.
+DURATION_BUCKETS: Final = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    60.0,
+)
+
+
+class FeedReportLike(Protocol):
+    """What :meth:`Metrics.observe` reads from the pipeline's ``FeedReport``.
+
+    Read-only properties, so frozen dataclasses and plain ones both match.
+    """
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def new(self) -> int: ...
+    @property
+    def duplicate(self) -> int: ...
+    @property
+    def updated(self) -> int: ...
+    @property
+    def wire_bytes(self) -> int: ...
+    @property
+    def elapsed_ms(self) -> int: ...
+    @property
+    def error_class(self) -> str | None: ...
+    @property
+    def failed(self) -> bool: ...
+
+
+class Metrics:
+    """The daemon's counters, gauges and histogram, rendered for ``/metrics``.
+
+    Thread-safe (prometheus-client locks each metric), so fetch workers may
+    call :meth:`observe` from threads while the HTTP server renders.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``clock`` gives the Unix time stamped on successes (tests fix it)."""
+        self.registry: CollectorRegistry = registry if registry is not None else CollectorRegistry()
+        self._clock = clock
+        r = self.registry
+        self._fetches = Counter(
+            "aggregator_fetches",
+            "Feed fetches by outcome: ok (2xx), not_modified (304) or the error class.",
+            ["outcome"],
+            registry=r,
+        )
+        self._posts = Counter(
+            "aggregator_posts",
+            "Feed entries by what the store made of them: new, duplicate or updated.",
+            ["kind"],
+            registry=r,
+        )
+        self._duration = Histogram(
+            "aggregator_fetch_duration_seconds",
+            "Wall time of one feed fetch, including failures.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self._bytes = Counter(
+            "aggregator_fetched_bytes",
+            "Bytes received from feed servers, as sent on the wire (compressed).",
+            registry=r,
+        )
+        self._due = Gauge("aggregator_feeds_due", "Feeds due for a fetch now.", registry=r)
+        self._leased = Gauge(
+            "aggregator_feeds_leased", "Feeds currently leased by a fetch worker.", registry=r
+        )
+        self._active = Gauge(
+            "aggregator_feeds_active", "Feeds configured and not disabled.", registry=r
+        )
+        self._last_success = Gauge(
+            "aggregator_last_success_timestamp_seconds",
+            "Unix time of the feed's last successful fetch (200 or 304) by this process.",
+            ["feed"],
+            registry=r,
+        )
+        self._errors = Counter(
+            "aggregator_feed_errors",
+            "Failed feed fetches by error class.",
+            ["error_class"],
+            registry=r,
+        )
+        for outcome in _OUTCOMES:
+            self._fetches.labels(outcome=outcome)
+        for kind in _POST_KINDS:
+            self._posts.labels(kind=kind)
+        for error_class in (*ERROR_CLASSES, _OTHER):
+            self._errors.labels(error_class=error_class)
+
+    def observe(self, report: FeedReportLike) -> None:
+        """Count one finished fetch.
+
+        Post counts are taken from failed reports too: an ``export`` failure
+        happens after the posts were stored, and they were.
+        """
+        if report.failed:
+            error_class = _bounded_error_class(report.error_class)
+            self._fetches.labels(outcome=error_class).inc()
+            self._errors.labels(error_class=error_class).inc()
+        else:
+            outcome = "not_modified" if report.status == 304 else "ok"
+            self._fetches.labels(outcome=outcome).inc()
+            self._last_success.labels(feed=report.url).set(self._clock())
+        self._posts.labels(kind="new").inc(max(report.new, 0))
+        self._posts.labels(kind="duplicate").inc(max(report.duplicate, 0))
+        self._posts.labels(kind="updated").inc(max(report.updated, 0))
+        self._bytes.inc(max(report.wire_bytes, 0))
+        self._duration.observe(max(report.elapsed_ms, 0) / 1000)
+
+    def set_feed_counts(self, *, due: int, leased: int, active: int) -> None:
+        """Record the scheduler's view of the feed table (called periodically)."""
+        self._due.set(due)
+        self._leased.set(leased)
+        self._active.set(active)
+
+    def forget_feed(self, url: str) -> None:
+        """Drop a feed's per-feed series, e.g. once it is removed from ``feeds.yaml``.
+
+        Without this a removed feed would keep exporting a last-success time
+        that grows ever older and trips staleness alerts for nothing.
+        """
+        self._last_success.remove(url)  # a no-op for a feed that never succeeded
+
+    def render(self) -> tuple[bytes, str]:
+        """The registry in Prometheus text format, with its content type.
+
+        The classic 0.0.4 type is announced (what prometheus-client's own
+        handler sends by default): every scraper version reads it, and all
+        our names are plain ASCII so nothing newer is needed.
+        """
+        return generate_latest(self.registry), CONTENT_TYPE_PLAIN_0_0_4
+
+
+def _bounded_error_class(error_class: str | None) -> str:
+    return error_class if error_class in ERROR_CLASSES else _OTHER

@@ -1,0 +1,733 @@
+"""Feed bytes -> normalised entries.  Pure: no network, no files, no clock.
+
+RSS 0.9x/1.0/2.0, Atom 0.3/1.0 and RDF go through feedparser; JSON Feed 1.0
+and 1.1, which feedparser 6 cannot read, are parsed here with :mod:`json`.
+Everything comes out as :class:`Entry` values in one shape, so the content
+stage never needs to know which dialect an item came from.
+
+Decisions worth knowing before changing anything:
+
+* feedparser is called with ``sanitize_html=False`` and
+  ``resolve_relative_uris=False``.  Its sanitiser re-serialises every body
+  (``&resize`` becomes ``&amp;resize``, unknown attributes such as
+  ``referrerpolicy`` vanish), which would make clean bodies come out changed;
+  :mod:`aggregator.content` sanitises and resolves URLs itself and leaves
+  clean HTML byte for byte alone.  So ``content_html`` and ``summary_html``
+  are the feed's markup as sent: untrusted, to be cleaned before display.
+* feedparser gets the body wrapped in :class:`io.BytesIO`, never as bytes:
+  given ``bytes`` it first tries ``open()`` on them, so a hostile server that
+  answers ``/dev/zero`` or ``/etc/passwd`` would make it read a local file.
+* Entity declarations are deleted before feedparser sees a document (see
+  :func:`_defuse_entities`; only those whose value is one character
+  reference survive, as they cannot amplify).  feedparser's own DOCTYPE
+  clean-up misses declarations that do not start a line, and its lenient
+  fallback parser expands the "safe" ones it keeps without any limit: a
+  16 kB document whose entity is 10 kB of text, referenced 2,000 times,
+  yields a 20 MB title.  libexpat >= 2.4 (we run 2.5) caps amplification in
+  the strict parser, but only after 8 MiB of output and not in the fallback,
+  so we remove the problem instead of relying on the cap.  External entities
+  and DTDs are never fetched: feedparser turns ``feature_external_ges`` off
+  and ``xml.sax`` leaves external parameter entities off.
+* feedparser crashes on some mangled documents (fuzzing found uncaught
+  AttributeError, TypeError, UnicodeDecodeError and ValueError); those
+  become :class:`FeedParseError`, so callers handle exactly one exception.
+* Charset: an HTTP ``charset`` wins, then a BOM (or the byte pattern of
+  UTF-16/32 without one), then the XML declaration.  Transcoding is
+  feedparser's own (``convert_to_utf8``), so gb2312 is read as gb18030 and the
+  results match plain feedparser wherever the charset is not in dispute.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import io
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import feedparser
+from dateutil import parser as dateutil_parser
+from feedparser.encodings import convert_to_utf8
+
+__all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed"]
+
+
+class FeedParseError(ValueError):
+    """The bytes are not a feed at all; the message says what they looked like."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One feed item, whatever dialect it came in.
+
+    ``title`` and ``author`` are plain text; ``content_html``/``summary_html``
+    are the feed's HTML as sent (unsanitised, see the module docstring);
+    ``base_url`` is what relative URLs in that HTML are relative to.  ``raw``
+    keeps the item's fields as parsed, JSON-serialisable, so later stages can
+    be re-run from the store without refetching.
+    """
+
+    guid: str | None
+    link: str | None
+    title: str
+    published: datetime | None
+    updated: datetime | None
+    author: str | None
+    content_html: str
+    summary_html: str
+    base_url: str | None
+    images: tuple[str, ...]
+    raw: dict[str, Any] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """A parsed document: feed-level metadata plus its entries in feed order."""
+
+    version: str
+    title: str | None
+    link: str | None
+    generator: str | None
+    ttl_minutes: int | None
+    update_period_seconds: float | None
+    encoding: str | None
+    bozo_reason: str | None
+    entries: tuple[Entry, ...]
+
+
+def parse_feed(
+    content: bytes,
+    *,
+    url: str,
+    content_type: str | None = None,
+    charset: str | None = None,
+) -> ParsedFeed:
+    """Parse one fetched document.
+
+    ``url`` is where it was fetched from (the base for relative links);
+    ``content_type`` and ``charset`` are the HTTP header's, when known; an
+    explicit ``charset`` wins over one inside ``content_type``.  Raises
+    :class:`FeedParseError` (and nothing else) for bytes that are not a feed.
+    """
+    media_type, header_charset = _split_content_type(content_type)
+    charset = _clean_charset(charset) or header_charset
+    lead = _significant_start(content)
+    if not lead:
+        raise FeedParseError("empty body: no feed to parse")
+    if lead[:1] in (b"{", b"[") or (_is_json_media_type(media_type) and lead[:1] != b"<"):
+        return _parse_json_feed(content, url=url, charset=charset)
+    return _parse_xml_feed(content, url=url, charset=charset)
+
+
+# --------------------------------------------------------------------------
+# Sniffing
+
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32le"),
+    (codecs.BOM_UTF32_BE, "utf-32be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16le"),
+    (codecs.BOM_UTF16_BE, "utf-16be"),
+)
+
+
+def _split_content_type(content_type: str | None) -> tuple[str, str | None]:
+    """``'application/rss+xml; charset="GB2312"'`` -> (media type, charset)."""
+    if not content_type:
+        return "", None
+    media_type, _, params = content_type.partition(";")
+    found = re.search(r"charset\s*=\s*([^;]+)", params, re.IGNORECASE)
+    return media_type.strip().lower(), _clean_charset(found.group(1) if found else None)
+
+
+def _clean_charset(charset: str | None) -> str | None:
+    if not charset:
+        return None
+    cleaned = charset.strip().strip("\"'").strip().lower()
+    return cleaned or None
+
+
+def _is_json_media_type(media_type: str) -> bool:
+    return media_type in ("application/json", "text/json") or media_type.endswith("+json")
+
+
+def _significant_start(content: bytes) -> bytes:
+    """The first bytes after any UTF-8 BOM and ASCII whitespace (for sniffing)."""
+    head = content[:4096]
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[3:]
+    return head.lstrip(b" \t\r\n\f\x00")
+
+
+def _sniff_charset(content: bytes) -> str | None:
+    """BOM, else the zero-byte pattern of UTF-16/32 around a leading ``<``.
+
+    feedparser only recognises BOM-less UTF-16/32 when the document starts
+    with ``<?xm``; a bare ``<rss`` in UTF-16BE would otherwise be read as
+    UTF-8 and lose every entry.
+    """
+    for bom, name in _BOMS:
+        if content.startswith(bom):
+            return name
+    head = content[:4]
+    if len(head) == 4:
+        if head[:3] == b"\x00\x00\x00" and head[3:] == b"<":
+            return "utf-32be"
+        if head[:1] == b"<" and head[1:] == b"\x00\x00\x00":
+            return "utf-32le"
+        if head[0] == 0 and head[2] == 0 and head[1] == ord("<") and head[3] != 0:
+            return "utf-16be"
+        if head[1] == 0 and head[3] == 0 and head[0] == ord("<") and head[2] != 0:
+            return "utf-16le"
+    return None
+
+
+def _describe_non_feed(content: bytes) -> str:
+    """A short human description of bytes that turned out not to be a feed."""
+    lead = _significant_start(content)
+    if not lead:
+        return "an empty body"
+    sample = lead[:1024]
+    lowered = sample.lower()
+    if lowered.startswith(b"<!doctype html") or re.search(rb"<(html|head|body)[\s>]", lowered):
+        return "an HTML page, not a feed"
+    if sample.count(b"\x00") > len(sample) // 8 or re.search(rb"[\x00-\x08\x0e-\x1a]", sample[:64]):
+        return f"binary data (starts with {lead[:8]!r}), not a feed"
+    if sample.startswith(b"<"):
+        root = _root_element_name(lead)
+        if root:
+            return f"an XML document whose root element is <{root}>, not an RSS, RDF or Atom feed"
+        return "markup without a root element, not a feed"
+    return f"neither XML nor JSON (starts with {lead[:24]!r})"
+
+
+# What may precede the root element: whitespace, BOM, XML declaration, PIs,
+# comments, a DOCTYPE.  Every alternative either matches or runs to the end,
+# so skipping them is linear even on hostile input.
+_PROLOG_ITEM = re.compile(
+    rb"""[\s\x00]+|\xef\xbb\xbf|<\?.*?(?:\?>|\Z)|<!--.*?(?:-->|\Z)"""
+    rb"""|<!DOCTYPE(?:[^\[>]|\[[^\]]*(?:\]|\Z))*(?:>|\Z)""",
+    re.DOTALL,
+)
+_ROOT = re.compile(rb"<([A-Za-z_][\w:.-]*)")
+
+
+def _root_element_name(data: bytes) -> str | None:
+    """The first element's name after the prolog, or None if something else comes first."""
+    sample = data[:65536]
+    pos = 0
+    while (item := _PROLOG_ITEM.match(sample, pos)) is not None and item.end() > pos:
+        pos = item.end()
+    found = _ROOT.match(sample, pos)
+    return found.group(1).decode("ascii", "replace") if found else None
+
+
+# --------------------------------------------------------------------------
+# XML (RSS, Atom, RDF) via feedparser
+
+# A declaration whose value is exactly one character reference cannot
+# amplify (one character out per reference in), so those are kept; anything
+# else -- literal text, nested references, external or parameter entities --
+# goes.  The pattern skips over quoted strings, so a '>' inside one does not
+# end a declaration early, and it always matches (an unterminated quote or
+# declaration runs to the end of the document), so one left-to-right pass
+# handles any input in linear time.
+_ENTITY_DECLARATION = re.compile(rb"""<!ENTITY(?:"[^"]*(?:"|\Z)|'[^']*(?:'|\Z)|[^"'>])*(?:>|\Z)""")
+_SAFE_ENTITY_DECLARATION = re.compile(
+    rb"""<!ENTITY\s+[A-Za-z_][\w.-]*\s+(["'])&#(?:[0-9]{1,7}|x[0-9A-Fa-f]{1,6});\1\s*>"""
+)
+
+
+def _defuse_entities(data: bytes) -> bytes:
+    """Remove every entity declaration that could expand or fetch anything.
+
+    Works on the whole document, not only the prolog: where a prolog ends is
+    exactly what a hostile document makes ambiguous, and a declaration quoted
+    in CDATA text is the only (rare, harmless) casualty.  An unterminated
+    declaration is cut with everything after it; expat would reject such a
+    document anyway.
+    """
+    if b"<!ENTITY" not in data:
+        return data
+
+    def keep_if_safe(match: re.Match[bytes]) -> bytes:
+        return match.group() if _SAFE_ENTITY_DECLARATION.fullmatch(match.group()) else b""
+
+    return _ENTITY_DECLARATION.sub(keep_if_safe, data)
+
+
+def _transcode(content: bytes, charset: str | None) -> tuple[bytes, str | None, Exception | None]:
+    """UTF-8 bytes, the encoding used and any encoding complaint (feedparser's rules)."""
+    headers = {"content-type": f"application/xml; charset={charset}"} if charset else {}
+    info: dict[str, Any] = {}
+    try:
+        data = convert_to_utf8(headers, content, info)
+    except Exception as exc:  # e.g. a non-UTF-8 byte or NUL in the declared encoding name
+        raise FeedParseError(
+            f"not a readable feed: its character encoding cannot be determined "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    encoding = info.get("encoding") or None
+    return data, encoding, info.get("bozo_exception")
+
+
+def _parse_xml_feed(content: bytes, *, url: str, charset: str | None) -> ParsedFeed:
+    charset = charset or _sniff_charset(content)
+    utf8, encoding, encoding_problem = _transcode(content, charset)
+    if encoding:
+        headers = {"content-type": "application/xml; charset=utf-8"}
+        data = _defuse_entities(utf8)
+    else:  # undecodable: let feedparser's lenient parser do what it can
+        headers = {"content-type": f"application/xml; charset={charset}"} if charset else {}
+        data = _defuse_entities(content)
+    result = _run_feedparser(data, headers)
+    version = result.get("version") or ""
+    if not version and not (result.entries and _has_feed_root(utf8 if encoding else content)):
+        raise FeedParseError(f"not a feed: {_describe_non_feed(content)}")
+    problem = result.get("bozo_exception") if result.get("bozo") else None
+    problem = problem or encoding_problem
+    feed = result.feed
+    feed_base = _absolute(url, _xml_base(feed, ("title_detail", "subtitle_detail"))) or url
+    return ParsedFeed(
+        version=version,
+        title=_detail_text(feed, "title"),
+        link=_http_url(feed_base, feed.get("link")),
+        generator=_single_line(
+            feed.get("generator") or _mapping(feed.get("generator_detail")).get("name")
+        ),
+        ttl_minutes=_positive_int(feed.get("ttl")),
+        update_period_seconds=_update_period(
+            feed.get("sy_updateperiod"), feed.get("sy_updatefrequency")
+        ),
+        encoding=encoding,
+        bozo_reason=f"{type(problem).__name__}: {problem}" if problem else None,
+        entries=tuple(_xml_entry(e, url) for e in result.entries),
+    )
+
+
+def _run_feedparser(data: bytes, headers: dict[str, str]) -> Any:
+    """feedparser on the bytes (never a path, see the module docstring).
+
+    feedparser has crash bugs on mangled input (fuzzing found an
+    AttributeError for unknown namespaced end tags in its lenient parser and
+    a TypeError in its element stack); a document it cannot get through is
+    not a feed we can read, so that is what we say.
+    """
+    try:
+        return feedparser.parse(
+            io.BytesIO(data),
+            response_headers=headers,
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # third-party parser: any failure means "unreadable"
+        raise FeedParseError(
+            f"not a readable feed: feedparser failed ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+#: Roots of the dialects feedparser reads; a document without a recognised
+#: version must have one of these to count (CDF's <CHANNEL> has no version).
+_FEED_ROOTS = frozenset({"rss", "rdf", "feed", "channel"})
+
+
+def _has_feed_root(data: bytes) -> bool:
+    """feedparser makes an entry of any <item>; <config><item/></config> is still no feed."""
+    root = _root_element_name(data)
+    return root is not None and root.rpartition(":")[2].lower() in _FEED_ROOTS
+
+
+def _xml_entry(item: dict[str, Any], url: str) -> Entry:
+    content_html = _first_html_content(item.get("content"))
+    summary_html = _detail_html(item, "summary")
+    xml_base = _xml_base(item, ("content", "summary_detail", "title_detail"))
+    doc_base = _absolute(url, xml_base) or url
+    link = _http_url(url, item.get("link"))
+    return Entry(
+        guid=_nonempty(item.get("id")),
+        link=link,
+        title=_detail_text(item, "title") or "",
+        published=_struct_to_datetime(item.get("published_parsed")),
+        # dict.get, not FeedParserDict.get: the latter quietly answers
+        # "updated_parsed" with published_parsed when there is no update date.
+        updated=_struct_to_datetime(dict.get(item, "updated_parsed")),
+        author=_single_line(item.get("author")),
+        content_html=content_html,
+        summary_html=summary_html,
+        # An explicit xml:base says what the markup is relative to.  Without
+        # one, the item's own page is a better base than the feed URL, which
+        # for proxies such as FeedBurner or RSSHub is a different host.
+        base_url=_absolute(url, xml_base) if xml_base else (link or url),
+        images=_xml_images(item, doc_base),
+        raw=_jsonable(item),
+    )
+
+
+def _xml_base(node: Mapping[str, Any], keys: Iterable[str]) -> str | None:
+    """The xml:base feedparser recorded on the node's text constructs, if any.
+
+    We never pass feedparser a document URL, so a non-empty ``base`` can only
+    come from xml:base inside the document.
+    """
+    for key in keys:
+        value = node.get(key)
+        details = value if isinstance(value, list) else [value]
+        for detail in details:
+            base = _mapping(detail).get("base")
+            if isinstance(base, str) and base.strip():
+                return base.strip()
+    return None
+
+
+def _first_html_content(contents: Any) -> str:
+    if not isinstance(contents, list):
+        return ""
+    for detail in contents:
+        value = _as_html(_mapping(detail))
+        if value:
+            return value
+    return ""
+
+
+def _detail_html(node: Mapping[str, Any], key: str) -> str:
+    detail = dict(_mapping(node.get(f"{key}_detail")))
+    if "value" not in detail:
+        detail = {"type": "text/html", "value": node.get(key)}
+    return _as_html(detail)
+
+
+def _as_html(detail: Mapping[str, Any]) -> str:
+    """A text construct as HTML: markup as is, plain text escaped."""
+    value = detail.get("value")
+    if not isinstance(value, str) or not value.strip():
+        return ""
+    value = value.strip()
+    if _is_html_type(detail.get("type")):
+        return value
+    return _text_to_html(value)
+
+
+def _is_html_type(content_type: Any) -> bool:
+    return not isinstance(content_type, str) or "html" in content_type or content_type == ""
+
+
+def _text_to_html(text: str) -> str:
+    """Plain text as HTML: escaped, blank-line paragraphs, line breaks kept."""
+    if "\n" not in text:
+        return html.escape(text, quote=False)
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+    return "\n".join(
+        "<p>" + "<br>\n".join(html.escape(line, quote=False) for line in p.split("\n")) + "</p>"
+        for p in paragraphs
+    )
+
+
+def _detail_text(node: Mapping[str, Any], key: str) -> str | None:
+    """A feedparser text construct (title, ...) as one line of plain text."""
+    value = node.get(key)
+    if not isinstance(value, str):
+        return None
+    content_type = _mapping(node.get(f"{key}_detail")).get("type", "text/plain")
+    text = _html_to_text(value) if _is_html_type(content_type) else value
+    return _single_line(text)
+
+
+# Every pattern here either matches or fails within one run of non-'<'
+# characters, or runs to the end: so many unclosed openers in a hostile
+# title cost linear time, not quadratic.
+_DROPPED_WITH_TEXT = re.compile(
+    r"<(script|style)\b[^<>]*>.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)", re.IGNORECASE | re.DOTALL
+)
+# '<' starts a tag only when a letter, '/', '!' or '?' follows (as in HTML):
+# "a < b" stays text.
+_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+
+
+def _html_to_text(markup: str) -> str:
+    """Tags out (script/style with their text, like feedparser), entities decoded."""
+    return html.unescape(_TAG.sub("", _DROPPED_WITH_TEXT.sub("", markup)))
+
+
+# Characters a post header cannot carry (mirrors aggregator.post's rule):
+# C0/C1 controls, DEL, lone surrogates, BOM, U+FFFE/U+FFFF.  Whitespace
+# controls are left for the collapsing step, which turns them into spaces.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+def _single_line(value: Any) -> str | None:
+    """Controls removed, every run of whitespace one space, ends trimmed."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(_UNPRINTABLE.sub("", value).split())
+    return text or None
+
+
+def _xml_images(item: Mapping[str, Any], base: str) -> tuple[str, ...]:
+    """Image URLs in preference order: thumbnails, image media, image enclosures, itunes."""
+    thumbnails = [_mapping(t) for t in _list(item.get("media_thumbnail"))]
+    media = [_mapping(m) for m in _list(item.get("media_content"))]
+    enclosures = [_mapping(e) for e in _list(item.get("enclosures"))]
+    candidates: list[Any] = [t.get("url") for t in thumbnails]
+    candidates += [m.get("url") for m in media if _is_image_media(m)]
+    candidates += [e.get("href") for e in enclosures if _is_image_media(e)]
+    candidates.append(_mapping(item.get("image")).get("href"))
+    return _unique_http_urls(base, candidates)
+
+
+_IMAGE_EXTENSION = re.compile(r"\.(?:jpe?g|png|gif|webp|avif|bmp)$", re.IGNORECASE)
+
+
+def _is_image_media(media: Mapping[str, Any]) -> bool:
+    """Declared as an image (type or medium); with neither, judged by extension."""
+    media_type = media.get("type")
+    medium = media.get("medium")
+    if isinstance(media_type, str) and media_type.strip():
+        return media_type.strip().lower().startswith("image/")
+    if isinstance(medium, str) and medium.strip():
+        return medium.strip().lower() == "image"
+    target = media.get("url") or media.get("href")
+    return isinstance(target, str) and bool(_IMAGE_EXTENSION.search(urlsplit(target.strip()).path))
+
+
+def _unique_http_urls(base: str, candidates: Iterable[Any]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for candidate in candidates:
+        absolute = _http_url(base, candidate)
+        if absolute:
+            seen.setdefault(absolute, None)
+    return tuple(seen)
+
+
+# --------------------------------------------------------------------------
+# JSON Feed
+
+
+def _parse_json_feed(content: bytes, *, url: str, charset: str | None) -> ParsedFeed:
+    document = _load_json(content, charset)
+    if not _is_json_feed(document):
+        if isinstance(document, dict):
+            shape = "an object with keys " + ", ".join(sorted(document)[:8])
+        else:
+            shape = f"a {type(document).__name__}"
+        raise FeedParseError(f"not a feed: JSON, but not a JSON Feed (top level is {shape})")
+    version_text = str(document.get("version") or "")
+    home = _http_url(url, document.get("home_page_url"))
+    feed_author = _json_author(document)
+    items = [item for item in document["items"] if isinstance(item, dict)]
+    return ParsedFeed(
+        version="json11" if version_text.endswith("1.1") else "json10",
+        title=_single_line(document.get("title")),
+        link=home,
+        generator=None,
+        ttl_minutes=None,
+        update_period_seconds=None,
+        encoding=charset or json.detect_encoding(content),
+        bozo_reason=None,
+        entries=tuple(_json_entry(item, url, feed_author) for item in items),
+    )
+
+
+def _load_json(content: bytes, charset: str | None) -> Any:
+    """json.loads with its own UTF-8/16/32 detection, or the HTTP charset when given."""
+    try:
+        if charset and charset.replace("_", "-") not in ("utf-8", "utf8"):
+            try:
+                return json.loads(content.decode(charset))
+            except (LookupError, UnicodeDecodeError):
+                pass
+        return json.loads(content)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both are
+        raise FeedParseError(f"not a feed: looks like JSON but does not parse ({exc})") from None
+    except RecursionError:
+        raise FeedParseError("not a feed: JSON nested too deeply to read") from None
+
+
+def _is_json_feed(document: Any) -> bool:
+    """A JSON object with an ``items`` list and a version or title.
+
+    Lenient about the version string: real feeds write ``"1.0"`` as well as
+    ``https://jsonfeed.org/version/1``.
+    """
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("items"), list)
+        and (isinstance(document.get("version"), str) or isinstance(document.get("title"), str))
+    )
+
+
+def _json_entry(item: dict[str, Any], url: str, feed_author: str | None) -> Entry:
+    link = _http_url(url, item.get("url")) or _http_url(url, item.get("external_url"))
+    content_html = _json_html(item.get("content_html")) or _json_text(item.get("content_text"))
+    attachments = [
+        a.get("url")
+        for a in _list(item.get("attachments"))
+        if isinstance(a, dict) and str(a.get("mime_type", "")).lower().startswith("image/")
+    ]
+    return Entry(
+        guid=_json_id(item.get("id")),
+        link=link,
+        title=_single_line(item.get("title")) or "",
+        published=_parse_date_text(item.get("date_published")),
+        updated=_parse_date_text(item.get("date_modified")),
+        author=_json_author(item) or feed_author,
+        content_html=content_html,
+        summary_html=_json_text(item.get("summary")),
+        base_url=link or url,
+        images=_unique_http_urls(
+            link or url, [item.get("image"), item.get("banner_image"), *attachments]
+        ),
+        raw=item,
+    )
+
+
+def _json_id(value: Any) -> str | None:
+    """JSON Feed ids are strings, but 1.0 feeds in the wild also use numbers."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return _nonempty(value)
+
+
+def _json_html(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _json_text(value: Any) -> str:
+    return _text_to_html(value.strip()) if isinstance(value, str) and value.strip() else ""
+
+
+def _json_author(node: Mapping[str, Any]) -> str | None:
+    """JSON Feed 1.1 ``authors`` (first named), else 1.0 ``author``."""
+    for author in [*_list(node.get("authors")), node.get("author")]:
+        name = _single_line(_mapping(author).get("name"))
+        if name:
+            return name
+    return None
+
+
+def _parse_date_text(value: Any) -> datetime | None:
+    """RFC 3339 as the spec says, or anything dateutil reads; naive means UTC."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            parsed = dateutil_parser.parse(text)
+        except (ValueError, OverflowError):
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
+# --------------------------------------------------------------------------
+# Small value helpers
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _nonempty(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip() or None
+
+
+def _absolute(base: str, reference: str | None) -> str | None:
+    if not reference:
+        return None
+    try:
+        return urljoin(base, reference.strip())
+    except ValueError:  # e.g. a malformed IPv6 host
+        return None
+
+
+def _http_url(base: str, reference: Any) -> str | None:
+    """``reference`` resolved against ``base``, if that gives an http(s) URL.
+
+    Other schemes (javascript:, data:, mailto:) and strings with controls or
+    spaces are not links a post can use, so they count as absent.
+    """
+    if not isinstance(reference, str):
+        return None
+    absolute = _absolute(base, reference)
+    if not absolute or _UNPRINTABLE.search(absolute) or any(c.isspace() for c in absolute):
+        return None
+    return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+
+
+def _struct_to_datetime(value: Any) -> datetime | None:
+    """feedparser's UTC struct_time as an aware datetime (None when unusable)."""
+    if not isinstance(value, time.struct_time):
+        return None
+    try:
+        return datetime(*value[:6], tzinfo=UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _positive_int(value: Any) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+_PERIOD_SECONDS = {
+    "hourly": 3600.0,
+    "daily": 86400.0,
+    "weekly": 604800.0,
+    "monthly": 2592000.0,
+    "yearly": 31536000.0,
+}
+
+
+def _update_period(period: Any, frequency: Any) -> float | None:
+    """sy:updatePeriod / sy:updateFrequency as seconds between updates.
+
+    The module's defaults apply to a missing half: period ``daily``,
+    frequency ``1``.  Neither present, or nonsense, gives None.
+    """
+    if period is None and frequency is None:
+        return None
+    seconds = _PERIOD_SECONDS.get(str(period or "daily").strip().lower())
+    times = _positive_int(frequency) if frequency is not None else 1
+    if seconds is None or times is None:
+        return None
+    return seconds / times
+
+
+def _jsonable(value: Any) -> Any:
+    """feedparser's dicts, lists and struct_times as plain JSON values."""
+    if isinstance(value, time.struct_time):
+        stamp = _struct_to_datetime(value)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%SZ") if stamp else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if value is None or isinstance(value, str | int | bool):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

@@ -1,0 +1,114 @@
+"""One pass over a set of feeds, and the tables the CLI prints.
+
+Used by ``aggregator fetch``: reconcile feeds.yaml with the database, poll the
+chosen feeds concurrently through one :class:`~aggregator.pipeline.Pipeline`,
+and report.  The daemon (:mod:`aggregator.scheduler`) does the same per feed,
+but on a schedule and with leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.table import Table
+
+from aggregator.feeds import Config, FeedSpec
+from aggregator.fetch import Fetcher
+from aggregator.pipeline import FeedReport, Pipeline
+from aggregator.store import FeedState, Store
+
+__all__ = ["fetch_once", "status_table", "summary_table"]
+
+
+async def fetch_once(
+    store: Store,
+    config: Config,
+    specs: Sequence[FeedSpec],
+    *,
+    export_dir: Path | None = None,
+    fetcher: Fetcher | None = None,
+) -> list[FeedReport]:
+    """Poll ``specs`` once; every feed of ``config`` is registered first."""
+    now = datetime.now(UTC)
+    ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
+    async with fetcher or Fetcher() as client:
+        pipeline = Pipeline(store, client, export_dir=export_dir)
+        return list(await asyncio.gather(*(pipeline.run_feed(s, ids[s.url]) for s in specs)))
+
+
+def _when(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "-"
+    seconds = (moment - now).total_seconds()
+    span = abs(seconds)
+    text = (
+        f"{span:.0f}s"
+        if span < 90
+        else f"{span / 60:.0f}m"
+        if span < 5400
+        else f"{span / 3600:.1f}h"
+    )
+    return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def summary_table(reports: Sequence[FeedReport]) -> Table:
+    table = Table(title="fetch summary", show_lines=False)
+    for name, justify in (
+        ("feed", "left"),
+        ("HTTP", "right"),
+        ("new", "right"),
+        ("duplicate", "right"),
+        ("updated", "right"),
+        ("time", "right"),
+        ("result", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in reports:
+        table.add_row(
+            f"{r.outlet} / {r.section}\n{r.url}",
+            str(r.status) if r.status is not None else "-",
+            str(r.new),
+            str(r.duplicate),
+            str(r.updated),
+            f"{r.elapsed_ms / 1000:.2f}s",
+            f"error: {r.error}"
+            if r.error
+            else "ok" + (f" ({'; '.join(r.notes)})" if r.notes else ""),
+        )
+    return table
+
+
+def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> Table:
+    now = now or datetime.now(UTC)
+    table = Table(title="feeds")
+    for name in ("feed", "last poll", "result", "next poll", "errors", "posts"):
+        table.add_column(name)
+    for f in feeds:
+        if f.disabled_reason:
+            result = f"disabled: {f.disabled_reason}"
+        elif f.error_class:
+            result = f"{f.error_class}: {f.last_error}"
+        elif f.last_status is not None:
+            result = f"ok {f.last_status}"
+        else:
+            result = "never polled"
+        if not f.in_config:
+            next_poll = "removed from config"
+        elif not f.enabled:
+            next_poll = "disabled in config"
+        elif f.disabled_reason:
+            next_poll = "-"
+        else:
+            next_poll = _when(f.next_check_at, now)
+        table.add_row(
+            f"{f.outlet} / {f.section}\n{f.url}",
+            _when(f.last_checked_at, now),
+            result,
+            next_poll,
+            str(f.error_streak),
+            str(f.posts),
+        )
+    return table

@@ -1,0 +1,426 @@
+"""The daemon: ``aggregator run``.
+
+APScheduler (3.x, asyncio) drives three in-process jobs:
+
+* **claim** (every second): lease due feeds from the database and start a
+  pipeline run for each, up to ``capacity`` at once;
+* **reload** (every two seconds, and at once on SIGHUP): re-read feeds.yaml
+  when it changed; an invalid file is logged and the running configuration
+  stays;
+* **housekeeping** (every 15 s): feed gauges for /metrics.
+
+The schedule itself -- each feed's next poll time, validators and error
+streak -- lives in the database, not in APScheduler's job store.  APScheduler
+3 cannot share a job store between processes safely, and the database can
+arbitrate: :meth:`Store.claim_due` leases feeds in one statement, so any
+number of daemons on one PostgreSQL never poll a feed twice, and a restart
+resumes exactly where the last run stopped.
+
+Shutdown (SIGTERM/SIGINT): stop claiming, let in-flight feeds finish for up
+to ``grace`` seconds, cancel the rest (their transactions commit whole or not
+at all), give back their leases, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from aggregator.feeds import Config, ConfigError, FeedSpec, load_config
+from aggregator.fetch import Fetcher, FetchLimits
+from aggregator.metrics import Metrics
+from aggregator.pipeline import FeedReport, Pipeline
+from aggregator.server import BindError, HttpServer, start_http_server
+from aggregator.store import Store
+
+__all__ = ["Daemon", "DaemonOptions", "run_daemon"]
+
+log = logging.getLogger(__name__)
+
+_DB_ERRORS = (OperationalError, DBAPIError, OSError)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake up at once when ``event`` is set (a stop request)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    capacity: int = 16  # feeds polled at once by this process
+    claim_every: float = 1.0
+    reload_every: float = 2.0
+    housekeeping_every: float = 15.0
+    # Longer than the fetch deadline plus full-text pages, so a lease only
+    # lapses when its daemon died; then another daemon takes the feed over.
+    lease: timedelta = timedelta(minutes=15)
+    grace: float = 8.0  # SIGTERM to exit, well inside systemd's/Docker's 10 s
+    db_retry_max: float = 30.0
+
+
+def owner_id() -> str:
+    """Who holds a lease: readable in `status` and unique per process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Daemon:
+    """One polling process; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        config_path: Path,
+        config: Config,
+        *,
+        export_dir: Path | None = None,
+        metrics: Metrics | None = None,
+        limits: FetchLimits | None = None,
+        options: DaemonOptions | None = None,
+    ) -> None:
+        self.store = store
+        self.config_path = config_path
+        self.config = config
+        self.export_dir = export_dir if export_dir is not None else config.output_dir
+        self.metrics = metrics or Metrics()
+        self.limits = limits
+        self.options = options or DaemonOptions()
+        self.owner = owner_id()
+        self._specs: dict[str, FeedSpec] = {s.url: s for s in config.feeds}
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self._stopping = False
+        self._db_down_since: datetime | None = None
+        self._config_stamp = self._stamp()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._pipeline: Pipeline | None = None
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        if not self._stopping:
+            log.info(
+                "stopping: no new fetches; waiting up to %.0fs for %d in flight",
+                self.options.grace,
+                len(self._inflight),
+            )
+        self._stopping = True
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        log.info("SIGHUP: reloading %s", self.config_path)
+        asyncio.get_running_loop().create_task(self._reload(force=True))
+
+    async def run(self) -> int:
+        """Poll until asked to stop; returns the exit status."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        if not await self._sync_with_retry(spread_new=True):
+            return 0
+        async with Fetcher(self.limits) as fetcher:
+            self._pipeline = Pipeline(self.store, fetcher, export_dir=self.export_dir)
+            scheduler = AsyncIOScheduler(timezone=UTC)
+            o = self.options
+            common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+            scheduler.add_job(
+                self._claim,
+                "interval",
+                seconds=o.claim_every,
+                id="claim",
+                next_run_time=utcnow(),
+                **common,
+            )
+            scheduler.add_job(
+                self._reload, "interval", seconds=o.reload_every, id="reload", **common
+            )
+            scheduler.add_job(
+                self._housekeeping,
+                "interval",
+                seconds=o.housekeeping_every,
+                id="housekeeping",
+                next_run_time=utcnow(),
+                **common,
+            )
+            self._scheduler = scheduler
+            scheduler.start()
+            log.info(
+                "daemon %s polling %d feeds from %s",
+                self.owner,
+                len(self.config.enabled_feeds()),
+                self.config_path,
+            )
+            await self._stop.wait()
+            scheduler.shutdown(wait=False)
+            await self._drain()
+        return 0
+
+    async def _drain(self) -> None:
+        tasks = list(self._inflight.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=self.options.grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+                log.warning("cancelled %d feed(s) still running at shutdown", len(pending))
+        leftover = list(self._inflight)
+        if leftover:
+            try:
+                await asyncio.wait_for(
+                    asyncio.to_thread(self.store.release, leftover, owner=self.owner), 2
+                )
+            except (TimeoutError, *_DB_ERRORS):
+                log.warning(
+                    "could not give back %d lease(s); they expire by themselves", len(leftover)
+                )
+
+    @property
+    def healthy(self) -> tuple[bool, str]:
+        if self._stopping:
+            return False, "shutting down"
+        if self._scheduler is None or not self._scheduler.running:
+            return False, "scheduler not running"
+        if self._db_down_since is not None:
+            return False, f"database unavailable since {self._db_down_since:%H:%M:%S} UTC"
+        return True, "ok"
+
+    async def health(self) -> tuple[bool, str]:
+        ok, reason = self.healthy
+        if not ok:
+            return ok, reason
+        try:
+            await asyncio.to_thread(self.store.ping)
+        except _DB_ERRORS as exc:
+            return False, f"database: {type(exc).__name__}"
+        return True, "ok"
+
+    # -- database outages -----------------------------------------------------
+
+    def _db_failed(self, exc: BaseException) -> None:
+        if self._db_down_since is None:
+            self._db_down_since = utcnow()
+            log.error("database unavailable, will keep retrying: %s", str(exc).splitlines()[0])
+
+    def _db_ok(self) -> None:
+        if self._db_down_since is not None:
+            log.warning("database is back after %s", utcnow() - self._db_down_since)
+            self._db_down_since = None
+
+    async def _sync_with_retry(self, *, spread_new: bool) -> bool:
+        delay = 1.0
+        while not self._stopping:
+            try:
+                await asyncio.to_thread(
+                    self.store.sync_feeds, self.config.feeds, now=utcnow(), spread_new=spread_new
+                )
+                self._db_ok()
+                return True
+            except _DB_ERRORS as exc:
+                self._db_failed(exc)
+                log.info("retrying the database in %.0fs", delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                delay = min(delay * 2, self.options.db_retry_max)
+        return False
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def _claim(self) -> None:
+        if self._stopping or self._pipeline is None:
+            return
+        free = self.options.capacity - len(self._inflight)
+        if free <= 0:
+            return
+        try:
+            claimed = await asyncio.to_thread(
+                self.store.claim_due,
+                now=utcnow(),
+                limit=free,
+                lease=self.options.lease,
+                owner=self.owner,
+            )
+        except _DB_ERRORS as exc:
+            self._db_failed(exc)
+            return
+        self._db_ok()
+        stale: list[int] = []
+        for feed_id, url in claimed:
+            spec = self._specs.get(url)
+            if spec is None or not spec.enabled or feed_id in self._inflight:
+                stale.append(feed_id)
+                continue
+            task = asyncio.create_task(self._poll(spec, feed_id), name=f"poll {url}")
+            self._inflight[feed_id] = task
+            task.add_done_callback(lambda _t, fid=feed_id: self._inflight.pop(fid, None))
+        if stale:
+            await asyncio.to_thread(self.store.release, stale, owner=self.owner)
+
+    async def _poll(self, spec: FeedSpec, feed_id: int) -> None:
+        assert self._pipeline is not None
+        try:
+            report: FeedReport = await self._pipeline.run_feed(spec, feed_id)
+        except asyncio.CancelledError:
+            raise
+        except _DB_ERRORS as exc:
+            # Nothing of this poll was committed; the lease lapses and the
+            # feed is polled again with its old validators.
+            self._db_failed(exc)
+            return
+        except Exception:
+            log.exception("bug while polling %s; the feed will be retried", spec.url)
+            return
+        self._db_ok()
+        self.metrics.observe(report)
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.config_path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    async def _reload(self, force: bool = False) -> None:
+        stamp = self._stamp()
+        if not force and stamp == self._config_stamp:
+            return
+        self._config_stamp = stamp
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as exc:
+            log.error(
+                "%s is invalid; still running the previous configuration:\n  %s",
+                self.config_path,
+                "\n  ".join(exc.errors),
+            )
+            return
+        if new == self.config and not force:
+            return
+        old_urls, new_urls = set(self._specs), {s.url for s in new.feeds}
+        for gone in old_urls - new_urls:
+            self.metrics.forget_feed(gone)
+        self.config = new
+        self._specs = {s.url: s for s in new.feeds}
+        try:
+            await asyncio.to_thread(
+                self.store.sync_feeds, new.feeds, now=utcnow(), spread_new=False
+            )
+        except _DB_ERRORS as exc:
+            self._db_failed(exc)
+        log.info(
+            "reloaded %s: %d added, %d removed, %d feeds",
+            self.config_path,
+            len(new_urls - old_urls),
+            len(old_urls - new_urls),
+            len(new.feeds),
+        )
+
+    async def _housekeeping(self) -> None:
+        try:
+            due, leased, active = await asyncio.to_thread(self.store.feed_counts, now=utcnow())
+        except _DB_ERRORS as exc:
+            self._db_failed(exc)
+            return
+        self.metrics.set_feed_counts(due=due, leased=leased, active=active)
+
+
+async def _open_store_with_retry(
+    url: str, stop: asyncio.Event, retry_max: float, on_fail: Callable[[BaseException], None]
+) -> Store | None:
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            return await asyncio.to_thread(Store.open, url)
+        except _DB_ERRORS as exc:
+            on_fail(exc)
+            log.error(
+                "cannot open the database (%s); retrying in %.0fs", str(exc).splitlines()[0], delay
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, retry_max)
+    return None
+
+
+async def _main(
+    database_url: str,
+    config_path: Path,
+    *,
+    http_bind: str | None,
+    export_dir: Path | None,
+    options: DaemonOptions,
+) -> int:
+    config = load_config(config_path)
+    metrics = Metrics()
+    early_stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, early_stop.set)
+    state: dict[str, Daemon | str] = {"why": "starting: waiting for the database"}
+
+    async def health() -> tuple[bool, str]:
+        daemon = state.get("daemon")
+        if isinstance(daemon, Daemon):
+            return await daemon.health()
+        return False, str(state["why"])
+
+    server: HttpServer | None = None
+    if http_bind:
+        try:
+            server = await start_http_server(http_bind, metrics=metrics, health=health)
+        except (ValueError, BindError) as exc:
+            log.error("--http %s: %s", http_bind, exc)
+            return 1
+        log.info("serving /healthz and /metrics on %s", http_bind)
+    try:
+        store = await _open_store_with_retry(
+            database_url, early_stop, options.db_retry_max, lambda exc: None
+        )
+        if store is None:
+            return 0
+        daemon = Daemon(
+            store, config_path, config, export_dir=export_dir, metrics=metrics, options=options
+        )
+        state["daemon"] = daemon
+        try:
+            return await daemon.run()
+        finally:
+            store.close()
+    finally:
+        if server is not None:
+            await server.stop()
+
+
+def run_daemon(
+    database_url: str,
+    config_path: Path,
+    *,
+    http_bind: str | None = None,
+    export_dir: Path | None = None,
+    options: DaemonOptions | None = None,
+) -> int:
+    """Entry point for ``aggregator run``; returns the exit status."""
+    main: Callable[[], Awaitable[int]] = lambda: _main(  # noqa: E731
+        database_url,
+        config_path,
+        http_bind=http_bind,
+        export_dir=export_dir,
+        options=options or DaemonOptions(),
+    )
+    return asyncio.run(main())

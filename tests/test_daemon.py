@@ -1,0 +1,212 @@
+"""`aggregator run` as a service: real processes, real signals, a local feed server."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from feedbuild import EtagFeed, feeds_yaml, rss_document, seed_item, seed_posts
+from localserver import LocalServer
+from prometheus_client.parser import text_string_to_metric_families
+from support_proc import AggregatorProcess, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+GROUP_KEY = ("新媒体", "观察者网", "头条")
+
+
+def _serve(server: LocalServer, path: str, n_items: int = 2, tag: str = "") -> None:
+    post = seed_posts()[2]
+    items = "".join(
+        seed_item(
+            post.__class__(
+                **{
+                    **{f: getattr(post, f) for f in post.__dataclass_fields__},
+                    "title": f"{post.title} {tag}{path} #{i}",
+                }
+            ),
+            link=f"https://news.example.com{path}/{i}",
+            guid=f"{path}-{i}",
+        )
+        for i in range(n_items)
+    )
+    server.route(path, EtagFeed(rss_document(items)))
+
+
+def _config(path: Path, server: LocalServer, feeds: list[str], interval: str) -> None:
+    path.write_text(
+        feeds_yaml(
+            {("新媒体", f"Outlet {f}", "头条"): server.url(f) for f in feeds}, interval=interval
+        ),
+        encoding="utf-8",
+    )
+
+
+def _hits(server: LocalServer, path: str) -> int:
+    return len(server.requests_to(path))
+
+
+def test_schedule_survives_a_restart_and_sigterm_exits_zero(
+    tmp_path: Path,
+    local_server: LocalServer,
+) -> None:
+    for f in ("/a.xml", "/b.xml"):
+        _serve(local_server, f)
+    config = tmp_path / "feeds.yaml"
+    _config(config, local_server, ["/a.xml", "/b.xml"], interval="1h")
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    with AggregatorProcess("run", "--config", str(config), db=db, cwd=tmp_path) as daemon:
+        wait_for(
+            lambda: _hits(local_server, "/a.xml") and _hits(local_server, "/b.xml"),
+            20,
+            "both feeds polled",
+        )
+        time.sleep(1)
+        code, took = daemon.stop()
+    assert (code, took < 10) == (0, True), daemon.log
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        assert conn.execute("select count(*) from posts").fetchone() == (4,)
+        assert conn.execute(
+            "select count(*) from feeds where next_check_at is not null"
+        ).fetchone() == (2,)
+    local_server.clear()
+    with AggregatorProcess("run", "--config", str(config), db=db, cwd=tmp_path) as daemon:
+        time.sleep(4)
+        assert local_server.requests == [], "a restart must resume the schedule, not refetch"
+        assert daemon.stop()[0] == 0
+
+
+def test_hot_reload_adds_removes_and_rejects_invalid(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    for f in ("/a.xml", "/b.xml"):
+        _serve(local_server, f)
+    config = tmp_path / "feeds.yaml"
+    _config(config, local_server, ["/a.xml"], interval="2s")
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    with AggregatorProcess("run", "--config", str(config), db=db, cwd=tmp_path) as daemon:
+        wait_for(lambda: _hits(local_server, "/a.xml") >= 1, 20, "feed a polled")
+        # add b (file change)
+        _config(config, local_server, ["/a.xml", "/b.xml"], interval="2s")
+        wait_for(
+            lambda: _hits(local_server, "/b.xml") >= 1, 10, "the added feed polled within seconds"
+        )
+        # remove a, then tell the daemon with SIGHUP
+        _config(config, local_server, ["/b.xml"], interval="2s")
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: "1 removed" in daemon.log, 10, "reload logged")
+        a_before = _hits(local_server, "/a.xml")
+        # an invalid file is refused and b keeps being polled
+        config.write_text("feeds:\n  - url: nope\n", encoding="utf-8")
+        wait_for(
+            lambda: "still running the previous configuration" in daemon.log,
+            10,
+            "invalid file refused",
+        )
+        b_before = _hits(local_server, "/b.xml")
+        wait_for(lambda: _hits(local_server, "/b.xml") >= b_before + 2, 15, "b still polled")
+        assert _hits(local_server, "/a.xml") == a_before, "a removed feed is not polled"
+        assert daemon.stop()[0] == 0
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        assert conn.execute("select count(*) from posts").fetchone() == (4,), (
+            "posts of removed feeds stay"
+        )
+
+
+def test_health_and_metrics(tmp_path: Path, local_server: LocalServer) -> None:
+    _serve(local_server, "/a.xml")
+    local_server.route("/broken.xml", status=503, body="down")
+    config = tmp_path / "feeds.yaml"
+    _config(config, local_server, ["/a.xml", "/broken.xml"], interval="1h")
+    port = free_port()
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    with AggregatorProcess(
+        "run", "--config", str(config), "--http", f"127.0.0.1:{port}", db=db, cwd=tmp_path
+    ) as daemon:
+        base = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, 20, "/healthz 200")
+        wait_for(
+            lambda: _hits(local_server, "/a.xml") and _hits(local_server, "/broken.xml"),
+            20,
+            "feeds polled",
+        )
+        time.sleep(0.5)
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert samples[("aggregator_fetches_total", (("outcome", "ok"),))] == 1
+        assert samples[("aggregator_fetches_total", (("outcome", "transient"),))] == 1
+        assert samples[("aggregator_posts_total", (("kind", "new"),))] == 2
+        assert samples[("aggregator_fetch_duration_seconds_count", ())] == 2
+        assert daemon.stop()[0] == 0
+
+
+def test_a_bad_http_address_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds: []\n", encoding="utf-8")
+    with AggregatorProcess(
+        "run",
+        "--config",
+        str(config),
+        "--http",
+        "127.0.0.1:99999",
+        db=f"sqlite:///{tmp_path / 'a.db'}",
+        cwd=tmp_path,
+    ) as daemon:
+        assert daemon.proc is not None
+        assert daemon.proc.wait(20) == 1
+    assert "99999" in daemon.log
+    assert "Traceback" not in daemon.log
+
+
+@pytest.mark.postgres
+def test_two_daemons_on_postgresql_poll_each_feed_once_per_interval(
+    postgres_url: str,
+    tmp_path: Path,
+    local_server: LocalServer,
+) -> None:
+    feeds = [f"/f{i}.xml" for i in range(12)]
+    for f in feeds:
+        _serve(local_server, f, n_items=3)
+    config = tmp_path / "feeds.yaml"
+    _config(config, local_server, feeds, interval="3s")
+    # Create the schema once so the two daemons do not race on start-up logs.
+    from aggregator.store import Store
+
+    Store.open(postgres_url).close()
+    with (
+        AggregatorProcess("run", "--config", str(config), db=postgres_url, cwd=tmp_path) as one,
+        AggregatorProcess("run", "--config", str(config), db=postgres_url, cwd=tmp_path) as two,
+    ):
+        wait_for(
+            lambda: all(_hits(local_server, f) >= 3 for f in feeds), 60, "every feed polled 3 times"
+        )
+        assert one.stop()[0] == 0
+        assert two.stop()[0] == 0
+    for f in feeds:
+        times = [r.time for r in local_server.requests_to(f)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert min(gaps) >= 2.9, f"{f} polled twice within its interval: {gaps}"
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        assert conn.execute(text("select count(*) from posts")).scalar() == 36
+        assert conn.execute(text("select count(*) from entries")).scalar() == 36
+    engine.dispose()
+    assert "Traceback" not in one.log + two.log

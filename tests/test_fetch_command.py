@@ -1,0 +1,119 @@
+"""`aggregator fetch` end to end: a real feed server, a real database, real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from feedbuild import EtagFeed, feeds_yaml, outlet_feeds, seed_paths, seed_posts
+from localserver import LocalServer
+from test_cli import aggregator
+
+from aggregator.post import parse
+
+
+@pytest.fixture
+def seed_farm(local_server: LocalServer, tmp_path: Path) -> Path:
+    """Serves one RSS feed per seed outlet; returns the feeds.yaml naming them."""
+    urls = {}
+    for n, (key, document) in enumerate(outlet_feeds(seed_posts()).items()):
+        local_server.route(f"/feed{n}.xml", EtagFeed(document))
+        urls[key] = local_server.url(f"/feed{n}.xml")
+    config = tmp_path / "feeds.yaml"
+    config.write_text(feeds_yaml(urls), encoding="utf-8")
+    return config
+
+
+def test_fetch_then_export_reproduces_the_seeds(
+    database_url: str,
+    tmp_path: Path,
+    seed_farm: Path,
+    local_server: LocalServer,
+) -> None:
+    out = tmp_path / "posts"
+    first = aggregator(
+        "fetch", "--config", str(seed_farm), "--export", str(out), db=database_url, cwd=tmp_path
+    )
+    assert "5" in first.stdout  # the summary table lists the new posts
+    written = sorted(p.read_bytes() for p in out.iterdir())
+    assert written == sorted(p.read_bytes() for p in seed_paths())
+
+    # `export` into an empty directory gives the same files.
+    again = tmp_path / "again"
+    aggregator("export", str(again), db=database_url, cwd=tmp_path)
+    assert sorted(p.read_bytes() for p in again.iterdir()) == written
+
+    # A second pass is answered 304 and adds nothing.
+    local_server.clear()
+    second = aggregator("fetch", "--config", str(seed_farm), db=database_url, cwd=tmp_path)
+    requests = local_server.requests
+    assert len(requests) == 2
+    assert all(r.headers.get("If-None-Match") for r in requests)
+    assert "304" in second.stdout
+    replay = aggregator("replay", str(out), db=database_url, cwd=tmp_path)
+    assert replay.stdout == "0 new, 5 duplicate\n"
+
+
+def test_fetch_one_feed_by_outlet(
+    tmp_path: Path, seed_farm: Path, local_server: LocalServer
+) -> None:
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    aggregator(
+        "fetch",
+        "--config",
+        str(seed_farm),
+        "--feed",
+        "观察者网",
+        "--export",
+        str(tmp_path / "o"),
+        db=db,
+        cwd=tmp_path,
+    )
+    (only,) = (tmp_path / "o").iterdir()
+    assert parse(only.read_text(encoding="utf-8")).outlet == "观察者网"
+    assert len(local_server.requests) == 1
+
+
+def test_a_failing_feed_does_not_stop_the_others(tmp_path: Path, local_server: LocalServer) -> None:
+    posts = seed_posts()
+    (key, document), *_ = outlet_feeds(posts).items()
+    local_server.route("/good.xml", EtagFeed(document))
+    local_server.route("/gone.xml", status=500, body="boom")
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        feeds_yaml(
+            {
+                key: local_server.url("/good.xml"),
+                ("新媒体", "Broken", "新闻"): local_server.url("/gone.xml"),
+            }
+        ),
+        encoding="utf-8",
+    )
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    proc = aggregator("fetch", "--config", str(config), db=db, cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "500" in proc.stdout
+    status = aggregator("status", db=db, cwd=tmp_path).stdout
+    assert "transient" in status
+    out = tmp_path / "posts"
+    aggregator("export", str(out), db=db, cwd=tmp_path)
+    assert len(list(out.iterdir())) == 4
+
+
+def test_an_invalid_config_is_refused_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        "feeds:\n  - url: http://127.0.0.1:9/x\n    outlet: A\n    interval: soon\n",
+        encoding="utf-8",
+    )
+    proc = aggregator(
+        "fetch",
+        "--config",
+        str(config),
+        db=f"sqlite:///{tmp_path / 'a.db'}",
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "feeds.yaml:4" in proc.stderr
+    assert "interval" in proc.stderr
