@@ -143,10 +143,9 @@ def feeds_yaml(feeds: Sequence[dict[str, str]]) -> str:
 def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> dict[str, Any]:
     import asyncio
 
-    from aggregator.runner import fetch_once
-
     from aggregator.feeds import loads_config
     from aggregator.fetch import Fetcher, FetchLimits
+    from aggregator.runner import fetch_once
     from aggregator.store import Store
 
     n = len(feeds)
