@@ -264,6 +264,8 @@ def child_main(args: argparse.Namespace) -> int:
     if len(feeds) != args.feeds:
         raise SystemExit(f"the farm has {len(manifest['feeds'])} feeds, {args.feeds} asked for")
     run = child_ours if args.child == "ours" else child_reader
+    if Path(args.db).exists():
+        raise SystemExit(f"{args.db} exists: every measured run starts from a fresh database")
     try:
         result = run(manifest["base"], feeds, manifest["items"], Path(args.db))
     except BenchFailure as exc:
