@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bs4 import UnicodeDammit
 
 from aggregator.content import ContentError, entry_to_post, extract_full_text
+from aggregator.dates import effective_date
 from aggregator.dedup import entry_key
 from aggregator.export import ExportError, prepare_directory, write_post
 from aggregator.feeds import FeedSpec, FullText
@@ -37,7 +39,7 @@ from aggregator.schedule import (
 )
 from aggregator.store import FeedState, IngestItem, Store
 
-__all__ = ["FeedReport", "Pipeline", "build_items"]
+__all__ = ["FeedReport", "Pipeline", "build_items", "post_date"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ class FeedReport:
     elapsed_ms: int = 0
     error: str | None = None
     error_class: str | None = None
+    #: Entry dates thrown out as impossible (future, pre-1995) this poll.
+    dates_replaced: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -84,16 +88,46 @@ class FeedReport:
         }
 
 
+def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime, str | None]:
+    """The date the entry's post gets under the feed's date rules, and why the
+    entry's own date was thrown out, if it was (see :mod:`aggregator.dates`).
+
+    ``now`` is also the first-seen time: a replaced date only matters for a
+    new post, since an unchanged entry is never rewritten.
+    """
+    own, naive = (
+        (entry.published, entry.published_naive)
+        if entry.published is not None
+        else (entry.updated, entry.updated_naive)
+    )
+    return effective_date(
+        own,
+        naive=naive,
+        timezone=ZoneInfo(spec.timezone) if spec.timezone else None,
+        offset=spec.date_offset,
+        first_seen=now,
+        now=now,
+    )
+
+
 def build_items(
     parsed: ParsedFeed,
     spec: FeedSpec,
     *,
     now: datetime,
     bodies: dict[int, str] | None = None,
+    on_replaced_date: Callable[[Entry, str], None] | None = None,
 ) -> list[IngestItem]:
-    """Entries -> posts ready to store (pure; runs in a worker)."""
+    """Entries -> posts ready to store (pure; runs in a worker).
+
+    ``on_replaced_date(entry, reason)`` hears of every entry date thrown out
+    as impossible, so the caller can log and count it.
+    """
     items = []
     for index, entry in enumerate(parsed.entries):
+        date, replaced = post_date(entry, spec, now=now)
+        if replaced is not None and on_replaced_date is not None:
+            on_replaced_date(entry, replaced)
         post = entry_to_post(
             entry,
             group=spec.group,
@@ -102,6 +136,7 @@ def build_items(
             first_seen=now,
             placeholder_image=spec.placeholder_image,
             body_html=(bodies or {}).get(index),
+            date=date,
         )
         items.append(
             IngestItem(
@@ -116,6 +151,21 @@ def build_items(
             )
         )
     return items
+
+
+def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:
+    """Log and count an entry date that was replaced by the time first seen."""
+    report.dates_replaced += 1
+    as_read = entry.published or entry.updated
+    log.warning(
+        "entry date replaced by the time first seen: %s",
+        reason,
+        extra={
+            "feed": report.url,
+            "entry": entry.guid or entry.link or entry.title,
+            "bad_date": as_read.isoformat() if as_read else "-",
+        },
+    )
 
 
 def _parse(result: FetchResult) -> ParsedFeed:
@@ -229,7 +279,14 @@ class Pipeline:
             if spec.full_text
             else None
         )
-        items = await self._in_worker(build_items, parsed, spec, now=now, bodies=bodies)
+        items = await self._in_worker(
+            build_items,
+            parsed,
+            spec,
+            now=now,
+            bodies=bodies,
+            on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
+        )
         success["next_check_at"] = next_after_success(
             now,
             interval,
