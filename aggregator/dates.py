@@ -44,8 +44,7 @@ FUTURE_TOLERANCE = timedelta(minutes=10)
 # (``CCT``, ``PM``) as UTC, exactly as if there were no zone, so for our
 # purpose such a date is naive too.
 _KNOWN_ZONE_NAMES = (
-    "utc|ut|gmt|etc/gmt|etc/utc|"
-    "adt|ast|at|edt|est|et|cdt|cst|ct|mdt|mst|mt|pdt|pst|pt|mest|met"
+    "utc|ut|gmt|etc/gmt|etc/utc|adt|ast|at|edt|est|et|cdt|cst|ct|mdt|mst|mt|pdt|pst|pt|mest|met"
 )
 _TIME_THEN_ZONE = re.compile(
     r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*"

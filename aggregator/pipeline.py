@@ -27,14 +27,16 @@ from aggregator.content import ContentError, entry_to_post, extract_full_text
 from aggregator.dates import effective_date
 from aggregator.dedup import entry_key
 from aggregator.export import ExportError, prepare_directory, write_post
-from aggregator.feeds import FeedSpec, FullText
-from aggregator.fetch import Fetcher, FetchError, FetchResult, Validators
+from aggregator.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
+from aggregator.fetch import Fetcher, FetchError, FetchResult, HTTPStatusError, Validators
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
 from aggregator.schedule import (
     ErrorClass,
+    ErrorState,
     Hints,
+    after_failure,
     classify_status,
-    next_after_error,
+    is_challenge,
     next_after_success,
 )
 from aggregator.store import FeedState, IngestItem, Store
@@ -168,6 +170,14 @@ def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:
     )
 
 
+def _error_class(stored: str | None) -> ErrorClass | None:
+    """The class recorded on the feed row (``export`` and unknown values: none)."""
+    try:
+        return ErrorClass(stored) if stored else None
+    except ValueError:
+        return None
+
+
 def _parse(result: FetchResult) -> ParsedFeed:
     return parse_feed(
         result.content,
@@ -230,13 +240,19 @@ class Pipeline:
         try:
             result = await self.fetcher.fetch(spec.url, validators)
         except FetchError as exc:
+            challenge = isinstance(exc, HTTPStatusError) and is_challenge(
+                exc.status, exc.headers, exc.body_head
+            )
             await self._failed(
                 feed_id,
                 state,
                 report,
                 status=exc.status,
-                reason=exc.reason,
+                reason=f"{exc.reason} (Cloudflare challenge page)" if challenge else exc.reason,
                 retry_after=exc.retry_after,
+                error_class=ErrorClass.THROTTLED if challenge else None,
+                challenge=challenge,
+                disable_after=spec.disable_after,
             )
             return
         report.status, report.wire_bytes = result.status, result.wire_bytes
@@ -251,6 +267,7 @@ class Pipeline:
             "error_class": None,
             "error_streak": 0,
             "first_error_at": None,
+            "disabled_reason": None,  # a feed that answers again is alive again
             "lease_until": None,
             "lease_owner": None,
         }
@@ -270,6 +287,7 @@ class Pipeline:
                 status=result.status,
                 reason=f"not a feed: {exc}",
                 error_class=ErrorClass.PERMANENT,
+                disable_after=spec.disable_after,
             )
             return
         if parsed.bozo_reason:
@@ -325,34 +343,39 @@ class Pipeline:
         reason: str,
         retry_after: float | None = None,
         error_class: ErrorClass | None = None,
+        challenge: bool = False,
+        disable_after: timedelta = DEFAULT_DISABLE_AFTER,
     ) -> None:
+        """Record a failed poll as the error policy (``schedule.after_failure``) says."""
         now = self.clock()
         kind = error_class or classify_status(status, retry_after=retry_after)
-        # Throttling is the server asking us to wait, not the feed failing.
-        streak = state.error_streak
-        new_streak = streak if kind is ErrorClass.THROTTLED else streak + 1
+        plan = after_failure(
+            now,
+            timedelta(seconds=state.interval_seconds),
+            ErrorState(
+                streak=state.error_streak,
+                first_error_at=state.first_error_at,
+                last_class=_error_class(state.error_class),
+            ),
+            kind,
+            disable_after=disable_after,
+            retry_after=retry_after,
+            challenge=challenge,
+        )
         values: dict[str, Any] = {
             "last_status": status,
             "last_checked_at": now,
             "last_error": reason,
             "error_class": kind.value,
-            "error_streak": new_streak,
-            "first_error_at": state.first_error_at or now,
+            "error_streak": plan.streak,
+            "first_error_at": plan.first_error_at,
             "lease_until": None,
             "lease_owner": None,
-            "next_check_at": next_after_error(
-                now,
-                timedelta(seconds=state.interval_seconds),
-                max(new_streak, 1),
-                kind,
-                retry_after=retry_after,
-            ),
+            "next_check_at": plan.next_check_at,
         }
-        if kind is ErrorClass.GONE:
-            values["disabled_reason"] = (
-                f"410 Gone at {now:%Y-%m-%d %H:%M} UTC: the publisher removed this feed"
-            )
-            log.warning("disabling %s: %s", report.url, values["disabled_reason"])
+        if plan.disabled_reason is not None:
+            values["disabled_reason"] = plan.disabled_reason
+            log.warning("disabling %s: %s", report.url, plan.disabled_reason)
         await self._write(self.store.update_feed, feed_id, **values)
         report.status, report.error, report.error_class = status, reason, kind.value
 
