@@ -275,10 +275,11 @@ def after_failure(
 
 
 def _days(delta: timedelta) -> str:
-    days = delta.total_seconds() / 86400
-    if days >= 1:
-        return f"{days:.1f} days".replace(".0 ", " ")
-    return f"{delta.total_seconds() / 3600:.1f} hours".replace(".0 ", " ")
+    """``7 days``, ``1.5 days``, ``12 hours``: how long, in words a person reads at a glance."""
+    seconds = delta.total_seconds()
+    count, unit = (seconds / 86400, "day") if seconds >= 86400 else (seconds / 3600, "hour")
+    text = f"{count:.1f}".removesuffix(".0")
+    return f"{text} {unit}" + ("" if text == "1" else "s")
 
 
 #: New feeds are first polled within this long of being added (or less than
