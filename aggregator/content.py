@@ -96,10 +96,13 @@ def entry_to_post(
     first_seen: datetime,
     placeholder_image: str = "",
     body_html: str | None = None,
+    date: datetime | None = None,
 ) -> Post:
     """One entry as an archive post.
 
-    ``body_html`` replaces the feed's body (full text fetched elsewhere).
+    ``body_html`` replaces the feed's body (full text fetched elsewhere);
+    ``date`` replaces the entry's own date (the feed's date rules, applied
+    by the caller with :func:`aggregator.dates.effective_date`).
     The author is the outlet, as the archives want; the entry's own author
     stays in the stored raw entry.  A post always has a date: the entry's,
     else when we first saw it.
@@ -114,7 +117,7 @@ def entry_to_post(
         outlet=outlet,
         section=section,
         body=cleaned.html,
-        date=entry.published or entry.updated or first_seen,
+        date=date or entry.published or entry.updated or first_seen,
         headimg=image,
         thumbnail=image,
         author=outlet,

@@ -32,6 +32,7 @@ import logging
 import math
 import re
 import unicodedata
+import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
@@ -47,6 +48,7 @@ from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, Tagg
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 __all__ = [
+    "DEFAULT_DISABLE_AFTER",
     "DEFAULT_INTERVAL",
     "MIN_INTERVAL",
     "WARN_INTERVAL",
@@ -72,6 +74,13 @@ MIN_INTERVAL: Final = timedelta(seconds=1)
 #: Shorter intervals are accepted with a warning: outlets rarely publish that
 #: often and may rate-limit or block such pollers.
 WARN_INTERVAL: Final = timedelta(seconds=60)
+
+#: A feed failing permanently (404, not a feed) for this long is disabled:
+#: long enough to ride out a publisher's botched redesign or a holiday week.
+DEFAULT_DISABLE_AFTER: Final = timedelta(days=7)
+#: A date_offset corrects a mislabelled zone; zones are at most 14 h from UTC,
+#: so anything past a day is a typo, not a correction.
+MAX_DATE_OFFSET: Final = timedelta(hours=24)
 
 _DURATION_HELP = "use 90s, 15m, 1h or a number of seconds"
 
@@ -115,6 +124,9 @@ class FeedSpec:
     full_text: FullText | None = None
     placeholder_image: str = ""
     rsshub_route: str | None = None
+    timezone: str | None = None
+    date_offset: timedelta = timedelta(0)
+    disable_after: timedelta = DEFAULT_DISABLE_AFTER
     line: int = field(default=0, compare=False)
 
     @property
@@ -396,6 +408,9 @@ class _FeedFields(BaseModel):
     enabled: bool | None = None
     full_text: _FullTextModel | None = None
     placeholder_image: str | None = None
+    timezone: str | None = None
+    date_offset: timedelta | None = None
+    disable_after: timedelta | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -449,6 +464,63 @@ class _FeedFields(BaseModel):
                 "polling that often would hammer the outlet"
             )
         return duration
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @field_validator("date_offset", mode="before")
+    @classmethod
+    def _date_offset(cls, value: object) -> object:
+        return _signed_duration(value)
+
+    @field_validator("disable_after", mode="before")
+    @classmethod
+    def _disable_after(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError(f"must be a duration such as 7d, got {_kind(value)}")
+        return parse_duration(value)
+
+
+def _check_timezone(value: str) -> str:
+    """An IANA zone name that zoneinfo can load, so a typo fails at load, not per entry."""
+    name = value.strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(name, zoneinfo.available_timezones(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"unknown time zone {value!r}; {hint}use an IANA name such as Asia/Shanghai"
+        ) from None
+    return name
+
+
+def _signed_duration(value: object) -> timedelta:
+    """``-8h``, ``+8h``, ``7h30m`` or signed seconds: a correction may go either way."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"must be a signed duration such as -8h, got {_kind(value)}")
+    magnitude: str | float
+    if isinstance(value, int | float):
+        sign, magnitude = (-1 if value < 0 else 1), abs(value)
+    else:
+        text = value.strip()
+        sign = -1 if text.startswith("-") else 1
+        magnitude = text[1:].strip() if text[:1] in ("+", "-") else text
+    if magnitude in (0, "0"):
+        return timedelta(0)
+    try:
+        offset = sign * parse_duration(magnitude)
+    except ValueError:
+        raise ValueError(
+            f"bad offset {value!r}; use a signed duration such as -8h or +30m"
+        ) from None
+    if abs(offset) > MAX_DATE_OFFSET:
+        raise ValueError(
+            f"{value!r} is more than a day; an offset corrects a mislabelled time zone"
+        )
+    return offset
 
 
 _FEED_KEYS: Final = tuple(_FeedFields.model_fields)
@@ -887,6 +959,9 @@ class _Loader:
             ),
             placeholder_image=merged.get("placeholder_image", ""),
             rsshub_route=route,
+            timezone=merged.get("timezone"),
+            date_offset=merged.get("date_offset", timedelta(0)),
+            disable_after=merged.get("disable_after", DEFAULT_DISABLE_AFTER),
             line=line or 0,
         )
         return spec, url

@@ -70,6 +70,8 @@ DEFAULT_ACCEPT = (
 ACCEPT_ENCODING = "gzip, br, zstd"
 
 _STEP = 64 * 1024  # the most output asked of a decoder at once
+#: How much of an error response's body is kept (decoded) for classification.
+ERROR_BODY_HEAD = 2048
 _ZSTD_MAX_WINDOW = 8 * 1024 * 1024  # RFC 9659: HTTP zstd windows are at most 8 MB
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SENSITIVE = ("authorization", "cookie", "proxy-authorization")
@@ -181,7 +183,26 @@ class TooManyRedirects(FetchError):
 
 
 class HTTPStatusError(FetchError):
-    """A final status other than 2xx or 304 (or a redirect that cannot be followed)."""
+    """A final status other than 2xx or 304 (or a redirect that cannot be followed).
+
+    ``headers`` and ``body_head`` (the first :data:`ERROR_BODY_HEAD` decoded
+    bytes) let the scheduler tell a Cloudflare challenge page from a real 403
+    or 503; they are evidence for classification, never quoted in ``reason``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        headers: httpx.Headers | None = None,
+        body_head: bytes = b"",
+    ) -> None:
+        super().__init__(url, reason, status=status, retry_after=retry_after)
+        self.headers = headers if headers is not None else httpx.Headers()
+        self.body_head = body_head
 
 
 class ContentDecodingError(FetchError):
@@ -582,6 +603,8 @@ class Fetcher:
                 f"HTTP {status} {response.reason_phrase}{where}".rstrip(),
                 status=status,
                 retry_after=_retry_after(response.headers),
+                headers=response.headers,
+                body_head=await _body_head(response),
             )
         new = Validators(response.headers.get("etag"), response.headers.get("last-modified"))
         if status == 304:  # a 304 may omit validators that still hold
@@ -644,6 +667,29 @@ class Fetcher:
                 state.headers.pop(name, None)
         state.visited.append(target)
         return target
+
+
+async def _body_head(response: httpx.Response) -> bytes:
+    """Up to ``ERROR_BODY_HEAD`` decoded bytes of an error body, best effort.
+
+    Only a little is read (a challenge page says so in its first kilobyte)
+    and any fault while reading it yields what was decoded so far: the status
+    is the error being reported, not the body.
+    """
+    sink = _Sink(ERROR_BODY_HEAD)
+    try:
+        _, decoder = _decoder(str(response.url), response.headers.get("content-encoding", ""), sink)
+        wire = 0
+        async for chunk in response.aiter_raw():
+            wire += len(chunk)
+            decoder.feed(chunk)
+            if wire > 16 * ERROR_BODY_HEAD:  # a glance, not a download
+                break
+    except _Overflow:
+        pass
+    except (httpx.TransportError, ContentDecodingError, *_DECODE_ERRORS):
+        pass
+    return bytes(sink.data[:ERROR_BODY_HEAD])
 
 
 def _redirect_target(url: str, response: httpx.Response) -> httpx.URL:

@@ -85,6 +85,8 @@ class FeedReportLike(Protocol):
     @property
     def error_class(self) -> str | None: ...
     @property
+    def dates_replaced(self) -> int: ...
+    @property
     def failed(self) -> bool: ...
 
 
@@ -147,6 +149,12 @@ class Metrics:
             ["error_class"],
             registry=r,
         )
+        self._dates_replaced = Counter(
+            "aggregator_dates_replaced",
+            "Entry dates replaced by the time first seen because they were in the "
+            "future or before 1995 (a feed with a broken clock or zone).",
+            registry=r,
+        )
         for outcome in _OUTCOMES:
             self._fetches.labels(outcome=outcome)
         for kind in _POST_KINDS:
@@ -172,6 +180,7 @@ class Metrics:
         self._posts.labels(kind="duplicate").inc(max(report.duplicate, 0))
         self._posts.labels(kind="updated").inc(max(report.updated, 0))
         self._bytes.inc(max(report.wire_bytes, 0))
+        self._dates_replaced.inc(max(report.dates_replaced, 0))
         self._duration.observe(max(report.elapsed_ms, 0) / 1000)
 
     def set_feed_counts(self, *, due: int, leased: int, active: int) -> None:

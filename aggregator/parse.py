@@ -56,6 +56,8 @@ import feedparser
 from dateutil import parser as dateutil_parser
 from feedparser.encodings import convert_to_utf8
 
+from aggregator.dates import has_offset
+
 __all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed"]
 
 
@@ -89,6 +91,10 @@ class Entry:
     base_url: str | None
     images: tuple[str, ...]
     raw: dict[str, Any] = field(hash=False)
+    # The source date had no UTC offset, so ``published``/``updated`` is its
+    # wall time read as UTC; a feed's ``timezone`` setting can re-read it.
+    published_naive: bool = False
+    updated_naive: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +382,8 @@ def _xml_entry(item: dict[str, Any], url: str) -> Entry:
         base_url=_absolute(url, xml_base) if xml_base else (link or url),
         images=_xml_images(item, doc_base),
         raw=_jsonable(item),
+        published_naive=not has_offset(_nonempty(dict.get(item, "published"))),
+        updated_naive=not has_offset(_nonempty(dict.get(item, "updated"))),
     )
 
 
@@ -615,6 +623,8 @@ def _json_entry(item: dict[str, Any], url: str, feed_author: str | None) -> Entr
             link or url, [item.get("image"), item.get("banner_image"), *attachments]
         ),
         raw=item,
+        published_naive=not has_offset(_nonempty(item.get("date_published"))),
+        updated_naive=not has_offset(_nonempty(item.get("date_modified"))),
     )
 
 

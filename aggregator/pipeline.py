@@ -19,25 +19,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bs4 import UnicodeDammit
 
 from aggregator.content import ContentError, entry_to_post, extract_full_text
+from aggregator.dates import effective_date
 from aggregator.dedup import entry_key
 from aggregator.export import ExportError, prepare_directory, write_post
-from aggregator.feeds import FeedSpec, FullText
-from aggregator.fetch import Fetcher, FetchError, FetchResult, Validators
+from aggregator.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
+from aggregator.fetch import Fetcher, FetchError, FetchResult, HTTPStatusError, Validators
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
 from aggregator.schedule import (
     ErrorClass,
+    ErrorState,
     Hints,
+    after_failure,
     classify_status,
-    next_after_error,
+    is_challenge,
     next_after_success,
 )
 from aggregator.store import FeedState, IngestItem, Store
 
-__all__ = ["FeedReport", "Pipeline", "build_items"]
+__all__ = ["FeedReport", "Pipeline", "build_items", "post_date"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,8 @@ class FeedReport:
     elapsed_ms: int = 0
     error: str | None = None
     error_class: str | None = None
+    #: Entry dates thrown out as impossible (future, pre-1995) this poll.
+    dates_replaced: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -84,16 +90,46 @@ class FeedReport:
         }
 
 
+def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime, str | None]:
+    """The date the entry's post gets under the feed's date rules, and why the
+    entry's own date was thrown out, if it was (see :mod:`aggregator.dates`).
+
+    ``now`` is also the first-seen time: a replaced date only matters for a
+    new post, since an unchanged entry is never rewritten.
+    """
+    own, naive = (
+        (entry.published, entry.published_naive)
+        if entry.published is not None
+        else (entry.updated, entry.updated_naive)
+    )
+    return effective_date(
+        own,
+        naive=naive,
+        timezone=ZoneInfo(spec.timezone) if spec.timezone else None,
+        offset=spec.date_offset,
+        first_seen=now,
+        now=now,
+    )
+
+
 def build_items(
     parsed: ParsedFeed,
     spec: FeedSpec,
     *,
     now: datetime,
     bodies: dict[int, str] | None = None,
+    on_replaced_date: Callable[[Entry, str], None] | None = None,
 ) -> list[IngestItem]:
-    """Entries -> posts ready to store (pure; runs in a worker)."""
+    """Entries -> posts ready to store (pure; runs in a worker).
+
+    ``on_replaced_date(entry, reason)`` hears of every entry date thrown out
+    as impossible, so the caller can log and count it.
+    """
     items = []
     for index, entry in enumerate(parsed.entries):
+        date, replaced = post_date(entry, spec, now=now)
+        if replaced is not None and on_replaced_date is not None:
+            on_replaced_date(entry, replaced)
         post = entry_to_post(
             entry,
             group=spec.group,
@@ -102,6 +138,7 @@ def build_items(
             first_seen=now,
             placeholder_image=spec.placeholder_image,
             body_html=(bodies or {}).get(index),
+            date=date,
         )
         items.append(
             IngestItem(
@@ -116,6 +153,29 @@ def build_items(
             )
         )
     return items
+
+
+def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:
+    """Log and count an entry date that was replaced by the time first seen."""
+    report.dates_replaced += 1
+    as_read = entry.published or entry.updated
+    log.warning(
+        "entry date replaced by the time first seen: %s",
+        reason,
+        extra={
+            "feed": report.url,
+            "entry": entry.guid or entry.link or entry.title,
+            "bad_date": as_read.isoformat() if as_read else "-",
+        },
+    )
+
+
+def _error_class(stored: str | None) -> ErrorClass | None:
+    """The class recorded on the feed row (``export`` and unknown values: none)."""
+    try:
+        return ErrorClass(stored) if stored else None
+    except ValueError:
+        return None
 
 
 def _parse(result: FetchResult) -> ParsedFeed:
@@ -185,13 +245,19 @@ class Pipeline:
         try:
             result = await self.fetcher.fetch(spec.url, validators)
         except FetchError as exc:
+            challenge = isinstance(exc, HTTPStatusError) and is_challenge(
+                exc.status, exc.headers, exc.body_head
+            )
             await self._failed(
                 feed_id,
                 state,
                 report,
                 status=exc.status,
-                reason=exc.reason,
+                reason=f"{exc.reason} (Cloudflare challenge page)" if challenge else exc.reason,
                 retry_after=exc.retry_after,
+                error_class=ErrorClass.THROTTLED if challenge else None,
+                challenge=challenge,
+                disable_after=spec.disable_after,
             )
             return
         report.status, report.wire_bytes = result.status, result.wire_bytes
@@ -206,6 +272,7 @@ class Pipeline:
             "error_class": None,
             "error_streak": 0,
             "first_error_at": None,
+            "disabled_reason": None,  # a feed that answers again is alive again
             "lease_until": None,
             "lease_owner": None,
         }
@@ -225,6 +292,7 @@ class Pipeline:
                 status=result.status,
                 reason=str(exc),  # says "not a feed" and what it was instead
                 error_class=ErrorClass.PERMANENT,
+                disable_after=spec.disable_after,
             )
             return
         if parsed.bozo_reason:
@@ -234,7 +302,14 @@ class Pipeline:
             if spec.full_text
             else None
         )
-        items = await self._in_worker(build_items, parsed, spec, now=now, bodies=bodies)
+        items = await self._in_worker(
+            build_items,
+            parsed,
+            spec,
+            now=now,
+            bodies=bodies,
+            on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
+        )
         success["next_check_at"] = next_after_success(
             now,
             interval,
@@ -273,34 +348,39 @@ class Pipeline:
         reason: str,
         retry_after: float | None = None,
         error_class: ErrorClass | None = None,
+        challenge: bool = False,
+        disable_after: timedelta = DEFAULT_DISABLE_AFTER,
     ) -> None:
+        """Record a failed poll as the error policy (``schedule.after_failure``) says."""
         now = self.clock()
         kind = error_class or classify_status(status, retry_after=retry_after)
-        # Throttling is the server asking us to wait, not the feed failing.
-        streak = state.error_streak
-        new_streak = streak if kind is ErrorClass.THROTTLED else streak + 1
+        plan = after_failure(
+            now,
+            timedelta(seconds=state.interval_seconds),
+            ErrorState(
+                streak=state.error_streak,
+                first_error_at=state.first_error_at,
+                last_class=_error_class(state.error_class),
+            ),
+            kind,
+            disable_after=disable_after,
+            retry_after=retry_after,
+            challenge=challenge,
+        )
         values: dict[str, Any] = {
             "last_status": status,
             "last_checked_at": now,
             "last_error": reason,
             "error_class": kind.value,
-            "error_streak": new_streak,
-            "first_error_at": state.first_error_at or now,
+            "error_streak": plan.streak,
+            "first_error_at": plan.first_error_at,
             "lease_until": None,
             "lease_owner": None,
-            "next_check_at": next_after_error(
-                now,
-                timedelta(seconds=state.interval_seconds),
-                max(new_streak, 1),
-                kind,
-                retry_after=retry_after,
-            ),
+            "next_check_at": plan.next_check_at,
         }
-        if kind is ErrorClass.GONE:
-            values["disabled_reason"] = (
-                f"410 Gone at {now:%Y-%m-%d %H:%M} UTC: the publisher removed this feed"
-            )
-            log.warning("disabling %s: %s", report.url, values["disabled_reason"])
+        if plan.disabled_reason is not None:
+            values["disabled_reason"] = plan.disabled_reason
+            log.warning("disabling %s: %s", report.url, plan.disabled_reason)
         await self._write(self.store.update_feed, feed_id, **values)
         report.status, report.error, report.error_class = status, reason, kind.value
 

@@ -66,9 +66,25 @@ def test_absurd_hints_are_capped() -> None:
 
 def test_errors_back_off_exponentially_to_a_cap() -> None:
     waits = [
-        next_after_error(NOW, M15, n, ErrorClass.TRANSIENT, rng=NJ) - NOW for n in range(1, 10)
+        next_after_error(NOW, M15, n, ErrorClass.PERMANENT, rng=NJ) - NOW for n in range(1, 10)
     ]
     assert waits[:4] == [M15, 2 * M15, 4 * M15, 8 * M15]
+    assert waits[-1] == MAX_BACKOFF
+    assert waits == sorted(waits)
+
+
+def test_transient_errors_retry_quickly_twice_then_back_off() -> None:
+    waits = [
+        next_after_error(NOW, M15, n, ErrorClass.TRANSIENT, rng=NJ) - NOW for n in range(1, 12)
+    ]
+    assert waits[:6] == [
+        timedelta(seconds=30),
+        timedelta(minutes=2),
+        M15,
+        2 * M15,
+        4 * M15,
+        8 * M15,
+    ]
     assert waits[-1] == MAX_BACKOFF
     assert waits == sorted(waits)
 

@@ -41,6 +41,7 @@ class FakeReport:
     elapsed_ms: int = 0
     error: str | None = None
     error_class: str | None = None
+    dates_replaced: int = 0
     outlet: str = "Outlet"
     section: str = "新闻"
 
