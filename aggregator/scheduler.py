@@ -30,7 +30,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -134,7 +134,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         if not await self._sync_with_retry(spread_new=True):
             return 0
-        async with Fetcher(self.limits) as fetcher:
+        limits = replace(self.limits or FetchLimits(), host_policies=self.config.hosts)
+        async with Fetcher(limits) as fetcher:
             self._pipeline = Pipeline(self.store, fetcher, export_dir=self.export_dir)
             scheduler = AsyncIOScheduler(timezone=UTC)
             o = self.options
@@ -317,6 +318,8 @@ class Daemon:
             self.metrics.forget_feed(gone)
         self.config = new
         self._specs = {s.url: s for s in new.feeds}
+        if self._pipeline is not None:
+            self._pipeline.fetcher.set_host_policies(new.hosts)
         try:
             await asyncio.to_thread(
                 self.store.sync_feeds, new.feeds, now=utcnow(), spread_new=False
