@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType, TracebackType
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import brotli
@@ -528,8 +528,8 @@ class Fetcher:
 
     Spacing is enforced here, not by callers, so feed polls, full-text pages
     and redirect hops all obey it: each request start to a host is at least
-    its ``min_spacing`` after the previous one (the start is taken once the
-    global slot is ours, so a wait there cannot bunch starts together).
+    its ``min_spacing`` after the previous one, counted from when the
+    previous request's headers were actually sent.
     """
 
     def __init__(
@@ -632,13 +632,13 @@ class Fetcher:
         try:
             async with deadline:
                 while True:
-                    async with self._slot(target.host):
+                    async with self._slot(target.host) as on_sent:
                         if not state.started:
                             # The clock starts once a slot is ours: time spent
                             # queueing behind our own limits is not the server's.
                             state.started = loop.time()
                             deadline.reschedule(state.started + self._limits.deadline)
-                        outcome = await self._exchange(state, target)
+                        outcome = await self._exchange(state, target, on_sent)
                     if isinstance(outcome, FetchResult):
                         return outcome
                     target = self._next_hop(state, outcome)
@@ -652,7 +652,9 @@ class Fetcher:
             ) from None
 
     @contextlib.asynccontextmanager
-    async def _slot(self, host: str) -> AsyncIterator[None]:
+    async def _slot(self, host: str) -> AsyncIterator[Callable[[], None] | None]:
+        """Hold a request slot for ``host``; yields the "request sent" marker of a
+        spaced host (see :meth:`_spaced_start`), else None."""
         gate = self._hosts.get(host)
         if gate is None:
             policy = self.policy_for(host)
@@ -663,13 +665,16 @@ class Fetcher:
         gate.users += 1
         try:
             async with gate.semaphore:
+                on_sent = None
                 if gate.spacing > 0:
-                    await self._spaced_start(host, gate)
+                    on_sent = await self._spaced_start(host, gate)
                 else:
                     await self._global.acquire()
                 try:
-                    yield
+                    yield on_sent
                 finally:
+                    if on_sent is not None:
+                        on_sent()  # nothing was sent (or no trace event came): book now
                     self._global.release()
         finally:
             gate.users -= 1
@@ -677,28 +682,58 @@ class Fetcher:
                 del self._hosts[host]
                 self._forget_past_starts()
 
-    async def _spaced_start(self, host: str, gate: _HostGate) -> None:
-        """Wait for ``host``'s next start time, take a global slot, book the next one.
+    async def _spaced_start(self, host: str, gate: _HostGate) -> Callable[[], None]:
+        """Pass ``host``'s turnstile at its next start time, holding a global slot.
 
-        One waiter at a time passes the turnstile, so starts are ordered; the
-        global slot is taken inside it so the booked time is the real start.
+        Returns the marker to call when the request headers actually go out
+        (httpcore's trace event, after any connect): it books the next start
+        ``spacing`` later and lets the next waiter through.  Booking at the
+        real send, not at slot time, is what the server sees -- a cold
+        connection can otherwise make two arrivals closer than the spacing.
+        Only the send is serialised; responses still overlap up to the
+        host's concurrency, so one slow route does not hold the others back.
         """
         loop = asyncio.get_running_loop()
-        async with gate.turnstile:
+        await gate.turnstile.acquire()
+        try:
             wait = self._next_start.get(host, 0.0) - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
             await self._global.acquire()
-            self._next_start[host] = loop.time() + gate.spacing
+        except BaseException:
+            gate.turnstile.release()
+            raise
+        booked = False
+
+        def on_sent() -> None:
+            nonlocal booked
+            if not booked:
+                booked = True
+                self._next_start[host] = loop.time() + gate.spacing
+                gate.turnstile.release()
+
+        return on_sent
 
     def _forget_past_starts(self) -> None:
         now = asyncio.get_running_loop().time()
         for host in [h for h, t in self._next_start.items() if t <= now and h not in self._hosts]:
             del self._next_start[host]
 
-    async def _exchange(self, state: _Request, target: httpx.URL) -> FetchResult | httpx.URL:
+    async def _exchange(
+        self, state: _Request, target: httpx.URL, on_sent: Callable[[], None] | None = None
+    ) -> FetchResult | httpx.URL:
         """One request: a result, the next hop's URL, or an exception."""
-        request = self._client.build_request("GET", target, headers=state.headers)
+        extensions: dict[str, Any] = {}
+        if on_sent is not None:
+
+            async def trace(event: str, info: Mapping[str, Any]) -> None:
+                if event.endswith("send_request_headers.started"):  # http11. or http2.
+                    on_sent()
+
+            extensions["trace"] = trace
+        request = self._client.build_request(
+            "GET", target, headers=state.headers, extensions=extensions
+        )
         try:
             response = await self._client.send(request, stream=True)
             try:
