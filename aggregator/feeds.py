@@ -47,6 +47,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from aggregator.fetch import HostPolicy, default_host_policy
+
 __all__ = [
     "DEFAULT_DISABLE_AFTER",
     "DEFAULT_INTERVAL",
@@ -152,6 +154,9 @@ class Config:
 
     feeds: tuple[FeedSpec, ...] = ()
     output_dir: Path | None = None
+    #: Politeness per host name (lowercase, no port) from the ``hosts:``
+    #: section, each already merged with the default for that host.
+    hosts: Mapping[str, HostPolicy] = field(default_factory=lambda: MappingProxyType({}))
     warnings: tuple[str, ...] = field(default=(), compare=False)
     source: Path | None = field(default=None, compare=False)
 
@@ -525,7 +530,8 @@ def _signed_duration(value: object) -> timedelta:
 
 _FEED_KEYS: Final = tuple(_FeedFields.model_fields)
 _FULL_TEXT_KEYS: Final = tuple(_FullTextModel.model_fields)
-_TOP_KEYS: Final = ("defaults", "feeds", "output_dir")
+_TOP_KEYS: Final = ("defaults", "feeds", "hosts", "output_dir")
+_HOST_KEYS: Final = ("max_concurrency", "min_spacing")
 _NOT_DEFAULTABLE: Final = ("url", "rsshub")
 _REQUIRED_HELP: Final = MappingProxyType(
     {
@@ -584,6 +590,17 @@ def loads_config(text: str, *, source: str = "feeds.yaml", base_dir: Path | None
 _Path = tuple[str | int, ...]
 _SKIP: Final = object()  # a node already reported as unusable
 _STR_TAG: Final = "tag:yaml.org,2002:str"
+
+
+def _spacing(value: object) -> float:
+    """A ``min_spacing`` in seconds: a duration, or 0 for none."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"must be a duration like 2s or 0.5s (0 for none), got {_kind(value)}")
+    if isinstance(value, int | float) and value == 0:
+        return 0.0
+    if isinstance(value, str) and value.strip() in ("0", "0s"):
+        return 0.0
+    return parse_duration(value).total_seconds()
 
 
 def _kind(value: object) -> str:
@@ -831,6 +848,7 @@ class _Loader:
                 self._issue((key,), _unknown_key(key, _TOP_KEYS, "top"))
         defaults, bad_defaults = self._defaults(data)
         output_dir = self._output_dir(data, base_dir)
+        hosts = self._hosts(data)
         feeds = self._feeds(data, defaults, bad_defaults)
 
         if self.issues:
@@ -838,6 +856,7 @@ class _Loader:
         return Config(
             feeds=feeds,
             output_dir=output_dir,
+            hosts=MappingProxyType(hosts),
             warnings=tuple(str(w) for w in self.warnings),
         )
 
@@ -872,6 +891,79 @@ class _Loader:
             return None
         path = Path(value)
         return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+    def _hosts(self, data: dict[str, Any]) -> dict[str, HostPolicy]:
+        """``hosts:``: per host name, ``max_concurrency`` and ``min_spacing``.
+
+        A key left out keeps the default for that host (local or public, see
+        :func:`aggregator.fetch.default_host_policy`), so ``min_spacing: 2s``
+        alone is enough to slow one host down.
+        """
+        raw = data.get("hosts", {})
+        if ("hosts",) in self.refused:
+            return {}
+        if not isinstance(raw, dict):
+            self._issue(
+                ("hosts",),
+                "must be a mapping of host names, like "
+                f"{{www.reddit.com: {{min_spacing: 2s}}}}, got {_kind(raw)}",
+            )
+            return {}
+        policies: dict[str, HostPolicy] = {}
+        for key, value in raw.items():
+            path: _Path = ("hosts", key)
+            host = self._host_name(path, key)
+            if host is None or path in self.refused:
+                continue
+            if host in policies:
+                self._issue(path, f"{host} is listed twice (host names ignore case); keep one")
+                continue
+            if not isinstance(value, dict):
+                self._issue(
+                    path,
+                    f"must be a mapping like {{max_concurrency: 1, min_spacing: 2s}}, "
+                    f"got {_kind(value)}",
+                )
+                continue
+            default = default_host_policy(host)
+            concurrency, spacing = default.max_concurrency, default.min_spacing
+            for name, setting in value.items():
+                if name == "max_concurrency":
+                    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+                        self._issue(
+                            (*path, name),
+                            f"must be a whole number of requests, 1 or more, got {_kind(setting)}",
+                        )
+                        continue
+                    concurrency = setting
+                elif name == "min_spacing":
+                    try:
+                        spacing = _spacing(setting)
+                    except ValueError as exc:
+                        self._issue((*path, name), str(exc))
+                else:
+                    self._issue((*path, name), _unknown_key(name, _HOST_KEYS, "hosts"))
+            policies[host] = HostPolicy(concurrency, spacing)
+        return policies
+
+    def _host_name(self, path: _Path, key: str) -> str | None:
+        host = key.strip().lower()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]  # an IPv6 literal as written in URLs
+        problem = None
+        if "://" in host or "/" in host:
+            problem = f"give the host name only, like www.reddit.com, not a URL ({key!r})"
+        elif host.count(":") == 1:
+            problem = (
+                f"give the host name without a port ({key!r}): requests are limited "
+                "per host name, whatever the port"
+            )
+        elif not host or any(char.isspace() for char in host):
+            problem = f"{key!r} is not a host name"
+        if problem is not None:
+            self._issue(path, problem)
+            return None
+        return host
 
     def _feeds(
         self, data: dict[str, Any], defaults: dict[str, Any], bad_defaults: set[str]

@@ -38,7 +38,16 @@ __all__ = [
 
 #: Error classes the pipeline reports (``FeedReport.error_class``).  Anything
 #: else is counted as ``other`` so a bug cannot grow the label set.
-ERROR_CLASSES: Final = ("transient", "throttled", "permanent", "gone", "export")
+ERROR_CLASSES: Final = (
+    "transient",
+    "throttled",
+    "permanent",
+    "gone",
+    "export",
+    # RSSHub waits (aggregator.rsshub): retried soon, not counted in error streaks.
+    "warming",
+    "cold_timeout",
+)
 _OTHER: Final = "other"
 _OUTCOMES: Final = ("ok", "not_modified", *ERROR_CLASSES, _OTHER)
 _POST_KINDS: Final = ("new", "duplicate", "updated")

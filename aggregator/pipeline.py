@@ -23,12 +23,21 @@ from zoneinfo import ZoneInfo
 
 from bs4 import UnicodeDammit
 
+from aggregator import rsshub
 from aggregator.content import ContentError, entry_to_post, extract_full_text
 from aggregator.dates import effective_date
 from aggregator.dedup import entry_key
 from aggregator.export import ExportError, prepare_directory, write_post
 from aggregator.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
-from aggregator.fetch import Fetcher, FetchError, FetchResult, HTTPStatusError, Validators
+from aggregator.fetch import (
+    Fetcher,
+    FetchError,
+    FetchResult,
+    FetchTimeout,
+    HTTPStatusError,
+    Validators,
+    cache_max_age,
+)
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
 from aggregator.schedule import (
     ErrorClass,
@@ -198,12 +207,15 @@ class Pipeline:
         export_dir: Path | None = None,
         executor: Executor | None = None,
         clock: Callable[[], datetime] = utcnow,
+        rsshub_policy: rsshub.RsshubPolicy | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.export_dir = export_dir
         self.executor = executor
         self.clock = clock
+        self.rsshub_policy = rsshub_policy or rsshub.RsshubPolicy()
+        self.rsshub_seen = rsshub.Sightings()
         # SQLite has one writer at a time; queueing here is cheaper than
         # making threads wait on the busy timeout.
         self._write_lock = asyncio.Lock() if store.engine.dialect.name == "sqlite" else None
@@ -245,6 +257,10 @@ class Pipeline:
         try:
             result = await self.fetcher.fetch(spec.url, validators)
         except FetchError as exc:
+            deferral = self._rsshub_deferral(spec, state, exc)
+            if deferral is not None:
+                await self._defer(feed_id, state, report, exc, deferral)
+                return
             challenge = isinstance(exc, HTTPStatusError) and is_challenge(
                 exc.status, exc.headers, exc.body_head
             )
@@ -261,6 +277,8 @@ class Pipeline:
             )
             return
         report.status, report.wire_bytes = result.status, result.wire_bytes
+        if rsshub.headers_say_rsshub(result.headers):
+            self.rsshub_seen.note(spec.url)
         now = self.clock()
         success: dict[str, Any] = {
             "etag": result.validators.etag,
@@ -295,6 +313,8 @@ class Pipeline:
                 disable_after=spec.disable_after,
             )
             return
+        if rsshub.generator_is_rsshub(parsed.generator):
+            self.rsshub_seen.note(spec.url)
         if parsed.bozo_reason:
             report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
         bodies = (
@@ -383,6 +403,50 @@ class Pipeline:
             log.warning("disabling %s: %s", report.url, plan.disabled_reason)
         await self._write(self.store.update_feed, feed_id, **values)
         report.status, report.error, report.error_class = status, reason, kind.value
+
+    def _rsshub_deferral(
+        self, spec: FeedSpec, state: FeedState, exc: FetchError
+    ) -> rsshub.Deferral | None:
+        """Whether this failure is an RSSHub route warming up (see aggregator.rsshub)."""
+        return rsshub.classify_failure(
+            rsshub=rsshub.is_rsshub(
+                route=spec.rsshub_route,
+                headers=exc.headers,
+                seen_on_origin=spec.url in self.rsshub_seen,
+            ),
+            status=exc.status,
+            max_age=cache_max_age(exc.headers) if exc.headers is not None else None,
+            retry_after=exc.retry_after,
+            timed_out=isinstance(exc, FetchTimeout),
+            ever_succeeded=state.last_success_at is not None,
+            error_streak=state.error_streak,
+            previous_outcome=state.error_class,
+            policy=self.rsshub_policy,
+        )
+
+    async def _defer(
+        self,
+        feed_id: int,
+        state: FeedState,
+        report: FeedReport,
+        exc: FetchError,
+        deferral: rsshub.Deferral,
+    ) -> None:
+        """Record a wait that is not an error: streak and first-error time stay as they were."""
+        now = self.clock()
+        reason = f"{exc.reason}: {deferral.reason}"
+        await self._write(
+            self.store.update_feed,
+            feed_id,
+            last_status=exc.status,
+            last_checked_at=now,
+            last_error=reason,
+            error_class=deferral.outcome,
+            lease_until=None,
+            lease_owner=None,
+            next_check_at=now + timedelta(seconds=deferral.delay),
+        )
+        report.status, report.error, report.error_class = exc.status, reason, deferral.outcome
 
     async def _full_texts(
         self, rule: FullText, entries: Sequence[Entry], report: FeedReport

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.table import Table
 
 from aggregator.feeds import Config, FeedSpec
-from aggregator.fetch import Fetcher
+from aggregator.fetch import Fetcher, FetchLimits
 from aggregator.pipeline import FeedReport, Pipeline
 from aggregator.store import FeedState, Store
 
@@ -34,7 +34,7 @@ async def fetch_once(
     """Poll ``specs`` once; every feed of ``config`` is registered first."""
     now = datetime.now(UTC)
     ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
-    async with fetcher or Fetcher() as client:
+    async with fetcher or Fetcher(FetchLimits(host_policies=config.hosts)) as client:
         pipeline = Pipeline(store, client, export_dir=export_dir)
         return list(await asyncio.gather(*(pipeline.run_feed(s, ids[s.url]) for s in specs)))
 

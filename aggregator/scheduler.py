@@ -30,7 +30,7 @@ import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -182,7 +182,8 @@ class Daemon:
             return 0
         with contextlib.suppress(*_DB_ERRORS):
             await asyncio.to_thread(self._reclaim_dead_leases)
-        async with Fetcher(self.limits) as fetcher:
+        limits = replace(self.limits or FetchLimits(), host_policies=self.config.hosts)
+        async with Fetcher(limits) as fetcher:
             self._pipeline = Pipeline(self.store, fetcher, export_dir=self.export_dir)
             scheduler = AsyncIOScheduler(timezone=UTC)
             o = self.options
@@ -384,6 +385,8 @@ class Daemon:
             self.metrics.forget_feed(gone)
         self.config = new
         self._specs = {s.url: s for s in new.feeds}
+        if self._pipeline is not None:
+            self._pipeline.fetcher.set_host_policies(new.hosts)
         try:
             await asyncio.to_thread(
                 self.store.sync_feeds, new.feeds, now=utcnow(), spread_new=False
