@@ -122,7 +122,7 @@ class FeedSpec:
     #: Which field identifies an item across edits (see dedup.entry_key).
     identity: Identity = "guid"
     #: keep/block rules, the defaults' first (see aggregator.filters).
-    filters: Filters = Filters()
+    filters: Filters = field(default_factory=Filters)
     line: int = field(default=0, compare=False)
 
     @property
