@@ -24,10 +24,11 @@ from bs4 import UnicodeDammit
 
 from aggregator.content import ContentError, entry_to_post, extract_full_text
 from aggregator.dedup import entry_key
-from aggregator.export import ExportError, prepare_directory, write_post
+from aggregator.export import ExportError, prepare_directory, remove_post, write_post
 from aggregator.feeds import FeedSpec, FullText
 from aggregator.fetch import Fetcher, FetchError, FetchResult, Validators
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
+from aggregator.rawentry import dump_entry
 from aggregator.schedule import (
     ErrorClass,
     Hints,
@@ -37,7 +38,7 @@ from aggregator.schedule import (
 )
 from aggregator.store import FeedState, IngestItem, Store
 
-__all__ = ["FeedReport", "Pipeline", "build_items"]
+__all__ = ["FeedReport", "Pipeline", "build_item", "build_items"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class FeedReport:
     duplicate: int = 0
     updated: int = 0
     unchanged: int = 0
+    blocked: int = 0
     wire_bytes: int = 0
     elapsed_ms: int = 0
     error: str | None = None
@@ -79,9 +81,47 @@ class FeedReport:
             "new": self.new,
             "duplicate": self.duplicate,
             "updated": self.updated,
+            "blocked": self.blocked,
             "bytes": self.wire_bytes,
             "ms": self.elapsed_ms,
         }
+
+
+def build_item(
+    entry: Entry, spec: FeedSpec, *, first_seen: datetime, full_text: str | None = None
+) -> IngestItem:
+    """One entry -> a post ready to store, its key and its filter verdict (pure).
+
+    Shared by fetching and ``aggregator reprocess``, so a re-run derives
+    exactly what a fetch would have.  ``full_text`` is the article body a
+    ``full_text`` selector cut from the page, if one was fetched.
+    """
+    post = entry_to_post(
+        entry,
+        group=spec.group,
+        outlet=spec.outlet,
+        section=spec.section,
+        first_seen=first_seen,
+        placeholder_image=spec.placeholder_image,
+        body_html=full_text,
+    )
+    return IngestItem(
+        key=entry_key(
+            entry.guid,
+            entry.link,
+            entry.title,
+            entry.published or entry.updated,
+            identity=spec.identity,
+        ),
+        post=post,
+        guid=entry.guid,
+        link=entry.link,
+        author=entry.author,
+        raw=dump_entry(entry, full_text=full_text),
+        blocked=spec.filters.verdict(
+            title=post.title, body_html=post.body, link=entry.link, author=entry.author
+        ),
+    )
 
 
 def build_items(
@@ -92,30 +132,10 @@ def build_items(
     bodies: dict[int, str] | None = None,
 ) -> list[IngestItem]:
     """Entries -> posts ready to store (pure; runs in a worker)."""
-    items = []
-    for index, entry in enumerate(parsed.entries):
-        post = entry_to_post(
-            entry,
-            group=spec.group,
-            outlet=spec.outlet,
-            section=spec.section,
-            first_seen=now,
-            placeholder_image=spec.placeholder_image,
-            body_html=(bodies or {}).get(index),
-        )
-        items.append(
-            IngestItem(
-                key=entry_key(
-                    entry.guid, entry.link, entry.title, entry.published or entry.updated
-                ),
-                post=post,
-                guid=entry.guid,
-                link=entry.link,
-                author=entry.author,
-                raw=entry.raw,
-            )
-        )
-    return items
+    return [
+        build_item(entry, spec, first_seen=now, full_text=(bodies or {}).get(index))
+        for index, entry in enumerate(parsed.entries)
+    ]
 
 
 def _parse(result: FetchResult) -> ParsedFeed:
@@ -241,22 +261,32 @@ class Pipeline:
             ),
         )
         ingested = await self._write(
-            self.store.ingest, feed_id, items, now=now, feed_values=success
+            self.store.ingest,
+            feed_id,
+            items,
+            now=now,
+            feed_values=success,
+            identity=spec.identity,
         )
         report.new, report.duplicate = ingested.new, ingested.duplicate
         report.updated, report.unchanged = ingested.updated, ingested.unchanged
-        if self.export_dir is not None and ingested.changed_posts:
+        report.blocked = ingested.blocked
+        if self.export_dir is not None and (ingested.changed_posts or ingested.removed_slugs):
             try:
-                await asyncio.to_thread(self._export, ingested.changed_posts)
+                await asyncio.to_thread(
+                    self._export, ingested.changed_posts, ingested.removed_slugs
+                )
             except ExportError as exc:
                 # The posts are safely stored; `aggregator export` can write them later.
                 report.error = f"export failed (posts are stored): {exc.strerror}"
                 report.error_class = "export"
 
-    def _export(self, posts: Sequence[Any]) -> None:
+    def _export(self, posts: Sequence[Any], removed: Sequence[str] = ()) -> None:
         assert self.export_dir is not None
         for stored in posts:
             write_post(self.export_dir, stored)
+        for slug in removed:  # an edit made the post blocked
+            remove_post(self.export_dir, slug)
 
     async def _failed(
         self,

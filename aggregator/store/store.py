@@ -520,8 +520,10 @@ class Store:
                         entry.last_seen_at = now
                 else:
                     assert entry is not None
-                    if key in rekeyed:
-                        self._refresh_entry(entry, item, now)  # keep the latest guid/link
+                    raw_format = (item.raw or {}).get("format")
+                    if key in rekeyed or (entry.raw or {}).get("format") != raw_format:
+                        # Keep the latest guid/link, and raw in today's format.
+                        self._refresh_entry(entry, item, now)
                     entry.last_seen_at = now
             if feed_values:
                 session.execute(
