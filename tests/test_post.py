@@ -267,7 +267,7 @@ def test_a_revised_post_gains_an_updated_line_right_after_date() -> None:
 
 
 def test_a_post_never_revised_has_no_updated_line() -> None:
-    text, post = _seed_and_post()
+    _, post = _seed_and_post()
     assert post.updated is None
     assert "updated:" not in render(post)
 
@@ -276,7 +276,7 @@ def test_updated_is_normalised_like_date() -> None:
     _, post = _seed_and_post()
     local = datetime(2022, 3, 2, 16, 0, 5, 999, tzinfo=timezone(timedelta(hours=8)))
     assert replace(post, updated=local).updated == datetime(2022, 3, 2, 8, 0, 5, tzinfo=UTC)
-    with pytest.raises(ValueError, match="Post.updated must be timezone-aware"):
+    with pytest.raises(ValueError, match=r"Post\.updated must be timezone-aware"):
         replace(post, updated=datetime(2022, 3, 2))
 
 
