@@ -251,6 +251,52 @@ def fetch(
 
 
 @main.command()
+@_config_option
+@click.option("--feed", "needles", multiple=True, help="Only this feed: its URL, route or outlet.")
+@click.option("--since", help="Only posts dated on or after this ISO date (UTC unless given).")
+@_export_option
+@click.pass_obj
+def reprocess(
+    settings: Settings,
+    config_path: Path,
+    needles: tuple[str, ...],
+    since: str | None,
+    export_dir: Path | None,
+) -> None:
+    """Apply changed rules (filters, clean-up, images) to stored entries, offline."""
+    from aggregator.export import ExportError
+    from aggregator.feeds import ConfigError
+    from aggregator.reprocess import reprocess as run_reprocess
+
+    since_dt = _parse_since(since)
+    config = _load_config(config_path)
+    try:
+        specs = (
+            tuple(dict.fromkeys(s for n in needles for s in config.select(n)))
+            if needles
+            else config.feeds
+        )
+    except ConfigError as exc:
+        _fail(str(exc))
+    store = _open_store(settings)
+    total = store.count_entries(store.feed_ids(s.url for s in specs).values(), since=since_dt)
+    try:
+        with _progress("reprocess", total) as advance:
+            report = run_reprocess(
+                store,
+                specs,
+                since=since_dt,
+                export_dir=export_dir or config.output_dir,
+                progress=advance,
+            )
+    except ExportError as exc:
+        _fail(f"reprocess stopped (the database is consistent, files may lag): {exc.strerror}")
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(report.summary())
+
+
+@main.command()
 @click.pass_obj
 def status(settings: Settings) -> None:
     """Show every feed: last poll, result, next poll, error streak, posts."""

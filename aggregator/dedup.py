@@ -13,8 +13,17 @@ Two notions of sameness:
   still one post.  Text is taken by dropping tags and decoding entities, which
   is exact enough for identity and ~50x cheaper than an HTML parser.
 * **Entry key** -- the same item *of one feed*, across edits: the feed's GUID
-  if it has one, else its link, else title plus date.  A new content hash
-  under a known entry key is an edit of that post, not a new post.
+  if it has one, else its *canonical* link (see :func:`canonical_link`), else
+  title plus date.  A feed's ``identity`` setting reorders that (``link`` for
+  feeds whose GUIDs change with the headline, ``title`` for feeds whose GUIDs
+  and links both churn).  A new content hash under a known entry key is an
+  edit of that post, not a new post.
+
+Keys are not forever: a publisher re-issues a GUID when it edits a headline,
+or this module learns a new tracking parameter.  So an item whose key is
+unknown is matched against the feed's stored entries by GUID and by canonical
+link before it is called new (:func:`fallback_match`); the store then moves
+the stored entry to the new key.
 """
 
 from __future__ import annotations
@@ -24,10 +33,66 @@ import hashlib
 import html
 import re
 import unicodedata
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final, Literal, get_args
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-__all__ = ["Outcome", "content_hash", "decide", "entry_key", "slug_for", "text_of"]
+__all__ = [
+    "IDENTITIES",
+    "TRACKING_PARAMETERS",
+    "TRACKING_PREFIXES",
+    "Identity",
+    "Outcome",
+    "StoredIdentity",
+    "canonical_link",
+    "content_hash",
+    "decide",
+    "entry_key",
+    "fallback_match",
+    "slug_for",
+    "text_of",
+]
+
+#: Which field identifies an item of a feed first (see :func:`entry_key`).
+Identity = Literal["guid", "link", "title"]
+IDENTITIES: Final[tuple[str, ...]] = get_args(Identity)
+
+#: Query parameters that say who shared or clicked a link, never which page
+#: it is.  Matched case-insensitively.  This is the one list: add names here.
+TRACKING_PARAMETERS: Final = frozenset(
+    {
+        "spm",  # Alibaba / Taobao / Youku click tracking
+        "from",  # WeChat, Weibo, Toutiao: where the reader came from
+        "isappinstalled",  # WeChat share links
+        "scene",  # WeChat share links
+        "share_token",  # Toutiao, Douyin
+        "share_source",  # Bilibili
+        "share_medium",  # Bilibili
+        "share_plat",  # Bilibili
+        "share_session_id",  # Bilibili
+        "share_tag",  # Bilibili
+        "timestamp",  # Bilibili / Toutiao share links
+        "fbclid",  # Facebook
+        "gclid",  # Google Ads
+        "dclid",  # Google display ads
+        "msclkid",  # Microsoft Ads
+        "yclid",  # Yandex
+        "igshid",  # Instagram
+        "mc_cid",  # Mailchimp
+        "mc_eid",  # Mailchimp
+        "_hsenc",  # HubSpot
+        "_hsmi",  # HubSpot
+        "mkt_tok",  # Marketo
+        "ref_src",  # Twitter
+        "ref_url",  # Twitter
+    }
+)
+#: Parameter name prefixes that are tracking whatever follows (``utm_source``).
+TRACKING_PREFIXES: Final = ("utm_",)
+
+_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 
 _TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
 _SPACE = re.compile(r"\s+")
@@ -46,14 +111,148 @@ def content_hash(title: str, body_html: str) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def entry_key(guid: str | None, link: str | None, title: str, date: datetime | None) -> str:
-    """Identity of an item within its feed: guid, else link, else title + date."""
-    if guid and guid.strip():
-        return "guid:" + guid.strip()
-    if link and link.strip():
-        return "link:" + link.strip()
+def _is_tracking(name: str) -> bool:
+    folded = name.lower()
+    return folded in TRACKING_PARAMETERS or folded.startswith(TRACKING_PREFIXES)
+
+
+def canonical_link(link: str | None) -> str | None:
+    """The part of a link that says which page it is, for comparing links.
+
+    Tracking parameters (:data:`TRACKING_PARAMETERS`, :data:`TRACKING_PREFIXES`)
+    are removed, the other parameters keep their order; ``http``/``https``
+    are folded (the result starts ``//host``), the host is lowercased and its
+    default port dropped, a trailing ``/`` on the path and the fragment are
+    dropped.  Path and remaining query keep their case: servers may treat
+    them case-sensitively.  Not a URL to fetch -- only to compare.  Text that
+    is not an absolute http(s) URL comes back stripped (``None`` if empty).
+    """
+    if link is None or not link.strip():
+        return None
+    text = link.strip()
+    try:
+        parts = urlsplit(text)
+        host = (parts.hostname or "").rstrip(".")
+        port = parts.port
+    except ValueError:
+        return text
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return text
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and str(port) != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    kept = [
+        (name, value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not _is_tracking(name)
+    ]
+    query = "?" + urlencode(kept, safe="/:@!$'()*,;") if kept else ""
+    return f"//{host}{path}{query}"
+
+
+def _title_text(title: str) -> str:
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", title)).strip()
+
+
+def entry_key(
+    guid: str | None,
+    link: str | None,
+    title: str,
+    date: datetime | None,
+    *,
+    identity: Identity = "guid",
+) -> str:
+    """Identity of an item within its feed.
+
+    ``identity`` says which field comes first; the others follow as fallbacks
+    for items that lack it:
+
+    * ``guid`` (default): guid, else canonical link, else title + date;
+    * ``link``: canonical link, else guid, else title + date -- for feeds
+      whose GUIDs change when the headline is edited;
+    * ``title``: the normalised title alone (no date: such feeds often re-date
+      items too), else guid, else link -- for feeds whose GUIDs *and* links
+      churn.  Two items with one headline become one post, so use it only
+      where headlines are unique.
+    """
+    guid_key = "guid:" + guid.strip() if guid and guid.strip() else None
+    canon = canonical_link(link)
+    link_key = "link:" + canon if canon else None
+    title_text = _title_text(title)
+    if identity == "title":
+        order = ["title:" + title_text if title_text else None, guid_key, link_key]
+    elif identity == "link":
+        order = [link_key, guid_key]
+    elif identity == "guid":
+        order = [guid_key, link_key]
+    else:
+        raise ValueError(f"unknown identity {identity!r}; use one of {', '.join(IDENTITIES)}")
+    for key in order:
+        if key:
+            return key
     stamp = date.isoformat() if date is not None else ""
     return "title:" + _SPACE.sub(" ", title).strip() + "|" + stamp
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIdentity:
+    """What the store knows about one stored entry of a feed, for matching."""
+
+    entry_id: int
+    key: str
+    guid: str | None
+    link_key: str | None  # canonical link
+    title: str  # the title of its post
+
+
+def fallback_match(
+    *,
+    guid: str | None,
+    link: str | None,
+    title: str,
+    identity: Identity,
+    candidates: Sequence[StoredIdentity],
+    batch_keys: Collection[str],
+    batch_link_counts: Mapping[str, int],
+) -> StoredIdentity | None:
+    """The stored entry an item with an unknown key is an edit of, if any.
+
+    ``candidates`` are the feed's stored entries sharing the item's guid,
+    canonical link or (``identity: title``) title, most recently seen first;
+    ``batch_keys`` are the keys of everything in this fetch.  The rules:
+
+    * the same GUID in the same feed is the same item (its key changed only
+      because the key rules or the identity setting did);
+    * the same canonical link is the same item only when that is not
+      ambiguous: the link appears once in this fetch, and the stored entry is
+      not itself still in the feed under its own key.  This is what turns "a
+      new GUID for an edited headline" into an update, while feeds that give
+      every item the same link (a homepage) still get one post per item;
+    * with ``identity: title``, the same headline under the same rule.
+
+    Pure; the store gathers the candidates in one query.
+    """
+    free = [c for c in candidates if c.key not in batch_keys]
+    if guid and guid.strip():
+        stripped = guid.strip()
+        for candidate in candidates:
+            if candidate.guid is not None and candidate.guid.strip() == stripped:
+                return candidate if candidate.key not in batch_keys else None
+    canon = canonical_link(link)
+    if canon is not None and batch_link_counts.get(canon, 0) <= 1:
+        for candidate in free:
+            if candidate.link_key == canon:
+                return candidate
+    if identity == "title":
+        wanted = _title_text(title)
+        if wanted:
+            for candidate in free:
+                if _title_text(candidate.title) == wanted:
+                    return candidate
+    return None
 
 
 def slug_for(date: datetime | None, digest: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from aggregator.post import render
 from aggregator.store import StoredPost
 
-__all__ = ["SUFFIX", "ExportError", "ExportResult", "export_posts", "write_post"]
+__all__ = ["SUFFIX", "ExportError", "ExportResult", "export_posts", "remove_post", "write_post"]
 
 SUFFIX = ".md"
 
@@ -76,6 +76,18 @@ def write_post(directory: Path, stored: StoredPost) -> bool:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+    return True
+
+
+def remove_post(directory: Path, slug: str) -> bool:
+    """Delete a post's file (a filter now blocks it); False when it was not there."""
+    path = directory / f"{slug}{SUFFIX}"
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise ExportError(exc.errno, _explain(exc, path)) from exc
     return True
 
 

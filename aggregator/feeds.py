@@ -47,7 +47,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from aggregator.dedup import IDENTITIES, Identity
 from aggregator.fetch import HostPolicy, default_host_policy
+from aggregator.filters import FIELDS as _RULE_FIELDS
+from aggregator.filters import Filters, Rule, compile_pattern
 
 __all__ = [
     "DEFAULT_DISABLE_AFTER",
@@ -129,6 +132,10 @@ class FeedSpec:
     timezone: str | None = None
     date_offset: timedelta = timedelta(0)
     disable_after: timedelta = DEFAULT_DISABLE_AFTER
+    #: Which field identifies an item across edits (see dedup.entry_key).
+    identity: Identity = "guid"
+    #: keep/block rules, the defaults' first (see aggregator.filters).
+    filters: Filters = field(default_factory=Filters)
     line: int = field(default=0, compare=False)
 
     @property
@@ -393,6 +400,40 @@ class _FullTextModel(BaseModel):
         return value
 
 
+class _RuleModel(BaseModel):
+    """One keep/block rule: field -> regular expression, all must match."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str | None = None
+    body: str | None = None
+    link: str | None = None
+    author: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _pattern(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("has no value; give a regular expression or delete the line")
+        if isinstance(value, str):
+            compile_pattern(value)
+        return value
+
+    def rule(self) -> Rule:
+        patterns = tuple((name, getattr(self, name)) for name in _RULE_FIELDS)
+        return Rule(tuple((k, v) for k, v in patterns if v is not None))
+
+
+def _check_rules(value: tuple[_RuleModel, ...]) -> tuple[_RuleModel, ...]:
+    for index, rule in enumerate(value):
+        if not rule.model_fields_set:
+            raise ValueError(
+                f"rule {index} is empty; give a pattern for one of {', '.join(_RULE_FIELDS)}, "
+                'e.g. {title: "广告|推广"}'
+            )
+    return value
+
+
 class _FeedFields(BaseModel):
     """The keys one feed entry (or ``defaults``) may set, each optional.
 
@@ -416,6 +457,14 @@ class _FeedFields(BaseModel):
     timezone: str | None = None
     date_offset: timedelta | None = None
     disable_after: timedelta | None = None
+    identity: Identity | None = None
+    keep: tuple[_RuleModel, ...] | None = None
+    block: tuple[_RuleModel, ...] | None = None
+
+    @field_validator("keep", "block")
+    @classmethod
+    def _rules(cls, value: tuple[_RuleModel, ...]) -> tuple[_RuleModel, ...]:
+        return _check_rules(value)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -776,6 +825,14 @@ class _Loader:
         kind, loc, value = err["type"], err["loc"], err.get("input")
         if kind == "value_error":
             return str(err.get("ctx", {}).get("error", err["msg"]))
+        if kind == "extra_forbidden" and len(loc) > 2 and loc[0] in ("keep", "block"):
+            return _unknown_key(str(loc[-1]), _RULE_FIELDS, "rule")
+        if kind == "literal_error" and loc[:1] == ("identity",):
+            return f"must be one of {', '.join(IDENTITIES)}, got {_kind(value)}"
+        if kind in ("tuple_type", "list_type") and loc[:1] in (("keep",), ("block",)):
+            return f'must be a list of rules like [{{title: "广告|推广"}}], got {_kind(value)}'
+        if kind in ("model_type", "dict_type") and loc[:1] in (("keep",), ("block",)):
+            return f'each rule must be a mapping like {{title: "广告|推广"}}, got {_kind(value)}'
         if kind == "extra_forbidden":
             inside_full_text = len(loc) > 1 and loc[0] == "full_text"
             allowed = _FULL_TEXT_KEYS if inside_full_text else _FEED_KEYS
@@ -1038,6 +1095,11 @@ class _Loader:
             return None, url
 
         full_text = merged.get("full_text")
+        # Rules add up: the defaults' (say, a house ad filter) and the feed's own.
+        filters = Filters(
+            keep=tuple(r.rule() for r in (*defaults.get("keep", ()), *own.get("keep", ()))),
+            block=tuple(r.rule() for r in (*defaults.get("block", ()), *own.get("block", ()))),
+        )
         line, _ = self._position(path)
         spec = FeedSpec(
             url=url,
@@ -1054,6 +1116,8 @@ class _Loader:
             timezone=merged.get("timezone"),
             date_offset=merged.get("date_offset", timedelta(0)),
             disable_after=merged.get("disable_after", DEFAULT_DISABLE_AFTER),
+            identity=merged.get("identity", "guid"),
+            filters=filters,
             line=line or 0,
         )
         return spec, url

@@ -27,7 +27,7 @@ from aggregator import rsshub
 from aggregator.content import ContentError, entry_to_post, extract_full_text
 from aggregator.dates import effective_date
 from aggregator.dedup import entry_key
-from aggregator.export import ExportError, prepare_directory, write_post
+from aggregator.export import ExportError, prepare_directory, remove_post, write_post
 from aggregator.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
 from aggregator.fetch import (
     Fetcher,
@@ -39,6 +39,7 @@ from aggregator.fetch import (
     cache_max_age,
 )
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
+from aggregator.rawentry import dump_entry
 from aggregator.schedule import (
     ErrorClass,
     ErrorState,
@@ -50,7 +51,7 @@ from aggregator.schedule import (
 )
 from aggregator.store import FeedState, IngestItem, Store
 
-__all__ = ["FeedReport", "Pipeline", "build_items", "post_date"]
+__all__ = ["FeedReport", "Pipeline", "build_item", "build_items", "post_date"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class FeedReport:
     duplicate: int = 0
     updated: int = 0
     unchanged: int = 0
+    blocked: int = 0
     wire_bytes: int = 0
     elapsed_ms: int = 0
     error: str | None = None
@@ -94,6 +96,7 @@ class FeedReport:
             "new": self.new,
             "duplicate": self.duplicate,
             "updated": self.updated,
+            "blocked": self.blocked,
             "bytes": self.wire_bytes,
             "ms": self.elapsed_ms,
         }
@@ -121,6 +124,52 @@ def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime,
     )
 
 
+def build_item(
+    entry: Entry,
+    spec: FeedSpec,
+    *,
+    first_seen: datetime,
+    full_text: str | None = None,
+    on_replaced_date: Callable[[Entry, str], None] | None = None,
+) -> IngestItem:
+    """One entry -> a post ready to store, its key and its filter verdict (pure).
+
+    Shared by fetching and ``aggregator reprocess``, so a re-run derives
+    exactly what a fetch would have.  ``full_text`` is the article body a
+    ``full_text`` selector cut from the page, if one was fetched.
+    """
+    date, replaced = post_date(entry, spec, now=first_seen)
+    if replaced is not None and on_replaced_date is not None:
+        on_replaced_date(entry, replaced)
+    post = entry_to_post(
+        entry,
+        group=spec.group,
+        outlet=spec.outlet,
+        section=spec.section,
+        first_seen=first_seen,
+        placeholder_image=spec.placeholder_image,
+        body_html=full_text,
+        date=date,
+    )
+    return IngestItem(
+        key=entry_key(
+            entry.guid,
+            entry.link,
+            entry.title,
+            entry.published or entry.updated,
+            identity=spec.identity,
+        ),
+        post=post,
+        guid=entry.guid,
+        link=entry.link,
+        author=entry.author,
+        raw=dump_entry(entry, full_text=full_text),
+        blocked=spec.filters.verdict(
+            title=post.title, body_html=post.body, link=entry.link, author=entry.author
+        ),
+    )
+
+
 def build_items(
     parsed: ParsedFeed,
     spec: FeedSpec,
@@ -134,34 +183,16 @@ def build_items(
     ``on_replaced_date(entry, reason)`` hears of every entry date thrown out
     as impossible, so the caller can log and count it.
     """
-    items = []
-    for index, entry in enumerate(parsed.entries):
-        date, replaced = post_date(entry, spec, now=now)
-        if replaced is not None and on_replaced_date is not None:
-            on_replaced_date(entry, replaced)
-        post = entry_to_post(
+    return [
+        build_item(
             entry,
-            group=spec.group,
-            outlet=spec.outlet,
-            section=spec.section,
+            spec,
             first_seen=now,
-            placeholder_image=spec.placeholder_image,
-            body_html=(bodies or {}).get(index),
-            date=date,
+            full_text=(bodies or {}).get(index),
+            on_replaced_date=on_replaced_date,
         )
-        items.append(
-            IngestItem(
-                key=entry_key(
-                    entry.guid, entry.link, entry.title, entry.published or entry.updated
-                ),
-                post=post,
-                guid=entry.guid,
-                link=entry.link,
-                author=entry.author,
-                raw=entry.raw,
-            )
-        )
-    return items
+        for index, entry in enumerate(parsed.entries)
+    ]
 
 
 def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:
@@ -341,22 +372,32 @@ class Pipeline:
             ),
         )
         ingested = await self._write(
-            self.store.ingest, feed_id, items, now=now, feed_values=success
+            self.store.ingest,
+            feed_id,
+            items,
+            now=now,
+            feed_values=success,
+            identity=spec.identity,
         )
         report.new, report.duplicate = ingested.new, ingested.duplicate
         report.updated, report.unchanged = ingested.updated, ingested.unchanged
-        if self.export_dir is not None and ingested.changed_posts:
+        report.blocked = ingested.blocked
+        if self.export_dir is not None and (ingested.changed_posts or ingested.removed_slugs):
             try:
-                await asyncio.to_thread(self._export, ingested.changed_posts)
+                await asyncio.to_thread(
+                    self._export, ingested.changed_posts, ingested.removed_slugs
+                )
             except ExportError as exc:
                 # The posts are safely stored; `aggregator export` can write them later.
                 report.error = f"export failed (posts are stored): {exc.strerror}"
                 report.error_class = "export"
 
-    def _export(self, posts: Sequence[Any]) -> None:
+    def _export(self, posts: Sequence[Any], removed: Sequence[str] = ()) -> None:
         assert self.export_dir is not None
         for stored in posts:
             write_post(self.export_dir, stored)
+        for slug in removed:  # an edit made the post blocked
+            remove_post(self.export_dir, slug)
 
     async def _failed(
         self,

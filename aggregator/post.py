@@ -55,6 +55,9 @@ _KEYS = (
     "date",
     "thumbnail",
 )
+# Keys a post may leave out; ``updated`` is written (right after ``date``)
+# only for posts the publisher revised, so untouched posts stay seed-exact.
+_OPTIONAL_KEYS = ("updated",)
 
 # Characters a YAML single-quoted scalar cannot carry (and Hexo's js-yaml
 # rejects): C0 controls but tab, DEL, C1 controls, surrogates, BOM, U+FFFE/F.
@@ -118,6 +121,9 @@ class Post:
     thumbnail: str = ""
     author: str = ""
     comments: bool = False
+    #: When the publisher last revised the post; ``None`` for a post never
+    #: revised, which renders exactly as the seeds do (no ``updated:`` line).
+    updated: datetime | None = None
 
     def __post_init__(self) -> None:
         for name in ("title", "group", "outlet", "section", "headimg", "thumbnail", "author"):
@@ -132,12 +138,15 @@ class Post:
                 )
         if not isinstance(self.body, str):
             raise TypeError(f"Post.body must be a str, not {type(self.body).__name__}")
-        if self.date is not None:
-            if self.date.tzinfo is None:
-                raise ValueError("Post.date must be timezone-aware (got a naive datetime)")
-            normal = self.date.astimezone(UTC).replace(microsecond=0)
-            if normal != self.date or normal.tzinfo is not self.date.tzinfo:
-                object.__setattr__(self, "date", normal)
+        for name in ("date", "updated"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value.tzinfo is None:
+                raise ValueError(f"Post.{name} must be timezone-aware (got a naive datetime)")
+            normal = value.astimezone(UTC).replace(microsecond=0)
+            if normal != value or normal.tzinfo is not value.tzinfo:
+                object.__setattr__(self, name, normal)
 
     @property
     def categories(self) -> tuple[str, str, str]:
@@ -223,6 +232,7 @@ def render(post: Post) -> str:
             "true" if post.comments else "false",
             "\ndate: ",
             format_date(post.date),
+            "" if post.updated is None else "\nupdated: " + format_date(post.updated),
             "\nthumbnail: ",
             _quoted(post.thumbnail),
             "\n---\n\n",
@@ -316,8 +326,9 @@ def _parse(text: str) -> Post:
         if m is None:
             raise PostFormatError(f"expected 'key: value' or '---', found {line!r}", lineno)
         key, raw = m.group(1), m.group(2) or ""
-        if key not in _KEYS:
-            raise PostFormatError(f"unknown key {key!r}; the format has {', '.join(_KEYS)}", lineno)
+        if key not in _KEYS and key not in _OPTIONAL_KEYS:
+            known = ", ".join((*_KEYS, *_OPTIONAL_KEYS))
+            raise PostFormatError(f"unknown key {key!r}; the format has {known}", lineno)
         if key in values or (key == "categories" and categories):
             raise PostFormatError(f"key {key!r} appears twice", lineno)
         if key == "categories":
@@ -331,7 +342,13 @@ def _parse(text: str) -> Post:
             if raw not in ("true", "false"):
                 raise PostFormatError(f"comments must be true or false, found {raw!r}", lineno)
             values[key] = raw
-        elif key == "date":
+        elif key in ("date", "updated"):
+            if key == "updated" and raw == INVALID_DATE:
+                raise PostFormatError(
+                    f"updated must be a real date; delete the line if the post was never "
+                    f"revised, found {raw!r}",
+                    lineno,
+                )
             values[key] = raw
             try:
                 parse_date(raw)
@@ -378,6 +395,7 @@ def _parse(text: str) -> Post:
             author=values["author"],
             comments=values["comments"] == "true",
             date=parse_date(values["date"]),
+            updated=parse_date(values["updated"]) if "updated" in values else None,
             thumbnail=values["thumbnail"],
             body=rest[body_start:body_end],
         )

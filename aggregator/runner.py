@@ -93,7 +93,7 @@ def totals_line(reports: Sequence[FeedReport]) -> str:
 def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> Table:
     now = now or datetime.now(UTC)
     table = Table(title="feeds")
-    for name in ("feed", "last poll", "result", "next poll", "errors", "posts"):
+    for name in ("feed", "last poll", "result", "next poll", "errors", "posts", "blocked"):
         table.add_column(name)
     for f in feeds:
         if f.disabled_reason:
@@ -119,5 +119,6 @@ def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> 
             next_poll,
             str(f.error_streak),
             str(f.posts),
+            str(f.blocked),
         )
     return table

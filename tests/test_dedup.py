@@ -6,7 +6,18 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aggregator.dedup import Known, Outcome, content_hash, decide, entry_key, slug_for, text_of
+from aggregator.dedup import (
+    Known,
+    Outcome,
+    StoredIdentity,
+    canonical_link,
+    content_hash,
+    decide,
+    entry_key,
+    fallback_match,
+    slug_for,
+    text_of,
+)
 
 
 def test_hash_ignores_markup_whitespace_and_width_variants() -> None:
@@ -34,7 +45,8 @@ def test_text_of_decodes_entities_and_drops_comments() -> None:
     ("guid", "link", "title", "expected"),
     [
         ("g-1", "https://x/1", "t", "guid:g-1"),
-        ("  ", "https://x/1", "t", "link:https://x/1"),
+        ("  ", "https://x/1", "t", "link://x/1"),
+        (None, "http://X/1/?utm_source=rss#top", "t", "link://x/1"),
         (None, None, "A  title", "title:A title|2022-03-01T00:00:00+00:00"),
     ],
 )
@@ -64,3 +76,117 @@ def test_slug_is_date_and_hash_prefix() -> None:
 )
 def test_decide(known: Known, incoming: str, expected: Outcome) -> None:
     assert decide(known, incoming) is expected
+
+
+@pytest.mark.parametrize(
+    ("link", "canonical"),
+    [
+        # tracking parameters go, the others keep their order
+        ("https://n.cn/a?utm_source=rss&id=7&utm_medium=x", "//n.cn/a?id=7"),
+        ("https://n.cn/a?spm=a2h0k.1&from=timeline&id=7", "//n.cn/a?id=7"),
+        ("https://n.cn/a?b=2&a=1&fbclid=IwAR0&gclid=x&mc_cid=1&mc_eid=2", "//n.cn/a?b=2&a=1"),
+        ("https://n.cn/a?yclid=1&igshid=2&share_token=3&UTM_Campaign=4", "//n.cn/a"),
+        # scheme, host case, default port, trailing slash and fragment fold
+        ("HTTP://News.Example.COM:80/Story/", "//news.example.com/Story"),
+        ("https://news.example.com:443/story#comments", "//news.example.com/story"),
+        ("https://news.example.com/", "//news.example.com"),
+        ("https://news.example.com", "//news.example.com"),
+        # what does identify the page is kept
+        ("https://news.example.com:8443/story", "//news.example.com:8443/story"),
+        ("https://n.cn/Story?ID=7", "//n.cn/Story?ID=7"),
+        ("https://n.cn/a?from_id=3&fromage=1", "//n.cn/a?from_id=3&fromage=1"),
+        ("https://n.cn/搜索?q=中文", "//n.cn/搜索?q=%E4%B8%AD%E6%96%87"),
+        # not an http(s) URL: compared as written
+        ("  urn:uuid:1234 ", "urn:uuid:1234"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_canonical_link(link: str | None, canonical: str | None) -> None:
+    assert canonical_link(link) == canonical
+
+
+def test_links_that_differ_only_by_tracking_and_scheme_are_one_key() -> None:
+    day = datetime(2022, 3, 1, tzinfo=UTC)
+    plain = entry_key(None, "https://n.cn/a/1", "t", day)
+    assert entry_key(None, "http://n.cn/a/1/?utm_source=weibo#x", "t", day) == plain
+
+
+@pytest.mark.parametrize(
+    ("identity", "guid", "link", "title", "expected"),
+    [
+        ("guid", "g-1", "https://x/1", "T", "guid:g-1"),
+        ("guid", None, "https://x/1", "T", "link://x/1"),
+        ("link", "g-1", "https://x/1?utm_source=a", "T", "link://x/1"),
+        ("link", "g-1", None, "T", "guid:g-1"),
+        ("title", "g-1", "https://x/1", " 标题  一 ", "title:标题 一"),
+        ("title", "g-1", "https://x/1", "ＡＢＣ", "title:ABC"),
+        ("title", "g-1", "https://x/1", "", "guid:g-1"),
+        ("title", None, None, "", "title:|2022-03-01T00:00:00+00:00"),
+        ("link", None, None, "T", "title:T|2022-03-01T00:00:00+00:00"),
+    ],
+)
+def test_identity_setting_reorders_the_key_fields(
+    identity, guid: str | None, link: str | None, title: str, expected: str
+) -> None:
+    key = entry_key(guid, link, title, datetime(2022, 3, 1, tzinfo=UTC), identity=identity)
+    assert key == expected
+
+
+def test_unknown_identity_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown identity 'url'"):
+        entry_key("g", None, "t", None, identity="url")  # type: ignore[arg-type]
+
+
+def _stored(entry_id: int, key: str, guid=None, link=None, title="old") -> StoredIdentity:
+    return StoredIdentity(entry_id, key, guid, canonical_link(link), title)
+
+
+def _match(candidates, *, guid=None, link=None, title="t", identity="guid", batch=(), links=None):
+    return fallback_match(
+        guid=guid,
+        link=link,
+        title=title,
+        identity=identity,
+        candidates=candidates,
+        batch_keys=set(batch),
+        batch_link_counts=links or {},
+    )
+
+
+def test_fallback_same_guid_is_the_same_item_whatever_its_old_key() -> None:
+    old = _stored(1, "link://x/1", guid="g-1", link="https://x/1")
+    assert _match([old], guid="g-1", link="https://x/2", identity="link") is old
+
+
+def test_fallback_new_guid_same_canonical_link_is_an_edit() -> None:
+    old = _stored(1, "guid:g-1", guid="g-1", link="https://x/1")
+    found = _match(
+        [old], guid="g-2", link="http://x/1?utm_source=rss", batch=["guid:g-2"], links={"//x/1": 1}
+    )
+    assert found is old
+
+
+def test_fallback_old_raw_link_keys_are_found_by_canonical_link() -> None:
+    """Entries keyed before links were canonicalised still match."""
+    old = _stored(1, "link:https://x/1?spm=1", link="https://x/1?spm=1")
+    assert _match([old], link="https://x/1", batch=["link://x/1"]) is old
+
+
+def test_fallback_link_is_not_used_when_ambiguous() -> None:
+    old = _stored(1, "guid:g-1", guid="g-1", link="https://x/")
+    # The old item is still in the feed: the new one is another item.
+    assert _match([old], guid="g-2", link="https://x/", batch=["guid:g-1", "guid:g-2"]) is None
+    # Several items of this fetch share the link (a homepage): no guessing.
+    assert _match([old], guid="g-2", link="https://x/", links={"//x": 2}) is None
+
+
+def test_fallback_title_only_with_title_identity() -> None:
+    old = _stored(1, "guid:g-1", guid="g-1", link="https://x/1", title="标题 一")
+    kwargs = {"guid": "g-9", "link": "https://x/9", "title": "标题  一"}
+    assert _match([old], **kwargs) is None
+    assert _match([old], identity="title", **kwargs) is old
+
+
+def test_fallback_nothing_matches_means_new() -> None:
+    assert _match([], guid="g", link="https://x/1") is None

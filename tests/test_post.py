@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -209,6 +210,7 @@ _posts = st.builds(
     thumbnail=_header_text,
     author=_header_text,
     comments=st.booleans(),
+    updated=_dates,
 )
 
 
@@ -233,8 +235,57 @@ def test_front_matter_reads_the_same_in_a_yaml_parser(post: Post) -> None:
     assert data["thumbnail"] == post.thumbnail
     assert data["comments"] is post.comments
     assert data["date"] == format_date(post.date)
+    if post.updated is None:
+        assert "updated" not in data
+    else:
+        assert data["updated"] == format_date(post.updated)
 
 
 @given(_dates)
 def test_dates_round_trip(date: datetime | None) -> None:
     assert parse_date(format_date(date)) == (date.replace(microsecond=0) if date else None)
+
+
+# -- updated: a revised post's second date ----------------------------------
+
+
+def _seed_and_post() -> tuple[str, Post]:
+    text = _seed()
+    return text, parse(text)
+
+
+def test_a_revised_post_gains_an_updated_line_right_after_date() -> None:
+    text, post = _seed_and_post()
+    revised = replace(post, updated=datetime(2022, 3, 2, 8, 0, 5, tzinfo=UTC))
+    out = render(revised)
+    date_line = f"date: {format_date(post.date)}\n"
+    assert date_line + "updated: Wed, 02 Mar 2022 08:00:05 GMT\nthumbnail: " in out
+    # Nothing else moves: dropping the line gives the seed back byte for byte.
+    assert out.replace("updated: Wed, 02 Mar 2022 08:00:05 GMT\n", "") == text
+    assert parse(out) == revised
+    assert render(parse(out)) == out
+
+
+def test_a_post_never_revised_has_no_updated_line() -> None:
+    _, post = _seed_and_post()
+    assert post.updated is None
+    assert "updated:" not in render(post)
+
+
+def test_updated_is_normalised_like_date() -> None:
+    _, post = _seed_and_post()
+    local = datetime(2022, 3, 2, 16, 0, 5, 999, tzinfo=timezone(timedelta(hours=8)))
+    assert replace(post, updated=local).updated == datetime(2022, 3, 2, 8, 0, 5, tzinfo=UTC)
+    with pytest.raises(ValueError, match=r"Post\.updated must be timezone-aware"):
+        replace(post, updated=datetime(2022, 3, 2))
+
+
+def test_updated_must_be_a_real_date() -> None:
+    text, _ = _seed_and_post()
+    date_line = next(line for line in text.split("\n") if line.startswith("date: "))
+    bad = text.replace(date_line, date_line + "\nupdated: Invalid Date")
+    with pytest.raises(PostFormatError, match="updated must be a real date"):
+        parse(bad)
+    worse = text.replace(date_line, date_line + "\nupdated: yesterday")
+    with pytest.raises(PostFormatError, match="expected an RFC 822 GMT date"):
+        parse(worse)

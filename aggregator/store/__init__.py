@@ -1,7 +1,16 @@
 """Persistence: the only package that talks to the database."""
 
 from aggregator.store.engine import DEFAULT_DATABASE_URL, DatabaseURLError, make_engine, upgrade
-from aggregator.store.store import FeedState, IngestItem, IngestResult, Store, StoredPost
+from aggregator.store.store import (
+    FeedState,
+    IngestItem,
+    IngestResult,
+    Reprocessed,
+    ReprocessResult,
+    Store,
+    StoredEntry,
+    StoredPost,
+)
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -9,7 +18,10 @@ __all__ = [
     "FeedState",
     "IngestItem",
     "IngestResult",
+    "ReprocessResult",
+    "Reprocessed",
     "Store",
+    "StoredEntry",
     "StoredPost",
     "make_engine",
     "upgrade",

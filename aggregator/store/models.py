@@ -137,6 +137,12 @@ class Post(Base):
     link: Mapped[str | None] = mapped_column(Text)
     feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    # When the publisher last edited it (rendered as ``updated:``); None if never.
+    revised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why it is not exported (a block rule), or None.  Set only when every
+    # entry of the post is blocked: a story one feed blocks and another keeps
+    # is kept.
+    blocked: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -155,7 +161,11 @@ class Entry(Base):
     key: Mapped[str] = mapped_column(String(2048))
     guid: Mapped[str | None] = mapped_column(Text)
     link: Mapped[str | None] = mapped_column(Text)
+    # dedup.canonical_link(link), to find an item whose guid or key changed.
+    link_key: Mapped[str | None] = mapped_column(String(2048))
     author: Mapped[str | None] = mapped_column(Text)
+    # The feed rule that blocked this entry, or None.
+    blocked: Mapped[str | None] = mapped_column(Text)
     post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
     raw: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -163,7 +173,11 @@ class Entry(Base):
 
     post: Mapped[Post] = relationship(back_populates="entries")
 
-    __table_args__ = (UniqueConstraint("feed_id", "key"), Index(None, "post_id"))
+    __table_args__ = (
+        UniqueConstraint("feed_id", "key"),
+        Index(None, "post_id"),
+        Index(None, "feed_id", "link_key"),
+    )
 
 
 class PostRevision(Base):

@@ -20,7 +20,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator import post as fmt
-from aggregator.dedup import Known, Outcome, content_hash, decide, slug_for
+from aggregator.dedup import (
+    Identity,
+    Known,
+    Outcome,
+    StoredIdentity,
+    canonical_link,
+    content_hash,
+    decide,
+    fallback_match,
+    slug_for,
+)
 from aggregator.schedule import startup_delay
 from aggregator.store import models as m
 from aggregator.store.engine import make_engine, upgrade
@@ -28,11 +38,22 @@ from aggregator.store.engine import make_engine, upgrade
 if TYPE_CHECKING:
     from aggregator.feeds import FeedSpec
 
-__all__ = ["FeedState", "IngestItem", "IngestResult", "Store", "StoredPost"]
+__all__ = [
+    "FeedState",
+    "IngestItem",
+    "IngestResult",
+    "ReprocessResult",
+    "Reprocessed",
+    "Store",
+    "StoredEntry",
+    "StoredPost",
+]
 
 log = logging.getLogger(__name__)
 
 _RETRIES_ON_CONFLICT = 3
+#: Longest canonical link kept for matching (the indexed column's size).
+_LINK_KEY_MAX = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +92,10 @@ class FeedState:
     disabled_reason: str | None
     rsshub_route: str | None = None
     posts: int = 0
+    blocked: int = 0  # stored entries a filter rule keeps out of the export
 
     @classmethod
-    def of(cls, row: m.Feed, *, posts: int = 0) -> FeedState:
+    def of(cls, row: m.Feed, *, posts: int = 0, blocked: int = 0) -> FeedState:
         return cls(
             id=row.id,
             url=row.url,
@@ -96,6 +118,7 @@ class FeedState:
             disabled_reason=row.disabled_reason,
             rsshub_route=row.rsshub_route,
             posts=posts,
+            blocked=blocked,
         )
 
     @property
@@ -114,17 +137,26 @@ class IngestItem:
     link: str | None = None
     author: str | None = None
     raw: dict[str, Any] | None = None
+    #: Why a filter rule blocks it (stored, never exported), or None.
+    blocked: str | None = None
 
 
 @dataclass(slots=True)
 class IngestResult:
-    """Counts of what one ingest did, and the posts whose files must be written."""
+    """Counts of what one ingest did, and the files to write or remove.
+
+    ``blocked`` counts new items a filter kept out (they are stored, and also
+    not counted as new); ``removed_slugs`` are exported posts that an edit
+    made blocked, whose files must go.
+    """
 
     new: int = 0
     duplicate: int = 0
     updated: int = 0
     unchanged: int = 0
+    blocked: int = 0
     changed_posts: list[StoredPost] = field(default_factory=list)
+    removed_slugs: list[str] = field(default_factory=list)
 
     def count(self, outcome: Outcome) -> None:
         setattr(self, outcome.value, getattr(self, outcome.value) + 1)
@@ -142,6 +174,7 @@ def _to_post(row: m.Post) -> fmt.Post:
         comments=row.comments,
         date=row.date,
         body=row.body,
+        updated=row.revised_at,
     )
 
 
@@ -172,7 +205,54 @@ def _new_row(post: fmt.Post, digest: str, *, feed_id: int | None, link: str | No
         link=link,
         feed_id=feed_id,
         revision=0,
+        revised_at=post.updated,
     )
+
+
+def _link_key(link: str | None) -> str | None:
+    key = canonical_link(link)
+    return key if key is not None and len(key) <= _LINK_KEY_MAX else None
+
+
+def _refresh_blocked(session: Session, row: m.Post) -> None:
+    """A post is blocked only when every entry of it is (see models.Post.blocked)."""
+    session.flush()
+    verdicts = list(session.scalars(select(m.Entry.blocked).where(m.Entry.post_id == row.id)))
+    row.blocked = verdicts[0] if verdicts and all(verdicts) else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as stored, for ``aggregator reprocess``."""
+
+    id: int
+    feed_id: int
+    post_id: int
+    raw: dict[str, Any] | None
+    first_seen_at: datetime
+    blocked: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reprocessed:
+    """A stored entry run through the content stage again."""
+
+    entry_id: int
+    post: fmt.Post
+    blocked: str | None = None
+
+
+@dataclass(slots=True)
+class ReprocessResult:
+    """What re-running the content stage changed, and the files to write or remove."""
+
+    updated: int = 0
+    unchanged: int = 0
+    blocked: int = 0
+    unblocked: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    changed_posts: list[StoredPost] = field(default_factory=list)
+    removed_slugs: list[str] = field(default_factory=list)
 
 
 class Store:
@@ -234,10 +314,15 @@ class Store:
     def iter_posts(
         self, *, outlet: str | None = None, since: datetime | None = None, batch: int = 500
     ) -> Iterator[StoredPost]:
-        """Posts in insertion order, read in batches so memory stays flat."""
+        """Exportable posts (not blocked) in insertion order, read in batches."""
         last_id = 0
         while True:
-            query = select(m.Post).where(m.Post.id > last_id).order_by(m.Post.id).limit(batch)
+            query = (
+                select(m.Post)
+                .where(m.Post.id > last_id, m.Post.blocked.is_(None))
+                .order_by(m.Post.id)
+                .limit(batch)
+            )
             if outlet is not None:
                 query = query.where(m.Post.outlet == outlet)
             if since is not None:
@@ -251,7 +336,7 @@ class Store:
             last_id = rows[-1].id
 
     def count_posts(self, *, outlet: str | None = None, since: datetime | None = None) -> int:
-        query = select(func.count(m.Post.id))
+        query = select(func.count(m.Post.id)).where(m.Post.blocked.is_(None))
         if outlet is not None:
             query = query.where(m.Post.outlet == outlet)
         if since is not None:
@@ -268,21 +353,90 @@ class Store:
         *,
         now: datetime,
         feed_values: Mapping[str, Any] | None = None,
+        identity: Identity = "guid",
     ) -> IngestResult:
         """Store one fetched feed's entries and its new state in one transaction.
 
         ``feed_values`` (validators, status, next poll time, lease release)
         are written in the same transaction as the posts, so a crash can
         never record a feed as fetched without its posts, or the reverse.
+        ``identity`` is the feed's setting, used to match items whose key is
+        unknown (see :func:`aggregator.dedup.fallback_match`).
         """
         for attempt in range(_RETRIES_ON_CONFLICT):
             try:
-                return self._ingest_once(feed_id, items, now, feed_values or {})
+                return self._ingest_once(feed_id, items, now, feed_values or {}, identity)
             except IntegrityError:
                 if attempt == _RETRIES_ON_CONFLICT - 1:
                     raise
                 log.debug("conflict while ingesting feed %s, retrying", feed_id, exc_info=True)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _match_unknown(
+        session: Session,
+        feed_id: int,
+        unique: Mapping[str, IngestItem],
+        entries: dict[str, m.Entry],
+        identity: Identity,
+    ) -> set[str]:
+        """Find stored entries for items whose key is unknown, and re-key them.
+
+        Keys change when a publisher re-issues a GUID with an edited headline,
+        when the feed's ``identity`` setting changes, or when the canonical
+        link rules learn a tracking parameter; without this, each of those
+        would store every item again.  One query gathers the candidates; the
+        decision is :func:`aggregator.dedup.fallback_match`.  Returns the
+        keys that were re-keyed.
+        """
+        rekeyed: set[str] = set()
+        unknown = {key: item for key, item in unique.items() if key not in entries}
+        if not unknown:
+            return rekeyed
+        guids = {it.guid.strip() for it in unknown.values() if it.guid and it.guid.strip()}
+        links = {k for it in unknown.values() if (k := _link_key(it.link)) is not None}
+        titles = {it.post.title for it in unknown.values() if it.post.title.strip()}
+        conditions = [m.Entry.guid.in_(guids), m.Entry.link_key.in_(links)]
+        if identity == "title":
+            conditions.append(m.Post.title.in_(titles))
+        rows = session.execute(
+            select(m.Entry, m.Post.title)
+            .join(m.Post, m.Post.id == m.Entry.post_id)
+            .where(m.Entry.feed_id == feed_id, or_(*conditions))
+            .order_by(m.Entry.last_seen_at.desc(), m.Entry.id.desc())
+        ).all()
+        if not rows:
+            return rekeyed
+        by_id = {entry.id: entry for entry, _ in rows}
+        candidates = [
+            StoredIdentity(entry.id, entry.key, entry.guid, entry.link_key, title)
+            for entry, title in rows
+        ]
+        link_counts: dict[str, int] = {}
+        for item in unique.values():
+            if (k := canonical_link(item.link)) is not None:
+                link_counts[k] = link_counts.get(k, 0) + 1
+        batch_keys = set(unique)
+        for key, item in unknown.items():
+            found = fallback_match(
+                guid=item.guid,
+                link=item.link,
+                title=item.post.title,
+                identity=identity,
+                candidates=candidates,
+                batch_keys=batch_keys,
+                batch_link_counts=link_counts,
+            )
+            if found is None:
+                continue
+            # Claimed: no second item of this fetch may take the same entry.
+            candidates = [c for c in candidates if c.entry_id != found.entry_id]
+            entry = by_id[found.entry_id]
+            log.debug("feed %s: entry %r is now %r", feed_id, entry.key, key)
+            entry.key = key
+            entries[key] = entry
+            rekeyed.add(key)
+        return rekeyed
 
     def _ingest_once(
         self,
@@ -290,6 +444,7 @@ class Store:
         items: Sequence[IngestItem],
         now: datetime,
         feed_values: Mapping[str, Any],
+        identity: Identity,
     ) -> IngestResult:
         result = IngestResult()
         # A feed may list one item twice; the first occurrence wins.
@@ -304,6 +459,7 @@ class Store:
                     select(m.Entry).where(m.Entry.feed_id == feed_id, m.Entry.key.in_(list(unique)))
                 )
             }
+            rekeyed = self._match_unknown(session, feed_id, unique, entries, identity)
             entry_posts = {
                 p.id: p
                 for p in session.scalars(
@@ -329,29 +485,45 @@ class Store:
                     ),
                     digest,
                 )
-                result.count(outcome)
+                if outcome is Outcome.NEW and item.blocked is not None:
+                    result.blocked += 1
+                else:
+                    result.count(outcome)
                 if outcome is Outcome.NEW:
                     row = _new_row(item.post, digest, feed_id=feed_id, link=item.link)
+                    row.blocked = item.blocked
                     session.add(row)
                     session.flush()
                     by_hash[digest] = row
                     session.add(self._entry_row(feed_id, item, row.id, now))
-                    result.changed_posts.append(_stored(row))
+                    if item.blocked is None:
+                        result.changed_posts.append(_stored(row))
                 elif outcome is Outcome.UPDATED:
                     assert current is not None and entry is not None
-                    self._revise(session, current, item, digest, now)
+                    was_blocked = current.blocked is not None
+                    self._revise(session, current, item.post, digest, now, link=item.link)
                     by_hash[digest] = current
-                    entry.raw, entry.last_seen_at = item.raw, now
-                    result.changed_posts.append(_stored(current))
+                    self._refresh_entry(entry, item, now)
+                    entry.blocked = item.blocked  # new content: judged by today's rules
+                    _refresh_blocked(session, current)
+                    self._note_export(result, current, was_blocked, changed=True)
                 elif outcome is Outcome.DUPLICATE:
                     assert owner is not None
+                    was_blocked = owner.blocked is not None
                     if entry is None:
                         # Record the extra source of a story stored once.
                         session.add(self._entry_row(feed_id, item, owner.id, now))
+                        # A story another feed blocked is exported if this one keeps it.
+                        _refresh_blocked(session, owner)
+                        self._note_export(result, owner, was_blocked, changed=False)
                     else:
                         entry.last_seen_at = now
                 else:
                     assert entry is not None
+                    raw_format = (item.raw or {}).get("format")
+                    if key in rekeyed or (entry.raw or {}).get("format") != raw_format:
+                        # Keep the latest guid/link, and raw in today's format.
+                        self._refresh_entry(entry, item, now)
                     entry.last_seen_at = now
             if feed_values:
                 session.execute(
@@ -360,13 +532,32 @@ class Store:
         return result
 
     @staticmethod
+    def _note_export(
+        result: IngestResult | ReprocessResult, row: m.Post, was_blocked: bool, *, changed: bool
+    ) -> None:
+        """Queue the post's file to be written, or removed when it became blocked."""
+        if row.blocked is not None:
+            if not was_blocked:
+                result.removed_slugs.append(row.slug)
+        elif changed or was_blocked:
+            result.changed_posts.append(_stored(row))
+
+    @staticmethod
+    def _refresh_entry(entry: m.Entry, item: IngestItem, now: datetime) -> None:
+        entry.raw, entry.last_seen_at = item.raw, now
+        entry.guid, entry.link, entry.link_key = item.guid, item.link, _link_key(item.link)
+        entry.author = item.author
+
+    @staticmethod
     def _entry_row(feed_id: int, item: IngestItem, post_id: int, now: datetime) -> m.Entry:
         return m.Entry(
             feed_id=feed_id,
             key=item.key,
             guid=item.guid,
             link=item.link,
+            link_key=_link_key(item.link),
             author=item.author,
+            blocked=item.blocked,
             post_id=post_id,
             raw=item.raw,
             first_seen_at=now,
@@ -375,9 +566,21 @@ class Store:
 
     @staticmethod
     def _revise(
-        session: Session, row: m.Post, item: IngestItem, digest: str, now: datetime
+        session: Session,
+        row: m.Post,
+        post: fmt.Post,
+        digest: str,
+        now: datetime,
+        *,
+        link: str | None,
+        edited: bool = True,
     ) -> None:
-        """Replace a post's content with an edited version, keeping the old one."""
+        """Replace a post's content, keeping the old one as a revision.
+
+        ``edited`` is a publisher's edit: the post gains (or moves) its
+        ``updated:`` date.  A re-run of our own clean-up (reprocess) keeps
+        the old content too, but is not an edit of the story.
+        """
         session.add(
             m.PostRevision(
                 post_id=row.id,
@@ -390,14 +593,113 @@ class Store:
                 replaced_at=now,
             )
         )
-        post = item.post
         row.content_hash = digest
         row.title, row.body, row.date = post.title, post.body, post.date
         row.headimg, row.thumbnail = post.headimg, post.thumbnail
         row.group_name, row.outlet, row.section = post.group, post.outlet, post.section
-        row.author, row.link = post.author, item.link
+        row.author, row.link = post.author, link
         row.revision += 1
         row.updated_at = now
+        if edited:
+            row.revised_at = now
+
+    # -- reprocess -----------------------------------------------------------
+
+    def count_entries(self, feed_ids: Iterable[int], *, since: datetime | None = None) -> int:
+        query = select(func.count(m.Entry.id)).where(m.Entry.feed_id.in_(list(feed_ids)))
+        if since is not None:
+            query = query.join(m.Post, m.Post.id == m.Entry.post_id).where(m.Post.date >= since)
+        with self._session() as session:
+            return int(session.scalar(query) or 0)
+
+    def iter_entries(
+        self, feed_id: int, *, since: datetime | None = None, batch: int = 200
+    ) -> Iterator[list[StoredEntry]]:
+        """One feed's entries in batches (of posts dated ``since`` or later)."""
+        last_id = 0
+        while True:
+            query = (
+                select(m.Entry)
+                .where(m.Entry.feed_id == feed_id, m.Entry.id > last_id)
+                .order_by(m.Entry.id)
+                .limit(batch)
+            )
+            if since is not None:
+                query = query.join(m.Post, m.Post.id == m.Entry.post_id).where(m.Post.date >= since)
+            with self._session() as session:
+                rows = list(session.scalars(query))
+            if not rows:
+                return
+            yield [
+                StoredEntry(e.id, e.feed_id, e.post_id, e.raw, e.first_seen_at, e.blocked)
+                for e in rows
+            ]
+            last_id = rows[-1].id
+
+    def reprocess(self, updates: Sequence[Reprocessed], *, now: datetime) -> ReprocessResult:
+        """Apply re-derived posts and filter verdicts to stored entries, in one transaction.
+
+        A changed body or title replaces the post's content (the old one is
+        kept as a revision, without an ``updated:`` date: the story did not
+        change, our processing did); changed images, date or categories are
+        updated in place.  A post whose new content equals *another* stored
+        post is left as it was and reported in ``conflicts``: merging two
+        posts is a decision for a person.
+        """
+        result = ReprocessResult()
+        with self._session.begin() as session:
+            for update_ in updates:
+                entry = session.get(m.Entry, update_.entry_id)
+                if entry is None:
+                    continue  # deleted since it was read
+                row = entry.post
+                was_blocked = row.blocked is not None
+                changed = self._reapply(session, row, entry, update_.post, now, result)
+                entry.blocked = update_.blocked
+                _refresh_blocked(session, row)
+                if row.blocked is not None and not was_blocked:
+                    result.blocked += 1
+                elif row.blocked is None and was_blocked:
+                    result.unblocked += 1
+                elif changed:
+                    result.updated += 1
+                else:
+                    result.unchanged += 1
+                self._note_export(result, row, was_blocked, changed=changed)
+        return result
+
+    def _reapply(
+        self,
+        session: Session,
+        row: m.Post,
+        entry: m.Entry,
+        post: fmt.Post,
+        now: datetime,
+        result: ReprocessResult,
+    ) -> bool:
+        digest = content_hash(post.title, post.body)
+        if digest != row.content_hash:
+            other = session.scalar(select(m.Post.id).where(m.Post.content_hash == digest))
+            if other is not None:
+                result.conflicts.append(
+                    f"entry {entry.id} ({entry.link or entry.key}): its new content is "
+                    f"already post {other}; post {row.id} was left as it was"
+                )
+                return False
+            self._revise(session, row, post, digest, now, link=row.link, edited=False)
+            return True
+        if (
+            row.body != post.body
+            or row.title != post.title
+            or (row.headimg, row.thumbnail, row.date) != (post.headimg, post.thumbnail, post.date)
+            or (row.group_name, row.outlet, row.section) != post.categories
+        ):
+            row.title, row.body, row.date = post.title, post.body, post.date
+            row.headimg, row.thumbnail = post.headimg, post.thumbnail
+            row.group_name, row.outlet, row.section = post.categories
+            row.updated_at = now
+            return True
+        return False
 
     # -- feeds ---------------------------------------------------------------
 
@@ -540,15 +842,20 @@ class Store:
     def feeds(self) -> list[FeedState]:
         """Every feed, for ``aggregator status``."""
         with self._session() as session:
-            counts = dict(
-                session.execute(
-                    select(m.Entry.feed_id, func.count(func.distinct(m.Entry.post_id))).group_by(
-                        m.Entry.feed_id
-                    )
+            counts = {
+                feed_id: (posts, blocked)
+                for feed_id, posts, blocked in session.execute(
+                    select(
+                        m.Entry.feed_id,
+                        func.count(func.distinct(m.Entry.post_id)),
+                        func.count(m.Entry.blocked),
+                    ).group_by(m.Entry.feed_id)
                 ).all()
-            )
+            }
             return [
-                FeedState.of(row, posts=counts.get(row.id, 0))
+                FeedState.of(
+                    row, posts=counts.get(row.id, (0, 0))[0], blocked=counts.get(row.id, (0, 0))[1]
+                )
                 for row in session.scalars(select(m.Feed).order_by(m.Feed.id))
             ]
 
