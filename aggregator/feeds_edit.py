@@ -11,11 +11,15 @@ exactly where it was.  :func:`append_feeds` does that in two steps:
    a block list, the one change an append into an empty flow list needs).
    Anything else -- ruamel re-spacing a value, re-wrapping a long line,
    moving a comment -- rejects this step.
-2. Otherwise the entries are rendered on their own and appended as text at
-   the end of the file, which works whenever ``feeds:`` is the last
-   top-level key and written as a block list (the usual layout).  When even
-   that is impossible, :class:`FeedsEditError` says so and shows the YAML to
+2. Otherwise the entries are rendered on their own and inserted as text at
+   the same place, which works for any block list.  An empty ``feeds: []``
+   is the one place text is replaced: its ``[]`` goes, and the entries follow
+   on the next lines.  When even that is impossible (a non-empty ``[...]``
+   list that ruamel would reflow), :class:`FeedsEditError` shows the YAML to
    paste by hand: rewriting someone's file is never the fallback.
+
+The new entries go right after the last feed's own lines, not after comments
+that introduce what follows the list (see :func:`append_feeds`).
 
 The file-level half, :func:`save_feeds_file`, writes atomically (temporary
 file + rename, so the daemon's hot reload never reads half a file),
@@ -237,8 +241,11 @@ def append_feeds(text: str, entries: Sequence[Mapping[str, Any]], *, source: str
     """``text`` with ``entries`` appended to its ``feeds`` list, all else byte for byte.
 
     ``entries`` are plain mappings (text, booleans, lists, nested mappings),
-    such as :func:`build_entry` returns.  Raises :class:`FeedsEditError` when
-    the entries cannot be added without rewriting what is there.
+    such as :func:`build_entry` returns.  They go right after the last feed's
+    own lines: comments written less indented than the feed's keys after it
+    (``# where posts go`` above ``output_dir:``) introduce what follows, so
+    they stay after the new feeds.  Raises :class:`FeedsEditError` when the
+    entries cannot be added without rewriting what is there.
     """
     where = source or "feeds.yaml"
     if not entries:
@@ -250,10 +257,55 @@ def append_feeds(text: str, entries: Sequence[Mapping[str, Any]], *, source: str
     feeds = data.get("feeds") if isinstance(data, CommentedMap) else None
     if not isinstance(feeds, CommentedSeq):
         raise FeedsEditError(f"{where}: has no feeds: list to append to (write feeds: [] first)")
+    if not feeds or feeds.fa.flow_style():
+        # `feeds: []` may become a block list; a flow list is appended to inside its brackets.
+        for edited in _round_trips(text, entries):
+            if _is_append_of(text, edited, was_empty_flow=not feeds):
+                return _checked(text, edited, entries, where)
+        if feeds:
+            raise FeedsEditError(_by_hand(where, "feeds: is a [...] list", entries))
+        return _checked(text, _fill_empty_list(text, data, entries, where), entries, where)
+    point, dash = _insertion_point(text, data, feeds)
+    head, tail = text[:point], text[point:]
     for edited in _round_trips(text, entries):
-        if _is_append_of(text, edited, was_empty_flow=not feeds):
+        if len(edited) > len(text) and edited.startswith(head) and edited.endswith(tail):
             return _checked(text, edited, entries, where)
-    return _checked(text, _append_as_text(text, data, feeds, entries, where), entries, where)
+    # ruamel would reflow something: the entries, rendered alone, go in as text.
+    newline = "\r\n" if "\r\n" in text else "\n"
+    joiner = "" if not head or head.endswith("\n") else newline
+    block = _indent(_render(entries), dash, newline)
+    return _checked(text, head + joiner + block + tail, entries, where)
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their endings, split on \\n only (as YAML and ruamel count them)."""
+    parts = text.split("\n")
+    return [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
+
+
+def _insertion_point(text: str, data: CommentedMap, feeds: CommentedSeq) -> tuple[int, int]:
+    """Where new items go (an offset into ``text``), and the column of the items' dashes.
+
+    That is after the last item's last line that is content or a comment
+    indented deeper than the dashes (a commented-out option of that feed);
+    blank lines and shallower comments after it are left below the new items.
+    """
+    lines = _lines(text)
+    first_line, first_col = feeds.lc.item(0)
+    dash = lines[first_line].rfind("-", 0, first_col)
+    dash = dash if dash >= 0 else max(first_col - 2, 0)
+    keys = list(data)
+    after = keys.index("feeds") + 1
+    end = data.lc.key(keys[after])[0] if after < len(keys) else len(lines)
+    last = end - 1
+    last_item = feeds.lc.item(len(feeds) - 1)[0]
+    while last > last_item:
+        stripped = lines[last].strip()
+        indent = len(lines[last]) - len(lines[last].lstrip())
+        if stripped and not (stripped.startswith("#") and indent <= dash):
+            break
+        last -= 1
+    return sum(len(line) for line in lines[: last + 1]), dash
 
 
 def _round_trips(text: str, entries: Sequence[Mapping[str, Any]]) -> Iterator[str]:
@@ -322,45 +374,28 @@ def _is_append_of(original: str, edited: str, *, was_empty_flow: bool) -> bool:
     return not replaced or (was_empty_flow and _EMPTY_FLOW_LIST.fullmatch(replaced) is not None)
 
 
-def _append_as_text(
-    text: str,
-    data: CommentedMap,
-    feeds: CommentedSeq,
-    entries: Sequence[Mapping[str, Any]],
-    where: str,
+def _fill_empty_list(
+    text: str, data: CommentedMap, entries: Sequence[Mapping[str, Any]], where: str
 ) -> str:
-    """The fallback: the entries rendered alone and put where the list continues.
-
-    An empty ``feeds: []`` loses its ``[]`` and gets the entries on the lines
-    after it (whatever follows, comments included, stays); a block list that
-    ends the file gets them at the end.
-    """
-    rendered = _render(entries)
+    """``feeds: []`` loses its ``[]`` and gets the entries on the lines below it."""
+    lines = _lines(text)
+    line_no, col = data.lc.value("feeds")
+    line = lines[line_no]
+    empty = _EMPTY_FLOW_LIST.match(line, col)
+    if empty is None or line[col] != "[":
+        raise FeedsEditError(_by_hand(where, "feeds: [] is written in an unusual way", entries))
     newline = "\r\n" if "\r\n" in text else "\n"
-    lines = text.splitlines(keepends=True)
-    if not feeds:
-        line_no, col = data.lc.value("feeds")
-        line = lines[line_no]
-        empty = _EMPTY_FLOW_LIST.match(line, col)
-        if empty is not None and line[col] == "[":
-            key_col = data.lc.key("feeds")[1]
-            block = _indent(rendered, key_col + 2, newline)
-            head = line[:col] + line[empty.end() :]
-            if not head.endswith(("\n", "\r")):
-                head += newline
-            return "".join(lines[:line_no]) + head + block + "".join(lines[line_no + 1 :])
-    elif list(data)[-1] == "feeds" and not feeds.fa.flow_style():
-        dash = 0  # the column of the existing items' dashes, so the new ones line up
-        for line in lines[feeds.lc.line or 0 :]:
-            if line.lstrip().startswith("-"):
-                dash = len(line) - len(line.lstrip())
-                break
-        joiner = "" if not text or text.endswith(("\n", "\r")) else newline
-        return text + joiner + _indent(rendered, dash, newline)
-    raise FeedsEditError(
-        f"{where}: cannot add feeds without reformatting the file (feeds: is neither empty "
-        "nor a block list at the end of it); add these lines to the feeds: list by hand:\n"
-        + rendered
+    head = line[:col] + line[empty.end() :]
+    if not head.endswith("\n"):
+        head += newline
+    block = _indent(_render(entries), data.lc.key("feeds")[1] + 2, newline)
+    return "".join(lines[:line_no]) + head + block + "".join(lines[line_no + 1 :])
+
+
+def _by_hand(where: str, why: str, entries: Sequence[Mapping[str, Any]]) -> str:
+    return (
+        f"{where}: cannot add feeds without reformatting the file ({why}); "
+        "add these lines to the feeds: list by hand:\n" + _render(entries)
     )
 
 
