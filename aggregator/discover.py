@@ -176,20 +176,21 @@ async def _probe(page_url: str, fetcher: Fetcher) -> list[FeedCandidate]:
     """The common paths of the page's site that serve a feed, in COMMON_PATHS order.
 
     Several paths often serve one feed (``/feed`` redirecting to
-    ``/rss.xml``); each feed is listed once, under the first path that gave it.
+    ``/rss.xml``, or the same file under two names); each feed is listed
+    once, under the first path that gave it.
     """
     urls = [urljoin(page_url, path) for path in COMMON_PATHS]
     outcomes = await asyncio.gather(*(_try_feed(u, fetcher) for u in urls))
-    seen: set[str] = set()
+    seen: set[str | bytes] = set()
     found = []
     for url, outcome in zip(urls, outcomes, strict=True):
         if outcome is None:
             continue
         result, feed = outcome
-        final = normalise_url(result.final_url)
-        if final in seen:
+        same = {normalise_url(result.final_url), result.content}
+        if same & seen:
             continue
-        seen.add(final)
+        seen |= same
         title = _one_line(feed.title or "") or None
         found.append(FeedCandidate(url, title, result.content_type, "common feed path", feed))
     return found

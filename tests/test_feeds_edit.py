@@ -19,6 +19,7 @@ from aggregator.feeds_edit import (
     save_feeds_file,
 )
 
+
 def inserted_into(original: str, edited: str) -> str:
     """What ``edited`` added to ``original``; fails unless that is all it did."""
     prefix = 0
