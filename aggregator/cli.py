@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -290,8 +291,15 @@ def run(
 # Adding feeds, and OPML both ways (discover.py, feeds_edit.py, opml.py)
 # --------------------------------------------------------------------------
 
+if TYPE_CHECKING:  # the commands import their modules lazily, like the others
+    from typing import Any
 
-def _feeds_file(path: Path):  # -> FeedsFile (imported lazily, like every command's modules)
+    from aggregator.discover import FeedCandidate
+    from aggregator.feeds_edit import FeedsFile
+    from aggregator.parse import ParsedFeed
+
+
+def _feeds_file(path: Path) -> FeedsFile:
     """The feeds file, read for editing; an invalid one is listed and exits 1, untouched."""
     from aggregator.feeds_edit import FeedsFile
 
@@ -299,7 +307,7 @@ def _feeds_file(path: Path):  # -> FeedsFile (imported lazily, like every comman
     return FeedsFile(path.resolve(), path.read_bytes().decode("utf-8"), config)
 
 
-def _save_feeds(feeds_file, entries: list[dict]) -> None:
+def _save_feeds(feeds_file: FeedsFile, entries: list[dict[str, Any]]) -> None:
     """Append ``entries`` keeping the file's formatting; on any failure nothing changes."""
     from aggregator.feeds import ConfigError
     from aggregator.feeds_edit import FeedsEditError, append_feeds, save_feeds_file
@@ -319,7 +327,7 @@ def _save_feeds(feeds_file, entries: list[dict]) -> None:
         _fail(f"cannot write {feeds_file.path}: {exc.strerror or exc}; it is unchanged")
 
 
-def _refuse_duplicate(feeds_file, url: str) -> None:
+def _refuse_duplicate(feeds_file: FeedsFile, url: str) -> None:
     from aggregator.feeds_edit import duplicate_of, rsshub_route_of
 
     base = feeds_file.defaults.get("rsshub_base")
@@ -338,7 +346,7 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _choose(url: str, candidates: list, pick: int | None):  # -> FeedCandidate
+def _choose(url: str, candidates: list[FeedCandidate], pick: int | None) -> FeedCandidate:
     listing = [
         f"  {n}. {c.title or '(no title)'}  {c.url}  [{c.media_type or '?'}; {c.found}]"
         for n, c in enumerate(candidates, 1)
@@ -389,7 +397,7 @@ def add(
     defaults = feeds_file.defaults
     _refuse_duplicate(feeds_file, url)
 
-    async def run_discover() -> list:
+    async def run_discover() -> list[FeedCandidate]:
         async with Fetcher() as fetcher:
             return await discover(url, fetcher)
 
@@ -400,7 +408,7 @@ def add(
     chosen = _choose(url, candidates, pick)
     _refuse_duplicate(feeds_file, chosen.url)
 
-    async def run_check():  # -> ParsedFeed
+    async def run_check() -> ParsedFeed:
         async with Fetcher() as fetcher:
             return await check_feed(chosen, fetcher)
 
