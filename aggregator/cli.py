@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -331,3 +332,192 @@ def run(
             export_dir=export_dir,
         )
     )
+
+
+# --------------------------------------------------------------------------
+# Adding feeds, and OPML both ways (discover.py, feeds_edit.py, opml.py)
+# --------------------------------------------------------------------------
+
+if TYPE_CHECKING:  # the commands import their modules lazily, like the others
+    from typing import Any
+
+    from aggregator.discover import FeedCandidate
+    from aggregator.feeds_edit import FeedsFile
+    from aggregator.parse import ParsedFeed
+
+
+def _feeds_file(path: Path) -> FeedsFile:
+    """The feeds file, read for editing; an invalid one is listed and exits 1, untouched."""
+    from aggregator.feeds_edit import FeedsFile
+
+    config = _load_config(path)
+    return FeedsFile(path.resolve(), path.read_bytes().decode("utf-8"), config)
+
+
+def _save_feeds(feeds_file: FeedsFile, entries: list[dict[str, Any]]) -> None:
+    """Append ``entries`` keeping the file's formatting; on any failure nothing changes."""
+    from aggregator.feeds import ConfigError
+    from aggregator.feeds_edit import FeedsEditError, append_feeds, save_feeds_file
+
+    try:
+        new_text = append_feeds(feeds_file.text, entries, source=str(feeds_file.path))
+        save_feeds_file(feeds_file, new_text)
+    except FeedsEditError as exc:
+        _fail(str(exc))
+    except ConfigError as exc:
+        where = feeds_file.path
+        click.echo(f"error: the new entries would not load; {where} is unchanged:", err=True)
+        for line in exc.errors:
+            click.echo(f"  {line}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        _fail(f"cannot write {feeds_file.path}: {exc.strerror or exc}; it is unchanged")
+
+
+def _refuse_duplicate(feeds_file: FeedsFile, url: str) -> None:
+    from aggregator.feeds_edit import duplicate_of, rsshub_route_of
+
+    base = feeds_file.defaults.get("rsshub_base")
+    route = rsshub_route_of(url, base if isinstance(base, str) else None)
+    existing = duplicate_of(feeds_file.config, url, route)
+    if existing is not None:
+        what = f"rsshub route {existing.rsshub_route}" if existing.rsshub_route else existing.url
+        _fail(
+            f"{url} is already in {feeds_file.path}:{existing.line} "
+            f"({existing.outlet} / {existing.section}, {what}); nothing was added"
+        )
+
+
+def _interactive() -> bool:
+    """Ask only when a person can answer: both ends of the session are a terminal."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _choose(url: str, candidates: list[FeedCandidate], pick: int | None) -> FeedCandidate:
+    listing = [
+        f"  {n}. {c.title or '(no title)'}  {c.url}  [{c.media_type or '?'}; {c.found}]"
+        for n, c in enumerate(candidates, 1)
+    ]
+    if pick is not None and pick > len(candidates):
+        click.echo(f"error: --pick {pick}, but {url} offers {len(candidates)} feed(s):", err=True)
+        click.echo("\n".join(listing), err=True)
+        sys.exit(2)
+    if pick is not None or len(candidates) == 1:
+        return candidates[(pick or 1) - 1]
+    if _interactive():
+        click.echo(f"{url} offers {len(candidates)} feeds:")
+        click.echo("\n".join(listing))
+        n = click.prompt("add which one", type=click.IntRange(1, len(candidates)))
+        return candidates[n - 1]
+    click.echo(f"error: {url} offers {len(candidates)} feeds; choose one with --pick N:", err=True)
+    click.echo("\n".join(listing), err=True)
+    sys.exit(2)
+
+
+@main.command()
+@click.argument("url")
+@click.option("--outlet", help="Second category and author: line (default: the feed's title).")
+@click.option("--section", help="Third category (default: defaults.section, else 新闻).")
+@click.option("--group", help="First category (default: defaults.group, else 新媒体).")
+@click.option(
+    "--pick",
+    type=click.IntRange(min=1),
+    help="When the page offers several feeds: add the Nth as listed (1 = first).",
+)
+@_config_option
+def add(
+    url: str,
+    outlet: str | None,
+    section: str | None,
+    group: str | None,
+    pick: int | None,
+    config_path: Path,
+) -> None:
+    """Add the feed at URL (a feed, or a web page that links one) to feeds.yaml."""
+    import asyncio
+
+    from aggregator.discover import DiscoveryError, check_feed, discover
+    from aggregator.feeds_edit import FALLBACK_GROUP, FALLBACK_SECTION, build_entry
+    from aggregator.fetch import Fetcher, FetchError
+
+    feeds_file = _feeds_file(config_path)
+    defaults = feeds_file.defaults
+    _refuse_duplicate(feeds_file, url)
+
+    async def run_discover() -> list[FeedCandidate]:
+        async with Fetcher() as fetcher:
+            return await discover(url, fetcher)
+
+    try:
+        candidates = asyncio.run(run_discover())
+    except (DiscoveryError, FetchError) as exc:
+        _fail(f"{exc}; nothing was added")
+    chosen = _choose(url, candidates, pick)
+    _refuse_duplicate(feeds_file, chosen.url)
+
+    async def run_check() -> ParsedFeed:
+        async with Fetcher() as fetcher:
+            return await check_feed(chosen, fetcher)
+
+    try:
+        feed = asyncio.run(run_check())
+    except (DiscoveryError, FetchError) as exc:
+        _fail(f"{exc}; nothing was added")
+    outlet = outlet or " ".join((feed.title or chosen.title or "").split())
+    if not outlet:
+        _fail(f"{chosen.url} has no title to name the outlet after; give --outlet")
+    section = section or defaults.get("section") or FALLBACK_SECTION
+    group = group or defaults.get("group") or FALLBACK_GROUP
+    entry = build_entry(
+        url=chosen.url, outlet=outlet, section=section, group=group, defaults=defaults
+    )
+    _save_feeds(feeds_file, [entry])
+    click.echo(f"added {group} / {outlet} / {section}: {chosen.url}")
+    click.echo(f"to {config_path}; a running daemon picks it up within seconds")
+
+
+@main.group()
+def opml() -> None:
+    """Move feed lists between feeds.yaml and other readers (OPML 2.0)."""
+
+
+@opml.command("export")
+@_config_option
+def opml_export(config_path: Path) -> None:
+    """Write every feed in feeds.yaml as OPML 2.0 on standard output."""
+    from aggregator.opml import export_opml
+
+    click.echo(export_opml(_load_config(config_path)), nl=False)
+
+
+@opml.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_config_option
+def opml_import(file: Path, config_path: Path) -> None:
+    """Append the feeds of an OPML FILE to feeds.yaml (duplicates are left out)."""
+    from aggregator.opml import OpmlError, categories_of, parse_opml, plan_import
+
+    feeds_file = _feeds_file(config_path)
+    try:
+        feeds = parse_opml(file.read_bytes(), source=str(file))
+    except OpmlError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror or exc}")
+    defaults = feeds_file.defaults
+    plan = plan_import(feeds, feeds_file.config, defaults)
+    if plan.entries:
+        _save_feeds(feeds_file, plan.entries)
+    for feed, entry in zip(plan.added, plan.entries, strict=True):
+        group, section = categories_of(feed, defaults)
+        click.echo(f"added: {group} / {entry['outlet']} / {section}: {feed.url}")
+    for feed, reason in plan.duplicates:
+        click.echo(f"already there: {feed.title or feed.url} ({feed.url}): {reason}")
+    for feed, reason in plan.skipped:
+        click.echo(f"error: skipped {file}:{feed.line}: {feed.url}: {reason}", err=True)
+    click.echo(
+        f"{len(plan.entries)} added, {len(plan.duplicates)} already there, "
+        f"{len(plan.skipped)} skipped"
+    )
+    if plan.skipped:
+        sys.exit(1)
