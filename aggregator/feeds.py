@@ -104,6 +104,9 @@ class FeedSpec:
     because state is kept per route even if the RSSHub server moves.
     ``line`` is where the feed's entry starts in the file, for messages; it
     is excluded from equality so a reload that only moves lines is a no-op.
+    ``allow_private_networks`` lets links *inside* this feed (full-text
+    pages) reach loopback, private and link-local addresses, which are
+    refused by default because anyone who writes an item chooses its link.
     """
 
     url: str
@@ -115,6 +118,7 @@ class FeedSpec:
     full_text: FullText | None = None
     placeholder_image: str = ""
     rsshub_route: str | None = None
+    allow_private_networks: bool = False
     line: int = field(default=0, compare=False)
 
     @property
@@ -396,6 +400,7 @@ class _FeedFields(BaseModel):
     enabled: bool | None = None
     full_text: _FullTextModel | None = None
     placeholder_image: str | None = None
+    allow_private_networks: bool | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -887,6 +892,7 @@ class _Loader:
             ),
             placeholder_image=merged.get("placeholder_image", ""),
             rsshub_route=route,
+            allow_private_networks=merged.get("allow_private_networks", False),
             line=line or 0,
         )
         return spec, url

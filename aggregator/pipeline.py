@@ -27,6 +27,7 @@ from aggregator.dedup import entry_key
 from aggregator.export import ExportError, prepare_directory, write_post
 from aggregator.feeds import FeedSpec, FullText
 from aggregator.fetch import Fetcher, FetchError, FetchResult, Validators
+from aggregator.netguard import AddressGuard
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
 from aggregator.schedule import (
     ErrorClass,
@@ -138,12 +139,15 @@ class Pipeline:
         export_dir: Path | None = None,
         executor: Executor | None = None,
         clock: Callable[[], datetime] = utcnow,
+        guard: AddressGuard | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.export_dir = export_dir
         self.executor = executor
         self.clock = clock
+        # Links inside feeds are untrusted: fetch them only from public addresses.
+        self.guard = guard or AddressGuard()
         # SQLite has one writer at a time; queueing here is cheaper than
         # making threads wait on the busy timeout.
         self._write_lock = asyncio.Lock() if store.engine.dialect.name == "sqlite" else None
@@ -225,7 +229,7 @@ class Pipeline:
         if parsed.bozo_reason:
             report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
         bodies = (
-            await self._full_texts(spec.full_text, parsed.entries, report)
+            await self._full_texts(spec, spec.full_text, parsed.entries, report)
             if spec.full_text
             else None
         )
@@ -300,9 +304,14 @@ class Pipeline:
         report.status, report.error, report.error_class = status, reason, kind.value
 
     async def _full_texts(
-        self, rule: FullText, entries: Sequence[Entry], report: FeedReport
+        self, spec: FeedSpec, rule: FullText, entries: Sequence[Entry], report: FeedReport
     ) -> dict[int, str]:
-        """Article bodies for the entries whose page could be fetched and cut."""
+        """Article bodies for the entries whose page could be fetched and cut.
+
+        Item links are chosen by whoever writes the feed, so they are fetched
+        through the address guard unless the feed opts out.
+        """
+        guard = None if spec.allow_private_networks else self.guard
         gate = asyncio.Semaphore(FULL_TEXT_CONCURRENCY)
         bodies: dict[int, str] = {}
 
@@ -312,7 +321,7 @@ class Pipeline:
             async with gate:
                 try:
                     page = await self.fetcher.fetch(
-                        entry.link, accept="text/html,application/xhtml+xml"
+                        entry.link, accept="text/html,application/xhtml+xml", guard=guard
                     )
                     html = UnicodeDammit(
                         page.content, [page.charset] if page.charset else []
