@@ -26,7 +26,7 @@ from aggregator.content import ContentError, entry_to_post, extract_full_text
 from aggregator.dedup import entry_key
 from aggregator.export import ExportError, prepare_directory, write_post
 from aggregator.feeds import FeedSpec, FullText
-from aggregator.fetch import Fetcher, FetchError, FetchResult, Validators
+from aggregator.fetch import Fetcher, FetchError, FetchResult, Validators, redact_url
 from aggregator.netguard import AddressGuard
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
 from aggregator.schedule import (
@@ -167,7 +167,8 @@ class Pipeline:
     async def run_feed(self, spec: FeedSpec, feed_id: int) -> FeedReport:
         """Poll one feed and record the outcome; see the module docstring."""
         started = time.monotonic()
-        report = FeedReport(url=spec.url, outlet=spec.outlet, section=spec.section)
+        # The report is for people (logs, tables, metric labels): never the password.
+        report = FeedReport(url=redact_url(spec.url), outlet=spec.outlet, section=spec.section)
         try:
             await self._run(spec, feed_id, report)
         finally:
