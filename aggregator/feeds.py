@@ -118,6 +118,9 @@ class FeedSpec:
     because state is kept per route even if the RSSHub server moves.
     ``line`` is where the feed's entry starts in the file, for messages; it
     is excluded from equality so a reload that only moves lines is a no-op.
+    ``allow_private_networks`` lets links *inside* this feed (full-text
+    pages) reach loopback, private and link-local addresses, which are
+    refused by default because anyone who writes an item chooses its link.
     """
 
     url: str
@@ -136,6 +139,7 @@ class FeedSpec:
     identity: Identity = "guid"
     #: keep/block rules, the defaults' first (see aggregator.filters).
     filters: Filters = field(default_factory=Filters)
+    allow_private_networks: bool = False
     line: int = field(default=0, compare=False)
 
     @property
@@ -465,6 +469,7 @@ class _FeedFields(BaseModel):
     @classmethod
     def _rules(cls, value: tuple[_RuleModel, ...]) -> tuple[_RuleModel, ...]:
         return _check_rules(value)
+    allow_private_networks: bool | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -1118,6 +1123,7 @@ class _Loader:
             disable_after=merged.get("disable_after", DEFAULT_DISABLE_AFTER),
             identity=merged.get("identity", "guid"),
             filters=filters,
+            allow_private_networks=merged.get("allow_private_networks", False),
             line=line or 0,
         )
         return spec, url

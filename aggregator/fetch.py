@@ -15,7 +15,10 @@ bounded here, so callers never need their own guards:
   127.0.0.1, conservative for public ones), an honest User-Agent,
   conditional GETs;
 * redirects: followed one hop at a time so each hop is counted and loops are
-  named.
+  named;
+* untrusted URLs (links inside feeds): with ``guard=`` a fetch only reaches
+  public addresses, checked after DNS on every hop and pinned at connect time
+  (see :mod:`aggregator.netguard`).
 
 Every failure is a ``FetchError`` subclass whose ``reason`` says what to do
 next (wait, fix the URL, raise a limit) and never quotes a body.
@@ -41,10 +44,12 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import brotli
+import httpcore
 import httpx
 import zstandard
 
 from aggregator import __version__
+from aggregator.netguard import AddressGuard, AddressRefused, GuardedBackend
 
 __all__ = [
     "DEFAULT_ACCEPT",
@@ -56,6 +61,7 @@ __all__ = [
     "FetchResult",
     "FetchTimeout",
     "Fetcher",
+    "ForbiddenAddress",
     "HTTPStatusError",
     "HostPolicy",
     "TooManyRedirects",
@@ -63,6 +69,7 @@ __all__ = [
     "cache_max_age",
     "default_host_policy",
     "is_local_host",
+    "redact_url",
 ]
 
 DEFAULT_USER_AGENT = (
@@ -291,7 +298,15 @@ class ContentDecodingError(FetchError):
     """A corrupt or truncated compressed body, or a Content-Encoding we cannot decode."""
 
 
-def _redact(url: str) -> str:
+class ForbiddenAddress(FetchError):
+    """A guarded fetch (or one of its redirects) led to a non-public address.
+
+    Nothing was sent to that address; the reason names the URL, the address
+    and what to set if the address is meant to be reached.
+    """
+
+
+def redact_url(url: str) -> str:
     """Drop ``user:password@``: feeds behind basic auth carry it, logs must not."""
     try:
         parts = urlsplit(url)
@@ -300,6 +315,9 @@ def _redact(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+_redact = redact_url  # the short name used throughout this module
 
 
 def _seconds(value: float) -> str:
@@ -518,6 +536,34 @@ def _parse_url(url: str) -> httpx.URL:
     return parsed.copy_with(fragment=None)  # never sent; would only confuse loop detection
 
 
+class _PinnedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport, connecting only through a :class:`GuardedBackend`.
+
+    httpx does not take a network backend, so the connection pool it built is
+    replaced by an identical one that has ours.  ``_pool`` is private to
+    httpx; the check below makes an httpx upgrade that renames it fail loudly
+    at start-up instead of silently connecting unguarded.  No proxy from the
+    environment is used: a proxy would resolve names itself, out of our sight.
+    """
+
+    def __init__(self, guard: AddressGuard, limits: FetchLimits) -> None:
+        super().__init__(http2=limits.http2, trust_env=False)
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise RuntimeError(
+                f"httpx {httpx.__version__} no longer keeps its connection pool in "
+                "AsyncHTTPTransport._pool; aggregator.fetch cannot pin guarded connections"
+            )
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_connections,
+            keepalive_expiry=httpx.Limits().keepalive_expiry,
+            http1=True,
+            http2=limits.http2,
+            network_backend=GuardedBackend(guard),
+        )
+
+
 @dataclass(slots=True)
 class _HostGate:
     """One host's concurrency slots and spacing turnstile, alive while it has users."""
@@ -551,6 +597,13 @@ class Fetcher:
     and redirect hops all obey it: each request start to a host is at least
     its ``min_spacing`` after the previous one, counted from when the
     previous request's headers were actually sent.
+
+    Guarded fetches (``fetch(..., guard=g)``) go through a second client, one
+    per guard, whose connections were all opened by ``g``'s backend: pooled
+    connections are then safe to reuse, and a connection opened for a trusted
+    feed URL on the same host is never lent to an untrusted link.  With an
+    injected ``transport`` (tests) nothing can be pinned, and guarded fetches
+    use that transport after the guard's pre-flight check alone.
     """
 
     def __init__(
@@ -566,7 +619,21 @@ class Fetcher:
                 "or leave http2 off",
                 name="h2",
             )
-        self._client = httpx.AsyncClient(
+        self._transport = transport
+        self._client = self._new_client(transport)
+        self._guarded: dict[AddressGuard, httpx.AsyncClient] = {}
+        self._global = asyncio.Semaphore(limits.max_connections)
+        self._hosts: dict[str, _HostGate] = {}
+        self._policies: Mapping[str, HostPolicy] = limits.host_policies
+        # Host -> loop time before which its next request may not start.  Kept
+        # apart from the gates (which are dropped when idle) so a request that
+        # comes just after a host went idle still waits; entries are dropped
+        # once in the past, so the dict stays as small as the hosts in flight.
+        self._next_start: dict[str, float] = {}
+
+    def _new_client(self, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+        limits = self._limits
+        return httpx.AsyncClient(
             transport=transport,
             http2=limits.http2,
             limits=httpx.Limits(
@@ -582,14 +649,14 @@ class Fetcher:
             follow_redirects=False,
             headers={"User-Agent": limits.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         )
-        self._global = asyncio.Semaphore(limits.max_connections)
-        self._hosts: dict[str, _HostGate] = {}
-        self._policies: Mapping[str, HostPolicy] = limits.host_policies
-        # Host -> loop time before which its next request may not start.  Kept
-        # apart from the gates (which are dropped when idle) so a request that
-        # comes just after a host went idle still waits; entries are dropped
-        # once in the past, so the dict stays as small as the hosts in flight.
-        self._next_start: dict[str, float] = {}
+
+    def _client_for(self, guard: AddressGuard | None) -> httpx.AsyncClient:
+        if guard is None or self._transport is not None:
+            return self._client
+        client = self._guarded.get(guard)
+        if client is None:
+            client = self._guarded[guard] = self._new_client(_PinnedTransport(guard, self._limits))
+        return client
 
     @property
     def limits(self) -> FetchLimits:
@@ -621,6 +688,8 @@ class Fetcher:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+        for client in self._guarded.values():
+            await client.aclose()
 
     async def fetch(
         self,
@@ -629,12 +698,18 @@ class Fetcher:
         *,
         headers: Mapping[str, str] | None = None,
         accept: str = DEFAULT_ACCEPT,
+        guard: AddressGuard | None = None,
     ) -> FetchResult:
         """GET ``url``; return a 2xx or 304 result or raise a ``FetchError``.
 
         ``headers`` are added to every hop (Authorization and Cookie are
         dropped when a redirect leaves the host); Accept-Encoding is always
         ours, since we can only bound the codings we decode ourselves.
+
+        Pass ``guard`` for URLs nobody vetted (links inside feeds): every hop
+        is then resolved and checked before its request, and connected to
+        the checked address; a refusal raises ``ForbiddenAddress`` before any
+        byte goes to that address.  Feed URLs from feeds.yaml need no guard.
         """
         if self._client.is_closed:
             raise RuntimeError("Fetcher is closed: create a new one to fetch again")
@@ -659,7 +734,11 @@ class Fetcher:
                             # queueing behind our own limits is not the server's.
                             state.started = loop.time()
                             deadline.reschedule(state.started + self._limits.deadline)
-                        outcome = await self._exchange(state, target, on_sent)
+                        if guard is not None:
+                            await self._preflight(guard, state, target)
+                        outcome = await self._exchange(
+                            state, target, self._client_for(guard), on_sent
+                        )
                     if isinstance(outcome, FetchResult):
                         return outcome
                     target = self._next_hop(state, outcome)
@@ -740,8 +819,28 @@ class Fetcher:
         for host in [h for h, t in self._next_start.items() if t <= now and h not in self._hosts]:
             del self._next_start[host]
 
+    async def _preflight(self, guard: AddressGuard, state: _Request, target: httpx.URL) -> None:
+        """Refuse ``target`` before asking anything of it.
+
+        With our own transport the connect step checks again (and pins); this
+        check gives every transport the guard and names the hop in the error.
+        """
+        port = target.port or (443 if target.scheme == "https" else 80)
+        try:
+            await guard.check(target.host, port)
+        except AddressRefused as exc:
+            raise _forbidden(state.url, target, exc) from None
+        except OSError as exc:
+            raise FetchConnectError(
+                state.url, f"DNS resolution failed for host {target.host!r}: {exc}"
+            ) from exc
+
     async def _exchange(
-        self, state: _Request, target: httpx.URL, on_sent: Callable[[], None] | None = None
+        self,
+        state: _Request,
+        target: httpx.URL,
+        client: httpx.AsyncClient,
+        on_sent: Callable[[], None] | None = None,
     ) -> FetchResult | httpx.URL:
         """One request: a result, the next hop's URL, or an exception."""
         extensions: dict[str, Any] = {}
@@ -752,17 +851,17 @@ class Fetcher:
                     on_sent()
 
             extensions["trace"] = trace
-        request = self._client.build_request(
-            "GET", target, headers=state.headers, extensions=extensions
-        )
+        request = client.build_request("GET", target, headers=state.headers, extensions=extensions)
         try:
-            response = await self._client.send(request, stream=True)
+            response = await client.send(request, stream=True)
             try:
                 return await self._settle(state, response)
             finally:
                 await response.aclose()  # an unread body closes rather than pools
         except httpx.TransportError as exc:
             raise _transport_error(state.url, target, exc, self._limits) from exc
+        except AddressRefused as exc:  # raised at connect time by GuardedBackend
+            raise _forbidden(state.url, target, exc) from None
 
     async def _settle(self, state: _Request, response: httpx.Response) -> FetchResult | httpx.URL:
         status = response.status_code
@@ -866,6 +965,10 @@ async def _body_head(response: httpx.Response) -> bytes:
     except (httpx.TransportError, ContentDecodingError, *_DECODE_ERRORS):
         pass
     return bytes(sink.data[:ERROR_BODY_HEAD])
+
+
+def _forbidden(url: str, target: httpx.URL, exc: AddressRefused) -> ForbiddenAddress:
+    return ForbiddenAddress(url, f"refusing to fetch {_redact(str(target))}: {exc.explanation()}")
 
 
 def _redirect_target(url: str, response: httpx.Response) -> httpx.URL:

@@ -37,7 +37,9 @@ from aggregator.fetch import (
     HTTPStatusError,
     Validators,
     cache_max_age,
+    redact_url,
 )
+from aggregator.netguard import AddressGuard
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
 from aggregator.rawentry import dump_entry
 from aggregator.schedule import (
@@ -239,6 +241,7 @@ class Pipeline:
         executor: Executor | None = None,
         clock: Callable[[], datetime] = utcnow,
         rsshub_policy: rsshub.RsshubPolicy | None = None,
+        guard: AddressGuard | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
@@ -247,6 +250,8 @@ class Pipeline:
         self.clock = clock
         self.rsshub_policy = rsshub_policy or rsshub.RsshubPolicy()
         self.rsshub_seen = rsshub.Sightings()
+        # Links inside feeds are untrusted: fetch them only from public addresses.
+        self.guard = guard or AddressGuard()
         # SQLite has one writer at a time; queueing here is cheaper than
         # making threads wait on the busy timeout.
         self._write_lock = asyncio.Lock() if store.engine.dialect.name == "sqlite" else None
@@ -266,7 +271,8 @@ class Pipeline:
     async def run_feed(self, spec: FeedSpec, feed_id: int) -> FeedReport:
         """Poll one feed and record the outcome; see the module docstring."""
         started = time.monotonic()
-        report = FeedReport(url=spec.url, outlet=spec.outlet, section=spec.section)
+        # The report is for people (logs, tables, metric labels): never the password.
+        report = FeedReport(url=redact_url(spec.url), outlet=spec.outlet, section=spec.section)
         try:
             await self._run(spec, feed_id, report)
         except BaseException as exc:
@@ -349,7 +355,7 @@ class Pipeline:
         if parsed.bozo_reason:
             report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
         bodies = (
-            await self._full_texts(spec.full_text, parsed.entries, report)
+            await self._full_texts(spec, spec.full_text, parsed.entries, report)
             if spec.full_text
             else None
         )
@@ -490,9 +496,14 @@ class Pipeline:
         report.status, report.error, report.error_class = exc.status, reason, deferral.outcome
 
     async def _full_texts(
-        self, rule: FullText, entries: Sequence[Entry], report: FeedReport
+        self, spec: FeedSpec, rule: FullText, entries: Sequence[Entry], report: FeedReport
     ) -> dict[int, str]:
-        """Article bodies for the entries whose page could be fetched and cut."""
+        """Article bodies for the entries whose page could be fetched and cut.
+
+        Item links are chosen by whoever writes the feed, so they are fetched
+        through the address guard unless the feed opts out.
+        """
+        guard = None if spec.allow_private_networks else self.guard
         gate = asyncio.Semaphore(FULL_TEXT_CONCURRENCY)
         bodies: dict[int, str] = {}
 
@@ -502,7 +513,7 @@ class Pipeline:
             async with gate:
                 try:
                     page = await self.fetcher.fetch(
-                        entry.link, accept="text/html,application/xhtml+xml"
+                        entry.link, accept="text/html,application/xhtml+xml", guard=guard
                     )
                     html = UnicodeDammit(
                         page.content, [page.charset] if page.charset else []

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.table import Table
 
 from aggregator.feeds import Config, FeedSpec
-from aggregator.fetch import Fetcher, FetchLimits
+from aggregator.fetch import Fetcher, FetchLimits, redact_url
 from aggregator.pipeline import FeedReport, Pipeline
 from aggregator.store import FeedState, Store
 
@@ -113,7 +113,7 @@ def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> 
         else:
             next_poll = _when(f.next_check_at, now)
         table.add_row(
-            f"{f.outlet} / {f.section}\n{f.url}",
+            f"{f.outlet} / {f.section}\n{redact_url(f.url)}",
             _when(f.last_checked_at, now),
             result,
             next_poll,

@@ -39,7 +39,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from aggregator.export import ExportError, prepare_directory
 from aggregator.feeds import Config, ConfigError, FeedSpec, load_config
-from aggregator.fetch import Fetcher, FetchLimits
+from aggregator.fetch import Fetcher, FetchLimits, redact_url
 from aggregator.metrics import Metrics
 from aggregator.pipeline import FeedReport, Pipeline
 from aggregator.server import BindError, HttpServer, start_http_server
@@ -352,7 +352,7 @@ class Daemon:
             self._unreleased.add(feed_id)
             return
         except Exception:
-            log.exception("bug while polling %s; the feed will be retried", spec.url)
+            log.exception("bug while polling %s; the feed will be retried", redact_url(spec.url))
             return
         self._db_ok()
         self.metrics.observe(report)
@@ -382,7 +382,7 @@ class Daemon:
             return
         old_urls, new_urls = set(self._specs), {s.url for s in new.feeds}
         for gone in old_urls - new_urls:
-            self.metrics.forget_feed(gone)
+            self.metrics.forget_feed(redact_url(gone))  # labelled as FeedReport.url is
         self.config = new
         self._specs = {s.url: s for s in new.feeds}
         if self._pipeline is not None:

@@ -59,6 +59,7 @@ def test_full_text_replaces_the_teaser_and_drops_the_clutter(
     config = _config(
         _one_feed(
             local_server.url("/feed.xml"),
+            "    allow_private_networks: true\n"
             "    full_text:\n      selector: .article-content\n      remove: [.ad, .related]\n",
         )
     )
@@ -81,7 +82,10 @@ def test_full_text_failure_keeps_the_feeds_body_and_says_why(
     )
     local_server.route("/gone", status=404, body="no")
     config = _config(
-        _one_feed(local_server.url("/feed.xml"), "    full_text:\n      selector: .x\n")
+        _one_feed(
+            local_server.url("/feed.xml"),
+            "    allow_private_networks: true\n    full_text:\n      selector: .x\n",
+        )
     )
     (report,) = asyncio.run(fetch_once(store, config, config.feeds))
     assert report.new == 1 and not report.failed

@@ -269,7 +269,8 @@ def test_daemon_keeps_polling_healthy_route_while_a_sibling_route_fails(
         assert d.stop()[0] == 0, d.log
     healthy = [r for r in local_server.requests_to("/healthy") if start - 3.5 <= r.time <= end]
     broken = local_server.requests_to("/broken")
-    assert len(broken) >= 3, "the failing route was retried (and kept failing)"
+    # The failing route backs off on its own (first quick retry after ~30 s).
+    assert len(broken) >= 1
     gaps = _gaps(healthy)
     # interval 2 s + up to 5 % jitter + the 1 s claim tick: never more than ~3.1 s.
     assert len(healthy) >= 4 and max(gaps) < 3.5, gaps
@@ -277,4 +278,4 @@ def test_daemon_keeps_polling_healthy_route_while_a_sibling_route_fails(
     with sqlite3.connect(db) as conn:
         rows = dict(conn.execute("select url, error_streak from feeds").fetchall())
     assert rows[local_server.url("/healthy")] == 0
-    assert rows[local_server.url("/broken")] >= 2
+    assert rows[local_server.url("/broken")] >= 1
