@@ -256,6 +256,11 @@ def fetch(
 @click.option("--feed", "needles", multiple=True, help="Only this feed: its URL, route or outlet.")
 @click.option("--since", help="Only posts dated on or after this ISO date (UTC unless given).")
 @_export_option
+@click.option(
+    "--refetch",
+    is_flag=True,
+    help="Fetch the article pages of full_text entries that have none stored.",
+)
 @click.pass_obj
 def reprocess(
     settings: Settings,
@@ -263,10 +268,16 @@ def reprocess(
     needles: tuple[str, ...],
     since: str | None,
     export_dir: Path | None,
+    refetch: bool,
 ) -> None:
-    """Apply changed rules (filters, clean-up, images) to stored entries, offline."""
+    """Apply changed rules (filters, clean-up, full text, images) to stored entries.
+
+    Offline: full_text selectors are applied to the stored article pages;
+    --refetch fetches the pages of entries stored without one.
+    """
     from aggregator.export import ExportError
     from aggregator.feeds import ConfigError
+    from aggregator.fetch import Fetcher, FetchLimits
     from aggregator.reprocess import reprocess as run_reprocess
 
     since_dt = _parse_since(since)
@@ -289,6 +300,8 @@ def reprocess(
                 since=since_dt,
                 export_dir=export_dir or config.output_dir,
                 progress=advance,
+                refetch=refetch,
+                fetcher=lambda: Fetcher(FetchLimits(host_policies=config.hosts)),
             )
     except ExportError as exc:
         _fail(f"reprocess stopped (the database is consistent, files may lag): {exc.strerror}")

@@ -41,7 +41,7 @@ from aggregator.fetch import (
 )
 from aggregator.netguard import AddressGuard
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
-from aggregator.rawentry import dump_entry
+from aggregator.rawentry import StoredPage, dump_entry
 from aggregator.schedule import (
     ErrorClass,
     ErrorState,
@@ -53,7 +53,7 @@ from aggregator.schedule import (
 )
 from aggregator.store import FeedState, IngestItem, Store
 
-__all__ = ["FeedReport", "Pipeline", "build_item", "build_items", "post_date"]
+__all__ = ["FeedReport", "Pipeline", "build_item", "build_items", "fetch_page", "post_date"]
 
 log = logging.getLogger(__name__)
 
@@ -132,13 +132,16 @@ def build_item(
     *,
     first_seen: datetime,
     full_text: str | None = None,
+    page: StoredPage | None = None,
     on_replaced_date: Callable[[Entry, str], None] | None = None,
 ) -> IngestItem:
     """One entry -> a post ready to store, its key and its filter verdict (pure).
 
     Shared by fetching and ``aggregator reprocess``, so a re-run derives
     exactly what a fetch would have.  ``full_text`` is the article body a
-    ``full_text`` selector cut from the page, if one was fetched.
+    ``full_text`` selector cut from the page, if one was fetched; ``page``
+    is that page, kept with the raw entry so a changed selector can be
+    re-applied without fetching it again.
     """
     date, replaced = post_date(entry, spec, now=first_seen)
     if replaced is not None and on_replaced_date is not None:
@@ -165,7 +168,7 @@ def build_item(
         guid=entry.guid,
         link=entry.link,
         author=entry.author,
-        raw=dump_entry(entry, full_text=full_text),
+        raw=dump_entry(entry, full_text=full_text, page=page),
         blocked=spec.filters.verdict(
             title=post.title, body_html=post.body, link=entry.link, author=entry.author
         ),
@@ -178,6 +181,7 @@ def build_items(
     *,
     now: datetime,
     bodies: dict[int, str] | None = None,
+    pages: dict[int, StoredPage] | None = None,
     on_replaced_date: Callable[[Entry, str], None] | None = None,
 ) -> list[IngestItem]:
     """Entries -> posts ready to store (pure; runs in a worker).
@@ -191,10 +195,22 @@ def build_items(
             spec,
             first_seen=now,
             full_text=(bodies or {}).get(index),
+            page=(pages or {}).get(index),
             on_replaced_date=on_replaced_date,
         )
         for index, entry in enumerate(parsed.entries)
     ]
+
+
+async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None) -> StoredPage:
+    """An item's article page, decoded; raises ``FetchError``.
+
+    Item links are chosen by whoever writes the feed: pass the address
+    guard unless the feed opts out (``allow_private_networks``).
+    """
+    page = await fetcher.fetch(link, accept="text/html,application/xhtml+xml", guard=guard)
+    html = UnicodeDammit(page.content, [page.charset] if page.charset else []).unicode_markup
+    return StoredPage(page.final_url, html or "")
 
 
 def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:
@@ -354,10 +370,10 @@ class Pipeline:
             self.rsshub_seen.note(spec.url)
         if parsed.bozo_reason:
             report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
-        bodies = (
+        bodies, pages = (
             await self._full_texts(spec, spec.full_text, parsed.entries, report)
             if spec.full_text
-            else None
+            else (None, None)
         )
         items = await self._in_worker(
             build_items,
@@ -365,6 +381,7 @@ class Pipeline:
             spec,
             now=now,
             bodies=bodies,
+            pages=pages,
             on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
         )
         success["next_check_at"] = next_after_success(
@@ -497,8 +514,10 @@ class Pipeline:
 
     async def _full_texts(
         self, spec: FeedSpec, rule: FullText, entries: Sequence[Entry], report: FeedReport
-    ) -> dict[int, str]:
-        """Article bodies for the entries whose page could be fetched and cut.
+    ) -> tuple[dict[int, str], dict[int, StoredPage]]:
+        """Article bodies for the entries whose page could be fetched and cut,
+        and the pages fetched (kept even when the selector found nothing, so a
+        fixed selector can be applied by ``aggregator reprocess``).
 
         Item links are chosen by whoever writes the feed, so they are fetched
         through the address guard unless the feed opts out.
@@ -506,27 +525,23 @@ class Pipeline:
         guard = None if spec.allow_private_networks else self.guard
         gate = asyncio.Semaphore(FULL_TEXT_CONCURRENCY)
         bodies: dict[int, str] = {}
+        pages: dict[int, StoredPage] = {}
 
         async def one(index: int, entry: Entry) -> None:
             if not entry.link:
                 return
             async with gate:
                 try:
-                    page = await self.fetcher.fetch(
-                        entry.link, accept="text/html,application/xhtml+xml", guard=guard
-                    )
-                    html = UnicodeDammit(
-                        page.content, [page.charset] if page.charset else []
-                    ).unicode_markup
+                    page = pages[index] = await fetch_page(self.fetcher, entry.link, guard=guard)
                     bodies[index] = await self._in_worker(
                         extract_full_text,
-                        html or "",
+                        page.html,
                         selector=rule.selector,
                         remove=rule.remove,
-                        base_url=page.final_url,
+                        base_url=page.url,
                     )
                 except (FetchError, ContentError) as exc:
                     report.notes.append(f"full text of {entry.link} kept the feed's body: {exc}")
 
         await asyncio.gather(*(one(i, e) for i, e in enumerate(entries)))
-        return bodies
+        return bodies, pages

@@ -9,8 +9,11 @@ the feed sent it, before any clean-up -- plus:
 
 * ``full_text``: the article body cut from the page by a ``full_text``
   selector, when one was fetched, so a re-run keeps the full text instead of
-  falling back to the teaser (re-running the *selector* needs the page, which
-  means the network: that is left to the next fetch);
+  falling back to the teaser;
+* ``page``: the article page itself (its final URL, the base for its links,
+  and its HTML, zlib-compressed and base64-encoded: pages run to hundreds of
+  kilobytes of very repetitive markup), so a changed ``full_text`` selector
+  or ``remove`` list can be re-applied offline (:func:`load_page`);
 * ``item``: the parser's item dict minus the content it duplicates (tags,
   enclosures and such, for rules not written yet).
 
@@ -20,13 +23,25 @@ Rows written before this format (no ``format`` key) cannot be rebuilt;
 
 from __future__ import annotations
 
+import base64
+import binascii
+import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from aggregator.parse import Entry
 
-__all__ = ["RAW_FORMAT", "RawEntryError", "dump_entry", "load_entry"]
+__all__ = [
+    "MAX_STORED_PAGE",
+    "RAW_FORMAT",
+    "RawEntryError",
+    "StoredPage",
+    "dump_entry",
+    "load_entry",
+    "load_page",
+]
 
 #: Version of the stored shape; bump it when fields change meaning.
 RAW_FORMAT: Final = 1
@@ -37,8 +52,28 @@ _DUPLICATED_ITEM_KEYS: Final = frozenset(
 )
 
 
+#: Compressed pages larger than this (bytes, before base64) are not kept: the
+#: entry then behaves as one stored before pages were (``reprocess --refetch``).
+MAX_STORED_PAGE: Final = 512 * 1024
+
+
 class RawEntryError(ValueError):
     """A stored raw entry cannot be turned back into an Entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """A fetched article page: where it ended up (after redirects) and its HTML."""
+
+    url: str
+    html: str
+
+
+def _dump_page(page: StoredPage) -> dict[str, str] | None:
+    packed = zlib.compress(page.html.encode("utf-8"), 6)
+    if len(packed) > MAX_STORED_PAGE:
+        return None
+    return {"url": page.url, "html_zlib": base64.b64encode(packed).decode("ascii")}
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -57,7 +92,9 @@ def _date(value: Any, name: str) -> datetime | None:
     return parsed
 
 
-def dump_entry(entry: Entry, *, full_text: str | None = None) -> dict[str, Any]:
+def dump_entry(
+    entry: Entry, *, full_text: str | None = None, page: StoredPage | None = None
+) -> dict[str, Any]:
     """The entry as JSON-ready data; :func:`load_entry` gives it back equal."""
     item = {k: v for k, v in entry.raw.items() if k not in _DUPLICATED_ITEM_KEYS}
     data: dict[str, Any] = {
@@ -79,6 +116,9 @@ def dump_entry(entry: Entry, *, full_text: str | None = None) -> dict[str, Any]:
     }
     if full_text is not None:
         data["full_text"] = full_text
+    stored_page = _dump_page(page) if page is not None else None
+    if stored_page is not None:
+        data["page"] = stored_page
     return data
 
 
@@ -112,3 +152,18 @@ def load_entry(raw: Mapping[str, Any] | None) -> tuple[Entry, str | None]:
         raise RawEntryError(f"raw entry lacks the field {exc.args[0]!r}") from None
     full_text = raw.get("full_text")
     return entry, full_text if isinstance(full_text, str) else None
+
+
+def load_page(raw: Mapping[str, Any] | None) -> StoredPage | None:
+    """The article page stored with the entry, or ``None`` (never fetched, or unreadable)."""
+    stored = (raw or {}).get("page")
+    if not isinstance(stored, Mapping):
+        return None
+    url, packed = stored.get("url"), stored.get("html_zlib")
+    if not isinstance(url, str) or not isinstance(packed, str):
+        return None
+    try:
+        html = zlib.decompress(base64.b64decode(packed, validate=True)).decode("utf-8")
+    except (binascii.Error, zlib.error, UnicodeDecodeError):
+        return None
+    return StoredPage(url, html)

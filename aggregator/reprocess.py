@@ -9,25 +9,34 @@ store applies what changed, and the export directory follows: changed posts
 are rewritten under the same file name, newly blocked ones are removed,
 unblocked ones come back.
 
-No network is used: a ``full_text`` body that was fetched is re-cleaned from
-what was stored, but a changed ``full_text`` selector needs the article page
-and only takes effect for items fetched from then on.  Entry keys are not
-recomputed either (the next fetch re-keys them, see
+No network is used by default.  An article page fetched for ``full_text``
+is stored with the entry, so the feed's *current* selector and ``remove``
+list are applied to it again here, offline.  Entries whose page was never
+stored (fetched before pages were kept, or before ``full_text`` was switched
+on) keep their stored full-text body, re-cleaned; ``refetch=True``
+(``--refetch``) fetches their pages once -- through the address guard unless
+the feed has ``allow_private_networks`` -- and stores them for next time.
+Entry keys are not recomputed (the next fetch re-keys them, see
 :func:`aggregator.dedup.fallback_match`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aggregator.content import ContentError, extract_full_text
 from aggregator.export import prepare_directory, remove_post, write_post
-from aggregator.feeds import FeedSpec
-from aggregator.pipeline import build_item
-from aggregator.rawentry import RawEntryError, load_entry
-from aggregator.store import Reprocessed, Store
+from aggregator.feeds import FeedSpec, FullText
+from aggregator.fetch import Fetcher, FetchError, FetchLimits
+from aggregator.netguard import AddressGuard
+from aggregator.parse import Entry
+from aggregator.pipeline import FULL_TEXT_CONCURRENCY, build_item, fetch_page
+from aggregator.rawentry import RawEntryError, StoredPage, load_entry, load_page
+from aggregator.store import Reprocessed, Store, StoredEntry
 
 __all__ = ["ReprocessReport", "reprocess"]
 
@@ -44,6 +53,8 @@ class ReprocessReport:
     skipped: int = 0
     written: int = 0
     removed: int = 0
+    #: Pages fetched again (``refetch``).
+    refetched: int = 0
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -53,7 +64,10 @@ class ReprocessReport:
         )
         if self.skipped:
             text += f", {self.skipped} skipped"
-        return text + f"; {self.written} files written, {self.removed} removed"
+        text += f"; {self.written} files written, {self.removed} removed"
+        if self.refetched:
+            text += f"; {self.refetched} pages refetched"
+        return text
 
 
 def reprocess(
@@ -64,12 +78,17 @@ def reprocess(
     export_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
+    refetch: bool = False,
+    fetcher: Callable[[], Fetcher] | None = None,
+    guard: AddressGuard | None = None,
 ) -> ReprocessReport:
     """Re-derive the posts of ``specs``' stored entries with today's settings.
 
     Each batch of entries is one transaction, so an interrupted run leaves
     every post either as it was or fully reprocessed; running it again is
-    harmless (unchanged entries change nothing).
+    harmless (unchanged entries change nothing).  With ``refetch``, the
+    article pages of ``full_text`` feeds' entries that have none stored are
+    fetched with ``fetcher()`` (default: a plain :class:`Fetcher`).
     """
     now = now or datetime.now(UTC)
     report = ReprocessReport()
@@ -77,12 +96,15 @@ def reprocess(
         prepare_directory(export_dir)
     ids = store.feed_ids(spec.url for spec in specs)
     skipped_reasons: dict[str, int] = {}
+    no_page = 0
+    page_notes: dict[str, int] = {}
     for spec in specs:
         feed_id = ids.get(spec.url)
         if feed_id is None:
             continue  # never fetched: nothing stored
+        page_guard = None if spec.allow_private_networks else (guard or AddressGuard())
         for batch in store.iter_entries(feed_id, since=since):
-            updates: list[Reprocessed] = []
+            loaded: list[tuple[StoredEntry, Entry, str | None, StoredPage | None]] = []
             for stored in batch:
                 try:
                     entry, full_text = load_entry(stored.raw)
@@ -90,8 +112,31 @@ def reprocess(
                     report.skipped += 1
                     skipped_reasons[str(exc)] = skipped_reasons.get(str(exc), 0) + 1
                     continue
-                item = build_item(entry, spec, first_seen=stored.first_seen_at, full_text=full_text)
-                updates.append(Reprocessed(stored.id, item.post, item.blocked))
+                loaded.append((stored, entry, full_text, load_page(stored.raw)))
+            fetched: dict[str, StoredPage | FetchError] = {}
+            if refetch and spec.full_text is not None:
+                links = sorted({e.link for _, e, _, p in loaded if p is None and e.link})
+                if links:
+                    fetched = _refetch(links, fetcher, page_guard)
+            updates: list[Reprocessed] = []
+            for stored, entry, full_text, page in loaded:
+                if spec.full_text is not None:
+                    if page is None and entry.link in fetched:
+                        got = fetched[entry.link]
+                        if isinstance(got, FetchError):
+                            _count(page_notes, f"page refetch failed ({got.reason})")
+                        else:
+                            page = got
+                            report.refetched += 1
+                    if page is not None:
+                        full_text = _cut(page, spec.full_text, page_notes)
+                    else:
+                        no_page += 1
+                item = build_item(
+                    entry, spec, first_seen=stored.first_seen_at, full_text=full_text, page=page
+                )
+                raw = item.raw if item.raw != stored.raw else None
+                updates.append(Reprocessed(stored.id, item.post, item.blocked, raw))
             result = store.reprocess(updates, now=now)
             report.entries += len(batch)
             report.updated += result.updated
@@ -105,4 +150,53 @@ def reprocess(
             if progress is not None:
                 progress(len(batch))
     report.notes.extend(f"{n} skipped: {reason}" for reason, n in skipped_reasons.items())
+    report.notes.extend(
+        f"{n} entries: {reason}, the feed's body was used" for reason, n in page_notes.items()
+    )
+    if no_page:
+        report.notes.append(
+            f"{no_page} entries of full_text feeds have no stored article page: their "
+            "stored full text was re-cleaned, not cut again with the current selector "
+            "(pass --refetch to fetch their pages)"
+        )
     return report
+
+
+def _count(counter: dict[str, int], reason: str) -> None:
+    counter[reason] = counter.get(reason, 0) + 1
+
+
+def _cut(page: StoredPage, rule: FullText, notes: dict[str, int]) -> str | None:
+    """The body ``rule`` cuts from ``page``; ``None`` (the feed's body) as a fetch would."""
+    try:
+        return extract_full_text(
+            page.html, selector=rule.selector, remove=rule.remove, base_url=page.url
+        )
+    except ContentError as exc:
+        _count(notes, str(exc))
+        return None
+
+
+def _refetch(
+    links: Sequence[str],
+    fetcher: Callable[[], Fetcher] | None,
+    guard: AddressGuard | None,
+) -> dict[str, StoredPage | FetchError]:
+    """Fetch ``links``' pages (a few at a time) in a fresh event loop."""
+
+    async def run() -> dict[str, StoredPage | FetchError]:
+        gate = asyncio.Semaphore(FULL_TEXT_CONCURRENCY)
+        pages: dict[str, StoredPage | FetchError] = {}
+        async with fetcher() if fetcher is not None else Fetcher(FetchLimits()) as client:
+
+            async def one(link: str) -> None:
+                async with gate:
+                    try:
+                        pages[link] = await fetch_page(client, link, guard=guard)
+                    except FetchError as exc:
+                        pages[link] = exc
+
+            await asyncio.gather(*(one(link) for link in links))
+        return pages
+
+    return asyncio.run(run())

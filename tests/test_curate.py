@@ -24,7 +24,7 @@ from aggregator.filters import Filters, Rule
 from aggregator.parse import parse_feed
 from aggregator.pipeline import FeedReport
 from aggregator.post import format_date, parse
-from aggregator.rawentry import RawEntryError, dump_entry, load_entry
+from aggregator.rawentry import RawEntryError, StoredPage, dump_entry, load_entry, load_page
 from aggregator.reprocess import reprocess
 from aggregator.runner import fetch_once
 from aggregator.store import Store
@@ -397,3 +397,170 @@ def test_reprocess_command(
         "2 entries: 0 updated, 1 blocked, 0 unblocked, 1 unchanged; 0 files written, 1 removed\n"
     )
     assert titles(out) == ["新闻"]
+
+
+# -- full text re-cut from the stored page -------------------------------------
+
+ARTICLE = (
+    "<html><head><title>页面</title></head><body>"
+    '<div class="a"><p>甲的正文</p></div>'
+    '<div class="b"><p>乙的正文</p><aside class="ad">广告</aside>'
+    '<p><a href="/more">更多</a></p></div>'
+    "</body></html>"
+)
+
+
+def full_text_yaml(url: str, selector: str, remove: str = "[]") -> str:
+    return (
+        "defaults:\n  group: 新媒体\n"
+        f"feeds:\n  - url: {url}\n    outlet: 测试网\n    section: 新闻\n"
+        "    allow_private_networks: true\n"
+        f'    full_text: {{selector: "{selector}", remove: {remove}}}\n'
+    )
+
+
+@pytest.fixture
+def article(feed: EtagFeed, local_server: LocalServer) -> str:
+    local_server.route(
+        "/a/1", body=ARTICLE.encode(), headers={"Content-Type": "text/html; charset=utf-8"}
+    )
+    link = local_server.url("/a/1")
+    publish(feed, item("新闻", "<p>摘要</p>", guid="1", link=link))
+    return link
+
+
+def test_reprocess_cuts_the_stored_page_with_a_changed_selector_offline(
+    database_url: str, article: str, local_server: LocalServer, tmp_path: Path
+) -> None:
+    url, out = local_server.url("/feed.xml"), tmp_path / "out"
+    store = Store.open(database_url)
+    try:
+        fetch(store, loads_config(full_text_yaml(url, ".a")), out)
+        ((name, text),) = files(out).items()
+        assert parse(text).body == "<p>甲的正文</p>"
+        (raw,) = store.engine.connect().execute(select(m.Entry.raw)).scalars()
+        assert raw["page"]["url"] == article
+    finally:
+        store.close()
+    assert len(local_server.requests_to("/a/1")) == 1
+
+    config = tmp_path / "feeds.yaml"
+    config.write_text(full_text_yaml(url, ".b", '[".ad"]'), encoding="utf-8")
+    result = aggregator(
+        "reprocess", "--config", str(config), "--export", str(out), db=database_url, cwd=tmp_path
+    )
+    assert result.stdout == (
+        "1 entries: 1 updated, 0 blocked, 0 unblocked, 0 unchanged; 1 files written, 0 removed\n"
+    )
+    ((same_name, text),) = files(out).items()
+    assert same_name == name
+    body = parse(text).body
+    assert "乙的正文" in body and "甲的正文" not in body and "广告" not in body
+    assert local_server.url("/more") in body  # links resolved against the page's URL
+    assert len(local_server.requests_to("/a/1")) == 1  # no request for the page
+
+    # Reprocessing again changes nothing.
+    store = Store.open(database_url)
+    try:
+        spec = loads_config(full_text_yaml(url, ".b", '[".ad"]')).feeds
+        assert reprocess(store, spec, export_dir=out).unchanged == 1
+    finally:
+        store.close()
+
+
+def test_a_selector_that_matches_nothing_falls_back_to_the_feed_body(
+    store: Store, article: str, local_server: LocalServer, tmp_path: Path
+) -> None:
+    url, out = local_server.url("/feed.xml"), tmp_path / "out"
+    fetch(store, loads_config(full_text_yaml(url, ".a")), out)
+    report = reprocess(store, loads_config(full_text_yaml(url, ".none")).feeds, export_dir=out)
+    assert report.updated == 1
+    assert [parse(t).body for t in files(out).values()] == ["<p>摘要</p>"]
+    assert any("matched nothing" in note for note in report.notes)
+    # The page is still stored: a fixed selector brings the full text back.
+    reprocess(store, loads_config(full_text_yaml(url, ".a")).feeds, export_dir=out)
+    assert [parse(t).body for t in files(out).values()] == ["<p>甲的正文</p>"]
+    assert len(local_server.requests_to("/a/1")) == 1
+
+
+def test_reprocess_refetch_fetches_pages_that_were_never_stored(
+    database_url: str, article: str, local_server: LocalServer, tmp_path: Path
+) -> None:
+    """Stored before pages were kept: full text re-cleaned offline, re-cut with --refetch."""
+    url, out = local_server.url("/feed.xml"), tmp_path / "out"
+    store = Store.open(database_url)
+    try:
+        fetch(store, loads_config(full_text_yaml(url, ".a")), out)
+        with store.engine.begin() as conn:
+            entry_id, raw = conn.execute(select(m.Entry.id, m.Entry.raw)).one()
+            raw = {k: v for k, v in raw.items() if k != "page"}
+            conn.execute(update(m.Entry).where(m.Entry.id == entry_id).values(raw=raw))
+        changed = loads_config(full_text_yaml(url, ".b", '[".ad"]')).feeds
+        report = reprocess(store, changed, export_dir=out)
+        assert (report.unchanged, report.refetched) == (1, 0)
+        assert any("--refetch" in note for note in report.notes)
+        assert len(local_server.requests_to("/a/1")) == 1
+    finally:
+        store.close()
+    ((name, _),) = files(out).items()
+
+    config = tmp_path / "feeds.yaml"
+    config.write_text(full_text_yaml(url, ".b", '[".ad"]'), encoding="utf-8")
+    result = aggregator(
+        "reprocess",
+        "--config",
+        str(config),
+        "--export",
+        str(out),
+        "--refetch",
+        db=database_url,
+        cwd=tmp_path,
+    )
+    assert result.stdout == (
+        "1 entries: 1 updated, 0 blocked, 0 unblocked, 0 unchanged; 1 files written, "
+        "0 removed; 1 pages refetched\n"
+    )
+    assert len(local_server.requests_to("/a/1")) == 2
+    ((same_name, text),) = files(out).items()
+    assert same_name == name
+    assert "乙的正文" in parse(text).body
+
+    # The refetched page is now stored: the next run needs no network.
+    store = Store.open(database_url)
+    try:
+        report = reprocess(store, loads_config(full_text_yaml(url, ".a")).feeds, export_dir=out)
+        assert (report.updated, report.refetched) == (1, 0)
+    finally:
+        store.close()
+    assert [parse(t).body for t in files(out).values()] == ["<p>甲的正文</p>"]
+    assert len(local_server.requests_to("/a/1")) == 2
+
+
+def test_refetch_keeps_to_the_address_guard(
+    store: Store, article: str, local_server: LocalServer, tmp_path: Path
+) -> None:
+    """Without allow_private_networks a refetch of a loopback link is refused."""
+    url, out = local_server.url("/feed.xml"), tmp_path / "out"
+    fetch(store, loads_config(full_text_yaml(url, ".a")), out)
+    with store.engine.begin() as conn:
+        entry_id, raw = conn.execute(select(m.Entry.id, m.Entry.raw)).one()
+        raw = {k: v for k, v in raw.items() if k != "page"}
+        conn.execute(update(m.Entry).where(m.Entry.id == entry_id).values(raw=raw))
+    guarded = loads_config(
+        full_text_yaml(url, ".b").replace("    allow_private_networks: true\n", "")
+    )
+    report = reprocess(store, guarded.feeds, export_dir=out, refetch=True)
+    assert report.refetched == 0
+    assert any("refetch failed" in note for note in report.notes)
+    assert len(local_server.requests_to("/a/1")) == 1
+
+
+def test_raw_entries_keep_the_page_compressed() -> None:
+    parsed = parse_feed(rss_document(item("新闻", "<p>一</p>")).encode(), url="https://x.example/")
+    (entry,) = parsed.entries
+    page = StoredPage("https://x.example/a", ARTICLE * 50)
+    raw = dump_entry(entry, full_text="<p>甲</p>", page=page)
+    assert len(raw["page"]["html_zlib"]) < len(page.html) // 10
+    assert load_page(raw) == page
+    assert load_page(dump_entry(entry)) is None
+    assert load_page({**raw, "page": {"url": "x", "html_zlib": "not base64!"}}) is None

@@ -240,6 +240,8 @@ class Reprocessed:
     entry_id: int
     post: fmt.Post
     blocked: str | None = None
+    #: A new raw entry to store (a refetched page, a re-cut full text), or None.
+    raw: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -520,9 +522,14 @@ class Store:
                         entry.last_seen_at = now
                 else:
                     assert entry is not None
-                    raw_format = (item.raw or {}).get("format")
-                    if key in rekeyed or (entry.raw or {}).get("format") != raw_format:
-                        # Keep the latest guid/link, and raw in today's format.
+                    new_raw, old_raw = item.raw or {}, entry.raw or {}
+                    if (
+                        key in rekeyed
+                        or old_raw.get("format") != new_raw.get("format")
+                        or ("page" in new_raw and "page" not in old_raw)
+                    ):
+                        # Keep the latest guid/link, raw in today's format, and
+                        # the article page once there is one (reprocess needs it).
                         self._refresh_entry(entry, item, now)
                     entry.last_seen_at = now
             if feed_values:
@@ -656,6 +663,8 @@ class Store:
                 was_blocked = row.blocked is not None
                 changed = self._reapply(session, row, entry, update_.post, now, result)
                 entry.blocked = update_.blocked
+                if update_.raw is not None:
+                    entry.raw = update_.raw
                 _refresh_blocked(session, row)
                 if row.blocked is not None and not was_blocked:
                     result.blocked += 1
