@@ -458,7 +458,6 @@ async def _main(
         except (ValueError, BindError) as exc:
             log.error("--http %s: %s", http_bind, exc)
             return 1
-        log.info("serving /healthz and /metrics on %s", http_bind)
     try:
         target = export_dir if export_dir is not None else config.output_dir
         if target is not None:
