@@ -71,6 +71,7 @@ __all__ = [
     "IMAGE_ACCEPT",
     "ArchiveResult",
     "archive_images",
+    "archived_mapping",
     "find_image_urls",
     "referer_for",
     "rewrite_post",
@@ -256,6 +257,19 @@ def _record_failure(images_dir: Path, url: str, reason: str, now: float) -> None
     line = f"error {now:.0f} {' '.join(reason.split())}"
     with contextlib.suppress(OSError):
         _write_atomic(_index_path(images_dir, url), line.encode("utf-8"))
+
+
+def archived_mapping(
+    urls: Iterable[str], dest: Path, *, url_prefix: str = DEFAULT_URL_PREFIX
+) -> dict[str, str]:
+    """URL -> archived path for the ``urls`` already in the archive (no network).
+
+    ``aggregator reprocess`` uses it so a re-derived post points at the same
+    files as the fetched one did.
+    """
+    now = time.time()
+    found = {url: _lookup(dest, url, now)[0] for url in dict.fromkeys(urls)}
+    return {url: url_prefix + name for url, name in found.items() if name is not None}
 
 
 @dataclass(slots=True)

@@ -19,10 +19,11 @@ recomputed either (the next fetch re-keys them, see
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aggregator import images as image_archive
 from aggregator.export import prepare_directory, remove_post, write_post
 from aggregator.feeds import FeedSpec
 from aggregator.pipeline import build_item
@@ -77,6 +78,12 @@ def reprocess(
         prepare_directory(export_dir)
     ids = store.feed_ids(spec.url for spec in specs)
     skipped_reasons: dict[str, int] = {}
+    images_dir = export_dir.parent / "images" if export_dir is not None else None
+    if images_dir is None and any(spec.images == "archive" for spec in specs):
+        report.notes.append(
+            "images: archive needs the export directory to find the archived images; "
+            "reprocessed posts point at the remote images"
+        )
     for spec in specs:
         feed_id = ids.get(spec.url)
         if feed_id is None:
@@ -91,6 +98,12 @@ def reprocess(
                     skipped_reasons[str(exc)] = skipped_reasons.get(str(exc), 0) + 1
                     continue
                 item = build_item(entry, spec, first_seen=stored.first_seen_at, full_text=full_text)
+                if spec.images == "archive" and images_dir is not None:
+                    # Point at the images a fetch archived (no network here).
+                    mapping = image_archive.archived_mapping(
+                        image_archive.post_image_urls(item.post), images_dir
+                    )
+                    item = replace(item, post=image_archive.rewrite_post(item.post, mapping))
                 updates.append(Reprocessed(stored.id, item.post, item.blocked))
             result = store.reprocess(updates, now=now)
             report.entries += len(batch)

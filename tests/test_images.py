@@ -265,3 +265,21 @@ def test_archive_without_an_export_dir_says_so_and_keeps_remote(
     assert not local_server.requests_to("/img/a.jpg")
     (stored,) = store.iter_posts()
     assert stored.post.body == clean_html(body, base_url=None)
+
+
+def test_reprocess_keeps_pointing_at_the_archived_images(
+    store: Store, local_server: LocalServer, posts_dir: Path
+) -> None:
+    from aggregator.reprocess import reprocess
+
+    local_server.route("/img/a.jpg", _image(JPEG))
+    post = _post(f'<p><img src="{local_server.url("/img/a.jpg")}"></p>')
+    local_server.route("/feed.xml", EtagFeed(rss_document(seed_item(post))))
+    config = _config(local_server.url("/feed.xml"))
+    _run(store, config, posts_dir)
+    (before,) = store.iter_posts()
+    report = reprocess(store, config.feeds, export_dir=posts_dir)
+    assert report.unchanged == 1 and report.updated == 0, report
+    (after,) = store.iter_posts()
+    assert after.post == before.post and _archived(JPEG, "jpg") in after.post.body
+    assert len(local_server.requests_to("/img/a.jpg")) == 1
