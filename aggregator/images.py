@@ -214,7 +214,7 @@ def _lookup(images_dir: Path, url: str, now: float) -> tuple[str | None, str | N
     """``(name, None)`` if archived, ``(None, reason)`` if it failed lately, else both None."""
     try:
         text = _index_path(images_dir, url).read_text("utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:  # not archived, or unreadable: fetch it (storing reports disk trouble)
         return None, None
     if text.startswith("error "):
         _, stamp, reason = [*text.split(" ", 2), "", ""][:3]
@@ -224,7 +224,7 @@ def _lookup(images_dir: Path, url: str, now: float) -> tuple[str | None, str | N
         except ValueError:
             pass
         return None, None
-    if text and (images_dir / text).is_file():
+    if text and "/" not in text and (images_dir / text).is_file():
         return text, None
     return None, None
 
