@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
@@ -51,6 +51,7 @@ from aggregator.dedup import IDENTITIES, Identity
 from aggregator.fetch import HostPolicy, default_host_policy
 from aggregator.filters import FIELDS as _RULE_FIELDS
 from aggregator.filters import Filters, Rule, compile_pattern
+from aggregator.images import DEFAULT_MAX_IMAGE_BYTES
 
 __all__ = [
     "DEFAULT_DISABLE_AFTER",
@@ -140,6 +141,12 @@ class FeedSpec:
     #: keep/block rules, the defaults' first (see aggregator.filters).
     filters: Filters = field(default_factory=Filters)
     allow_private_networks: bool = False
+    #: ``remote`` (posts link the outlet's images) or ``archive`` (see aggregator.images).
+    images: Literal["remote", "archive"] = "remote"
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    #: Referer rules for image hosts, ``(host, none|origin|URL)``, sorted; the
+    #: defaults' merged with the feed's own (the feed's win per host).
+    image_referers: tuple[tuple[str, str], ...] = ()
     line: int = field(default=0, compare=False)
 
     @property
@@ -469,7 +476,40 @@ class _FeedFields(BaseModel):
     @classmethod
     def _rules(cls, value: tuple[_RuleModel, ...]) -> tuple[_RuleModel, ...]:
         return _check_rules(value)
+
     allow_private_networks: bool | None = None
+    images: Literal["remote", "archive"] | None = None
+    max_image_bytes: int | None = None
+    image_referers: dict[str, str] | None = None
+
+    @field_validator("max_image_bytes")
+    @classmethod
+    def _max_image_bytes(cls, value: int) -> int:
+        if value < 1 or value > DEFAULT_MAX_IMAGE_BYTES:
+            raise ValueError(
+                f"must be a number of bytes from 1 to {DEFAULT_MAX_IMAGE_BYTES} (16 MiB, "
+                f"the fetcher's limit), got {value}"
+            )
+        return value
+
+    @field_validator("image_referers")
+    @classmethod
+    def _image_referers(cls, value: dict[str, str]) -> dict[str, str]:
+        rules: dict[str, str] = {}
+        for key, rule in value.items():
+            host = key.strip().lower().rstrip(".")
+            if not host or "://" in host or "/" in host or any(c.isspace() for c in host):
+                raise ValueError(f"keys are image host names like n.sinaimg.cn, got {key!r}")
+            if rule not in ("none", "origin"):
+                try:
+                    rule = _check_http_url(rule)
+                except ValueError:
+                    raise ValueError(
+                        f"{key}: the rule is none, origin or an http(s) URL to send as "
+                        f"Referer, got {rule!r}"
+                    ) from None
+            rules[host] = rule
+        return rules
 
     @field_validator("*", mode="before")
     @classmethod
@@ -1124,6 +1164,13 @@ class _Loader:
             identity=merged.get("identity", "guid"),
             filters=filters,
             allow_private_networks=merged.get("allow_private_networks", False),
+            images=merged.get("images", "remote"),
+            max_image_bytes=merged.get("max_image_bytes", DEFAULT_MAX_IMAGE_BYTES),
+            image_referers=tuple(
+                sorted(
+                    {**defaults.get("image_referers", {}), **own.get("image_referers", {})}.items()
+                )
+            ),
             line=line or 0,
         )
         return spec, url

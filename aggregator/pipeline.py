@@ -11,6 +11,7 @@ decides whether to wait for it (the daemon) or give up (``fetch``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from bs4 import UnicodeDammit
 
+from aggregator import images as image_archive
 from aggregator import rsshub
 from aggregator.content import ContentError, entry_to_post, extract_full_text
 from aggregator.dates import effective_date
@@ -258,6 +260,7 @@ class Pipeline:
         clock: Callable[[], datetime] = utcnow,
         rsshub_policy: rsshub.RsshubPolicy | None = None,
         guard: AddressGuard | None = None,
+        images_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
@@ -268,6 +271,11 @@ class Pipeline:
         self.rsshub_seen = rsshub.Sightings()
         # Links inside feeds are untrusted: fetch them only from public addresses.
         self.guard = guard or AddressGuard()
+        # images: archive stores files next to the export dir (source/_posts ->
+        # source/images, served by Hexo at /images/; see aggregator.images).
+        self.images_dir = images_dir or (
+            export_dir.parent / "images" if export_dir is not None else None
+        )
         # SQLite has one writer at a time; queueing here is cheaper than
         # making threads wait on the busy timeout.
         self._write_lock = asyncio.Lock() if store.engine.dialect.name == "sqlite" else None
@@ -384,6 +392,8 @@ class Pipeline:
             pages=pages,
             on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
         )
+        if spec.images == "archive":
+            items = await self._archive_images(spec, items, report)
         success["next_check_at"] = next_after_success(
             now,
             interval,
@@ -511,6 +521,48 @@ class Pipeline:
             next_check_at=now + timedelta(seconds=deferral.delay),
         )
         report.status, report.error, report.error_class = exc.status, reason, deferral.outcome
+
+    async def _archive_images(
+        self, spec: FeedSpec, items: list[IngestItem], report: FeedReport
+    ) -> list[IngestItem]:
+        """``images: archive``: fetch the posts' images and point the posts at the copies.
+
+        A dead or refused image never fails its post: the post keeps the
+        remote URL and the report notes why.  Image URLs come from the feed,
+        so they go through the address guard unless the feed opts out.
+        """
+        if self.images_dir is None:
+            note = (
+                "images: archive needs an export directory (output_dir in feeds.yaml or --export); "
+                "images were left remote"
+            )
+            report.notes.append(note)
+            log.warning(note, extra={"feed": report.url})
+            return items
+        urls = [
+            u
+            for item in items
+            if not item.blocked
+            for u in image_archive.post_image_urls(item.post)
+        ]
+        if not urls:
+            return items
+        archived = await image_archive.archive_images(
+            urls,
+            self.fetcher,
+            None if spec.allow_private_networks else self.guard,
+            self.images_dir,
+            dict(spec.image_referers),
+            max_bytes=spec.max_image_bytes,
+        )
+        for url, reason in archived.failures.items():
+            report.notes.append(f"image {redact_url(url)} kept remote: {reason}")
+        return [
+            dataclasses.replace(item, post=image_archive.rewrite_post(item.post, archived.mapping))
+            if not item.blocked
+            else item
+            for item in items
+        ]
 
     async def _full_texts(
         self, spec: FeedSpec, rule: FullText, entries: Sequence[Entry], report: FeedReport

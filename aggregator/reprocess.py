@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aggregator import images as image_archive
 from aggregator.content import ContentError, extract_full_text
 from aggregator.export import prepare_directory, remove_post, write_post
 from aggregator.feeds import FeedSpec, FullText
@@ -98,6 +99,12 @@ def reprocess(
     skipped_reasons: dict[str, int] = {}
     no_page = 0
     page_notes: dict[str, int] = {}
+    images_dir = export_dir.parent / "images" if export_dir is not None else None
+    if images_dir is None and any(spec.images == "archive" for spec in specs):
+        report.notes.append(
+            "images: archive needs the export directory to find the archived images; "
+            "reprocessed posts point at the remote images"
+        )
     for spec in specs:
         feed_id = ids.get(spec.url)
         if feed_id is None:
@@ -135,6 +142,12 @@ def reprocess(
                 item = build_item(
                     entry, spec, first_seen=stored.first_seen_at, full_text=full_text, page=page
                 )
+                if spec.images == "archive" and images_dir is not None:
+                    # Point at the images a fetch archived (no network here).
+                    mapping = image_archive.archived_mapping(
+                        image_archive.post_image_urls(item.post), images_dir
+                    )
+                    item = replace(item, post=image_archive.rewrite_post(item.post, mapping))
                 raw = item.raw if item.raw != stored.raw else None
                 updates.append(Reprocessed(stored.id, item.post, item.blocked, raw))
             result = store.reprocess(updates, now=now)
