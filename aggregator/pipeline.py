@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -242,6 +243,7 @@ class Pipeline:
         clock: Callable[[], datetime] = utcnow,
         rsshub_policy: rsshub.RsshubPolicy | None = None,
         guard: AddressGuard | None = None,
+        max_processing: int | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
@@ -255,6 +257,11 @@ class Pipeline:
         # SQLite has one writer at a time; queueing here is cheaper than
         # making threads wait on the busy timeout.
         self._write_lock = asyncio.Lock() if store.engine.dialect.name == "sqlite" else None
+        # Parsing and storing are CPU- and writer-bound: feeds fetched faster
+        # than they can be stored would pile up as parsed entries and items
+        # (memory that grew with the number of feeds).  At most this many
+        # feeds are between parse and commit at once.
+        self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
         if export_dir is not None:
             prepare_directory(export_dir)
 
@@ -337,6 +344,21 @@ class Pipeline:
             )
             await self._write(self.store.update_feed, feed_id, **success)
             return
+        async with self._processing:
+            await self._process(spec, feed_id, report, state, result, now, interval, success)
+
+    async def _process(
+        self,
+        spec: FeedSpec,
+        feed_id: int,
+        report: FeedReport,
+        state: FeedState,
+        result: FetchResult,
+        now: datetime,
+        interval: timedelta,
+        success: dict[str, Any],
+    ) -> None:
+        """Parse, build and store a fetched (2xx) feed."""
         try:
             parsed: ParsedFeed = await self._in_worker(_parse, result)
         except FeedParseError as exc:

@@ -36,7 +36,16 @@ async def fetch_once(
     ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
     async with fetcher or Fetcher(FetchLimits(host_policies=config.hosts)) as client:
         pipeline = Pipeline(store, client, export_dir=export_dir)
-        return list(await asyncio.gather(*(pipeline.run_feed(s, ids[s.url]) for s in specs)))
+        # A fetched body waits in memory until it is parsed and stored, so
+        # only a bounded number of feeds are started at once (enough to keep
+        # every connection busy): memory stays flat however many feeds.
+        in_flight = asyncio.Semaphore(2 * client.limits.max_connections)
+
+        async def one(spec: FeedSpec) -> FeedReport:
+            async with in_flight:
+                return await pipeline.run_feed(spec, ids[spec.url])
+
+        return list(await asyncio.gather(*(one(s) for s in specs)))
 
 
 def _when(moment: datetime | None, now: datetime) -> str:
