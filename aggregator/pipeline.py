@@ -11,6 +11,7 @@ decides whether to wait for it (the daemon) or give up (``fetch``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -230,6 +231,28 @@ def _parse(result: FetchResult) -> ParsedFeed:
     )
 
 
+def _parse_and_build(
+    content: bytes,
+    url: str,
+    content_type: str | None,
+    charset: str | None,
+    spec: FeedSpec,
+    now: datetime,
+) -> tuple[ParsedFeed, list[IngestItem], list[tuple[Entry, str]]]:
+    """Parse and build in one hop to a worker (a process, if so configured).
+
+    Everything in and out is plain picklable data: the feed-level metadata
+    (without its entries, which only the items need), the items, and the
+    entries whose dates were replaced with the reason, for the caller to log.
+    """
+    parsed = parse_feed(content, url=url, content_type=content_type, charset=charset)
+    replaced: list[tuple[Entry, str]] = []
+    items = build_items(
+        parsed, spec, now=now, on_replaced_date=lambda entry, why: replaced.append((entry, why))
+    )
+    return dataclasses.replace(parsed, entries=()), items, replaced
+
+
 class Pipeline:
     """Runs feeds through the stages with shared fetcher, store and workers."""
 
@@ -268,6 +291,10 @@ class Pipeline:
     async def _in_worker(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the executor: a module-level function, so it pickles."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._write_lock is None:
@@ -359,6 +386,36 @@ class Pipeline:
         success: dict[str, Any],
     ) -> None:
         """Parse, build and store a fetched (2xx) feed."""
+        if not spec.full_text:
+            try:
+                parsed, items, replaced = await self._call(
+                    _parse_and_build,
+                    result.content,
+                    result.final_url,
+                    result.content_type,
+                    result.charset,
+                    spec,
+                    now,
+                )
+            except FeedParseError as exc:
+                await self._failed(
+                    feed_id,
+                    state,
+                    report,
+                    status=result.status,
+                    reason=str(exc),
+                    error_class=ErrorClass.PERMANENT,
+                    disable_after=spec.disable_after,
+                )
+                return
+            if rsshub.generator_is_rsshub(parsed.generator):
+                self.rsshub_seen.note(spec.url)
+            if parsed.bozo_reason:
+                report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
+            for entry, why in replaced:
+                _replaced_date(report, entry, why)
+            await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
+            return
         try:
             parsed: ParsedFeed = await self._in_worker(_parse, result)
         except FeedParseError as exc:
@@ -389,6 +446,20 @@ class Pipeline:
             bodies=bodies,
             on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
         )
+        await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
+
+    async def _store(
+        self,
+        spec: FeedSpec,
+        feed_id: int,
+        report: FeedReport,
+        result: FetchResult,
+        parsed: ParsedFeed,
+        items: list[IngestItem],
+        now: datetime,
+        interval: timedelta,
+        success: dict[str, Any],
+    ) -> None:
         success["next_check_at"] = next_after_success(
             now,
             interval,
