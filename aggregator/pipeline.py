@@ -302,13 +302,19 @@ class Pipeline:
         async with self._write_lock:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def run_feed(self, spec: FeedSpec, feed_id: int) -> FeedReport:
-        """Poll one feed and record the outcome; see the module docstring."""
+    async def run_feed(
+        self, spec: FeedSpec, feed_id: int, state: FeedState | None = None
+    ) -> FeedReport:
+        """Poll one feed and record the outcome; see the module docstring.
+
+        ``state`` is the feed's row when the caller has just read it (a pass
+        over many feeds reads them all in one query); otherwise it is read here.
+        """
         started = time.monotonic()
         # The report is for people (logs, tables, metric labels): never the password.
         report = FeedReport(url=redact_url(spec.url), outlet=spec.outlet, section=spec.section)
         try:
-            await self._run(spec, feed_id, report)
+            await self._run(spec, feed_id, report, state)
         except BaseException as exc:
             # The database (or a cancel) cut the poll short: say so in its log
             # line rather than "poll ok"; the caller decides what happens next.
@@ -321,8 +327,11 @@ class Pipeline:
             log.log(level, message, extra=report.log_fields())
         return report
 
-    async def _run(self, spec: FeedSpec, feed_id: int, report: FeedReport) -> None:
-        state = await asyncio.to_thread(self.store.feed_state, feed_id)
+    async def _run(
+        self, spec: FeedSpec, feed_id: int, report: FeedReport, state: FeedState | None
+    ) -> None:
+        if state is None:
+            state = await asyncio.to_thread(self.store.feed_state, feed_id)
         interval = timedelta(seconds=state.interval_seconds)
         validators = Validators(etag=state.etag, last_modified=state.last_modified)
         try:
