@@ -959,6 +959,8 @@ async def _drain(response: httpx.Response) -> None:
     ``_DRAIN_LIMIT`` bytes on the wire is abandoned (the connection closes),
     and a fault while reading is ignored: the status is the answer.
     """
+    if response.is_stream_consumed or response.is_closed:  # e.g. a mock transport's
+        return
     declared = response.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
         return
@@ -968,7 +970,7 @@ async def _drain(response: httpx.Response) -> None:
             wire += len(chunk)
             if wire > _DRAIN_LIMIT:
                 return
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.StreamError):
         pass
 
 
