@@ -866,8 +866,11 @@ class Fetcher:
     async def _settle(self, state: _Request, response: httpx.Response) -> FetchResult | httpx.URL:
         status = response.status_code
         if status in _REDIRECTS:
-            return _redirect_target(state.url, response)
+            target = _redirect_target(state.url, response)
+            await _drain(response)
+            return target
         if status == 304:
+            await _drain(response)
             content, wire_bytes = b"", 0
         elif 200 <= status < 300:
             content, wire_bytes = await self._read_body(state.url, response)
@@ -942,6 +945,33 @@ class Fetcher:
                 state.headers.pop(name, None)
         state.visited.append(target)
         return target
+
+
+_DRAIN_LIMIT = 64 * 1024
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a small body we do not need (a 304's, a redirect's) to its end.
+
+    httpcore returns a connection to the pool only once its response was read
+    to the end; an unread body, even an empty one, makes ``aclose`` drop the
+    connection, so every 304 would cost a new TCP connection.  A body over
+    ``_DRAIN_LIMIT`` bytes on the wire is abandoned (the connection closes),
+    and a fault while reading is ignored: the status is the answer.
+    """
+    if response.is_stream_consumed or response.is_closed:  # e.g. a mock transport's
+        return
+    declared = response.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > _DRAIN_LIMIT:
+        return
+    wire = 0
+    try:
+        async for chunk in response.aiter_raw():
+            wire += len(chunk)
+            if wire > _DRAIN_LIMIT:
+                return
+    except (httpx.HTTPError, httpx.StreamError):
+        pass
 
 
 async def _body_head(response: httpx.Response) -> bytes:

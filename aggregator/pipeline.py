@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -247,6 +248,28 @@ def _parse(result: FetchResult) -> ParsedFeed:
     )
 
 
+def _parse_and_build(
+    content: bytes,
+    url: str,
+    content_type: str | None,
+    charset: str | None,
+    spec: FeedSpec,
+    now: datetime,
+) -> tuple[ParsedFeed, list[IngestItem], list[tuple[Entry, str]]]:
+    """Parse and build in one hop to a worker (a process, if so configured).
+
+    Everything in and out is plain picklable data: the feed-level metadata
+    (without its entries, which only the items need), the items, and the
+    entries whose dates were replaced with the reason, for the caller to log.
+    """
+    parsed = parse_feed(content, url=url, content_type=content_type, charset=charset)
+    replaced: list[tuple[Entry, str]] = []
+    items = build_items(
+        parsed, spec, now=now, on_replaced_date=lambda entry, why: replaced.append((entry, why))
+    )
+    return dataclasses.replace(parsed, entries=()), items, replaced
+
+
 class Pipeline:
     """Runs feeds through the stages with shared fetcher, store and workers."""
 
@@ -261,6 +284,7 @@ class Pipeline:
         rsshub_policy: rsshub.RsshubPolicy | None = None,
         guard: AddressGuard | None = None,
         images_dir: Path | None = None,
+        max_processing: int | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
@@ -279,6 +303,11 @@ class Pipeline:
         # SQLite has one writer at a time; queueing here is cheaper than
         # making threads wait on the busy timeout.
         self._write_lock = asyncio.Lock() if store.engine.dialect.name == "sqlite" else None
+        # Parsing and storing are CPU- and writer-bound: feeds fetched faster
+        # than they can be stored would pile up as parsed entries and items
+        # (memory that grew with the number of feeds).  At most this many
+        # feeds are between parse and commit at once.
+        self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
         if export_dir is not None:
             prepare_directory(export_dir)
 
@@ -286,19 +315,29 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the executor: a module-level function, so it pickles."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
     async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._write_lock is None:
             return await asyncio.to_thread(fn, *args, **kwargs)
         async with self._write_lock:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def run_feed(self, spec: FeedSpec, feed_id: int) -> FeedReport:
-        """Poll one feed and record the outcome; see the module docstring."""
+    async def run_feed(
+        self, spec: FeedSpec, feed_id: int, state: FeedState | None = None
+    ) -> FeedReport:
+        """Poll one feed and record the outcome; see the module docstring.
+
+        ``state`` is the feed's row when the caller has just read it (a pass
+        over many feeds reads them all in one query); otherwise it is read here.
+        """
         started = time.monotonic()
         # The report is for people (logs, tables, metric labels): never the password.
         report = FeedReport(url=redact_url(spec.url), outlet=spec.outlet, section=spec.section)
         try:
-            await self._run(spec, feed_id, report)
+            await self._run(spec, feed_id, report, state)
         except BaseException as exc:
             # The database (or a cancel) cut the poll short: say so in its log
             # line rather than "poll ok"; the caller decides what happens next.
@@ -311,8 +350,11 @@ class Pipeline:
             log.log(level, message, extra=report.log_fields())
         return report
 
-    async def _run(self, spec: FeedSpec, feed_id: int, report: FeedReport) -> None:
-        state = await asyncio.to_thread(self.store.feed_state, feed_id)
+    async def _run(
+        self, spec: FeedSpec, feed_id: int, report: FeedReport, state: FeedState | None
+    ) -> None:
+        if state is None:
+            state = await asyncio.to_thread(self.store.feed_state, feed_id)
         interval = timedelta(seconds=state.interval_seconds)
         validators = Validators(etag=state.etag, last_modified=state.last_modified)
         try:
@@ -361,6 +403,51 @@ class Pipeline:
             )
             await self._write(self.store.update_feed, feed_id, **success)
             return
+        async with self._processing:
+            await self._process(spec, feed_id, report, state, result, now, interval, success)
+
+    async def _process(
+        self,
+        spec: FeedSpec,
+        feed_id: int,
+        report: FeedReport,
+        state: FeedState,
+        result: FetchResult,
+        now: datetime,
+        interval: timedelta,
+        success: dict[str, Any],
+    ) -> None:
+        """Parse, build and store a fetched (2xx) feed."""
+        if not spec.full_text:
+            try:
+                parsed, items, replaced = await self._call(
+                    _parse_and_build,
+                    result.content,
+                    result.final_url,
+                    result.content_type,
+                    result.charset,
+                    spec,
+                    now,
+                )
+            except FeedParseError as exc:
+                await self._failed(
+                    feed_id,
+                    state,
+                    report,
+                    status=result.status,
+                    reason=str(exc),
+                    error_class=ErrorClass.PERMANENT,
+                    disable_after=spec.disable_after,
+                )
+                return
+            if rsshub.generator_is_rsshub(parsed.generator):
+                self.rsshub_seen.note(spec.url)
+            if parsed.bozo_reason:
+                report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
+            for entry, why in replaced:
+                _replaced_date(report, entry, why)
+            await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
+            return
         try:
             parsed: ParsedFeed = await self._in_worker(_parse, result)
         except FeedParseError as exc:
@@ -392,6 +479,20 @@ class Pipeline:
             pages=pages,
             on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
         )
+        await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
+
+    async def _store(
+        self,
+        spec: FeedSpec,
+        feed_id: int,
+        report: FeedReport,
+        result: FetchResult,
+        parsed: ParsedFeed,
+        items: list[IngestItem],
+        now: datetime,
+        interval: timedelta,
+        success: dict[str, Any],
+    ) -> None:
         if spec.images == "archive":
             items = await self._archive_images(spec, items, report)
         success["next_check_at"] = next_after_success(

@@ -148,3 +148,37 @@ def test_a_slow_body_is_cut_by_the_deadline_and_recorded(
     (state,) = store.feeds()
     assert "deadline" in (state.last_error or "")
     assert state.error_streak == 1
+
+
+def test_a_pass_over_many_feeds_parses_in_worker_processes(
+    store: Store, local_server: LocalServer
+) -> None:
+    """At PROCESS_POOL_MIN_FEEDS feeds fetch_once parses in spawned processes."""
+    from dataclasses import replace
+
+    from aggregator import runner
+
+    post = seed_posts()[2]
+    n = runner.PROCESS_POOL_MIN_FEEDS
+    feeds = []
+    for f in range(n):
+        items = "".join(
+            seed_item(
+                replace(post, title=f"{post.title} {f}-{i}"),
+                link=f"https://news.example.com/{f}/{i}",
+                guid=f"{f}-{i}",
+            )
+            for i in range(2)
+        )
+        local_server.route(f"/f{f}.xml", EtagFeed(rss_document(items)))
+        feeds.append(
+            f"  - url: {local_server.url(f'/f{f}.xml')}\n    outlet: 观察者网\n    section: s{f}\n"
+        )
+    config = _config("defaults:\n  group: 新媒体\nfeeds:\n" + "".join(feeds))
+    cold = asyncio.run(fetch_once(store, config, config.feeds))
+    assert [r.status for r in cold] == [200] * n and not any(r.failed for r in cold)
+    assert sum(r.new for r in cold) == 2 * n
+    assert store.count_posts() == 2 * n
+    warm = asyncio.run(fetch_once(store, config, config.feeds))
+    assert [r.status for r in warm] == [304] * n
+    assert sum(r.new + r.updated + r.duplicate for r in warm) == 0

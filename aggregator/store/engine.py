@@ -20,7 +20,6 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import NullPool
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -89,7 +88,10 @@ def make_engine(url: str | URL, *, pool_size: int = 5) -> Engine:
                     f"the directory for the SQLite database {database!r} is not writable: "
                     f"{parent} (SQLite keeps its -wal and -shm files there)"
                 )
-        engine = create_engine(parsed, poolclass=NullPool)
+        # SQLAlchemy's default pool for a SQLite file (QueuePool; a
+        # SingletonThreadPool for :memory:) keeps connections open, so the
+        # PRAGMAs below run once per connection rather than once per session.
+        engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, func, not_, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -207,6 +207,33 @@ def _new_row(post: fmt.Post, digest: str, *, feed_id: int | None, link: str | No
         revision=0,
         revised_at=post.updated,
     )
+
+
+def _new_values(item: IngestItem, digest: str, *, feed_id: int) -> dict[str, Any]:
+    """The columns of a new post's row, for a bulk INSERT (see ``_new_row``)."""
+    post = item.post
+    stamp = m.utcnow()
+    return {
+        "slug": slug_for(post.date, digest),
+        "content_hash": digest,
+        "title": post.title,
+        "group_name": post.group,
+        "outlet": post.outlet,
+        "section": post.section,
+        "headimg": post.headimg,
+        "thumbnail": post.thumbnail,
+        "author": post.author,
+        "comments": post.comments,
+        "date": post.date,
+        "body": post.body,
+        "link": item.link,
+        "feed_id": feed_id,
+        "revision": 0,
+        "revised_at": post.updated,
+        "blocked": item.blocked,
+        "created_at": stamp,
+        "updated_at": stamp,
+    }
 
 
 def _link_key(link: str | None) -> str | None:
@@ -474,11 +501,60 @@ class Store:
                     select(m.Post).where(m.Post.content_hash.in_(set(digests.values())))
                 )
             }
+            # New posts are not added one by one through the ORM (a flush per
+            # post): they wait in ``pending`` and go in with one multi-row
+            # INSERT ... RETURNING, their entries with one executemany.
+            # Anything that needs such a post's id (a later item of this batch
+            # with the same content) inserts the pending ones first, so the
+            # outcomes and the order of ``changed_posts`` are as if each post
+            # had been written at once.
+            pending: list[tuple[IngestItem, dict[str, Any]]] = []
+            new_ids: dict[str, int] = {}
+
+            def flush_pending() -> None:
+                if not pending:
+                    return
+                session.flush()
+                connection = session.connection()
+                returned = connection.execute(
+                    insert(m.Post.__table__).returning(
+                        m.Post.__table__.c.id, m.Post.__table__.c.content_hash
+                    ),
+                    [values for _, values in pending],
+                )
+                new_ids.update((digest, post_id) for post_id, digest in returned)
+                entry_rows = []
+                for new_item, values in pending:
+                    post_id = new_ids[values["content_hash"]]
+                    entry_rows.append(self._entry_values(feed_id, new_item, post_id, now))
+                    if new_item.blocked is None:
+                        result.changed_posts.append(
+                            StoredPost(
+                                id=post_id,
+                                slug=values["slug"],
+                                post=new_item.post,
+                                revision=0,
+                                updated_at=values["updated_at"],
+                            )
+                        )
+                connection.execute(insert(m.Entry.__table__), entry_rows)
+                pending.clear()
+
+            def owner_of(digest: str) -> m.Post | None:
+                owner = by_hash.get(digest)
+                if owner is None and digest in pending_digests:
+                    flush_pending()
+                if owner is None and digest in new_ids:
+                    owner = session.get(m.Post, new_ids[digest])
+                    by_hash[digest] = owner  # type: ignore[assignment]
+                return owner
+
+            pending_digests: set[str] = set()
             for key, item in unique.items():
                 digest = digests[key]
                 entry = entries.get(key)
                 current = entry_posts.get(entry.post_id) if entry is not None else None
-                owner = by_hash.get(digest)
+                owner = owner_of(digest)
                 outcome = decide(
                     Known(
                         entry_post_id=entry.post_id if entry else None,
@@ -492,15 +568,10 @@ class Store:
                 else:
                     result.count(outcome)
                 if outcome is Outcome.NEW:
-                    row = _new_row(item.post, digest, feed_id=feed_id, link=item.link)
-                    row.blocked = item.blocked
-                    session.add(row)
-                    session.flush()
-                    by_hash[digest] = row
-                    session.add(self._entry_row(feed_id, item, row.id, now))
-                    if item.blocked is None:
-                        result.changed_posts.append(_stored(row))
-                elif outcome is Outcome.UPDATED:
+                    pending.append((item, _new_values(item, digest, feed_id=feed_id)))
+                    pending_digests.add(digest)
+                    continue
+                if outcome is Outcome.UPDATED:
                     assert current is not None and entry is not None
                     was_blocked = current.blocked is not None
                     self._revise(session, current, item.post, digest, now, link=item.link)
@@ -532,6 +603,7 @@ class Store:
                         # the article page once there is one (reprocess needs it).
                         self._refresh_entry(entry, item, now)
                     entry.last_seen_at = now
+            flush_pending()
             if feed_values:
                 session.execute(
                     update(m.Feed).where(m.Feed.id == feed_id).values(**feed_values, updated_at=now)
@@ -556,20 +628,26 @@ class Store:
         entry.author = item.author
 
     @staticmethod
-    def _entry_row(feed_id: int, item: IngestItem, post_id: int, now: datetime) -> m.Entry:
-        return m.Entry(
-            feed_id=feed_id,
-            key=item.key,
-            guid=item.guid,
-            link=item.link,
-            link_key=_link_key(item.link),
-            author=item.author,
-            blocked=item.blocked,
-            post_id=post_id,
-            raw=item.raw,
-            first_seen_at=now,
-            last_seen_at=now,
-        )
+    def _entry_values(
+        feed_id: int, item: IngestItem, post_id: int, now: datetime
+    ) -> dict[str, Any]:
+        return {
+            "feed_id": feed_id,
+            "key": item.key,
+            "guid": item.guid,
+            "link": item.link,
+            "link_key": _link_key(item.link),
+            "author": item.author,
+            "blocked": item.blocked,
+            "post_id": post_id,
+            "raw": item.raw,
+            "first_seen_at": now,
+            "last_seen_at": now,
+        }
+
+    @classmethod
+    def _entry_row(cls, feed_id: int, item: IngestItem, post_id: int, now: datetime) -> m.Entry:
+        return m.Entry(**cls._entry_values(feed_id, item, post_id, now))
 
     @staticmethod
     def _revise(
@@ -847,6 +925,17 @@ class Store:
             if row is None:
                 raise LookupError(f"no feed with id {feed_id}")
             return FeedState.of(row)
+
+    def feed_states(self, feed_ids: Iterable[int]) -> dict[int, FeedState]:
+        """Several feeds' rows in one query (``feed_state`` for a whole pass)."""
+        ids = list(feed_ids)
+        states: dict[int, FeedState] = {}
+        with self._session() as session:
+            for start in range(0, len(ids), 500):  # under SQLite's variable limit
+                chunk = ids[start : start + 500]
+                for row in session.scalars(select(m.Feed).where(m.Feed.id.in_(chunk))):
+                    states[row.id] = FeedState.of(row)
+        return states
 
     def feeds(self) -> list[FeedState]:
         """Every feed, for ``aggregator status``."""
