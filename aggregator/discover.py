@@ -30,7 +30,7 @@ from bs4 import BeautifulSoup, SoupStrainer
 
 from aggregator.feeds import normalise_url
 from aggregator.fetch import Fetcher, FetchError, FetchResult
-from aggregator.parse import FeedParseError, ParsedFeed, parse_feed
+from aggregator.parse import FeedParseError, ParsedFeed, parse_fetched
 
 __all__ = [
     "COMMON_PATHS",
@@ -134,7 +134,7 @@ async def discover(url: str, fetcher: Fetcher) -> list[FeedCandidate]:
     """
     result = await fetcher.fetch(url)
     try:
-        feed = _parse(result)
+        feed = parse_fetched(result)
     except FeedParseError as exc:
         if not _is_html(result):
             raise NotAFeedError(
@@ -167,7 +167,7 @@ async def check_feed(candidate: FeedCandidate, fetcher: Fetcher) -> ParsedFeed:
         return candidate.feed
     result = await fetcher.fetch(candidate.url)
     try:
-        return _parse(result)
+        return parse_fetched(result)
     except FeedParseError as exc:
         raise NotAFeedError(f"{candidate.url} is not a feed: {exc}") from None
 
@@ -200,18 +200,9 @@ async def _try_feed(url: str, fetcher: Fetcher) -> tuple[FetchResult, ParsedFeed
     """A probed path's feed, or ``None`` for anything else: a miss is the expected case."""
     try:
         result = await fetcher.fetch(url)
-        return result, _parse(result)
+        return result, parse_fetched(result)
     except (FetchError, FeedParseError):
         return None
-
-
-def _parse(result: FetchResult) -> ParsedFeed:
-    return parse_feed(
-        result.content,
-        url=result.final_url,
-        content_type=result.content_type,
-        charset=result.charset,
-    )
 
 
 _HTML_START: Final = re.compile(rb"^\s*(?:<!doctype\s+html|<html[\s>])|<(?:head|body)[\s>]", re.I)

@@ -49,7 +49,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
@@ -58,7 +58,10 @@ from feedparser.encodings import convert_to_utf8
 
 from aggregator.dates import has_offset
 
-__all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed"]
+if TYPE_CHECKING:
+    from aggregator.fetch import FetchResult
+
+__all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed", "parse_fetched"]
 
 
 class FeedParseError(ValueError):
@@ -776,3 +779,13 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
+
+
+def parse_fetched(result: FetchResult) -> ParsedFeed:
+    """:func:`parse_feed` on a fetch result, with its final URL and charset hint."""
+    return parse_feed(
+        result.content,
+        url=result.final_url,
+        content_type=result.content_type,
+        charset=result.charset,
+    )

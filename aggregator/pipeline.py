@@ -43,7 +43,7 @@ from aggregator.fetch import (
     redact_url,
 )
 from aggregator.netguard import AddressGuard
-from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
+from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed, parse_fetched
 from aggregator.rawentry import StoredPage, dump_entry
 from aggregator.schedule import (
     ErrorClass,
@@ -237,15 +237,6 @@ def _error_class(stored: str | None) -> ErrorClass | None:
         return ErrorClass(stored) if stored else None
     except ValueError:
         return None
-
-
-def _parse(result: FetchResult) -> ParsedFeed:
-    return parse_feed(
-        result.content,
-        url=result.final_url,
-        content_type=result.content_type,
-        charset=result.charset,
-    )
 
 
 def _parse_and_build(
@@ -449,7 +440,7 @@ class Pipeline:
             await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
             return
         try:
-            parsed: ParsedFeed = await self._in_worker(_parse, result)
+            parsed: ParsedFeed = await self._in_worker(parse_fetched, result)
         except FeedParseError as exc:
             await self._failed(
                 feed_id,
