@@ -421,20 +421,9 @@ class Pipeline:
                     now,
                 )
             except FeedParseError as exc:
-                await self._failed(
-                    feed_id,
-                    state,
-                    report,
-                    status=result.status,
-                    reason=str(exc),
-                    error_class=ErrorClass.PERMANENT,
-                    disable_after=spec.disable_after,
-                )
+                await self._not_a_feed(feed_id, state, report, spec, result, exc)
                 return
-            if rsshub.generator_is_rsshub(parsed.generator):
-                self.rsshub_seen.note(spec.url)
-            if parsed.bozo_reason:
-                report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
+            self._note_parsed(spec, parsed, report)
             for entry, why in replaced:
                 _replaced_date(report, entry, why)
             await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
@@ -442,20 +431,9 @@ class Pipeline:
         try:
             parsed: ParsedFeed = await self._in_worker(parse_fetched, result)
         except FeedParseError as exc:
-            await self._failed(
-                feed_id,
-                state,
-                report,
-                status=result.status,
-                reason=str(exc),  # says "not a feed" and what it was instead
-                error_class=ErrorClass.PERMANENT,
-                disable_after=spec.disable_after,
-            )
+            await self._not_a_feed(feed_id, state, report, spec, result, exc)
             return
-        if rsshub.generator_is_rsshub(parsed.generator):
-            self.rsshub_seen.note(spec.url)
-        if parsed.bozo_reason:
-            report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
+        self._note_parsed(spec, parsed, report)
         bodies, pages = (
             await self._full_texts(spec, spec.full_text, parsed.entries, report)
             if spec.full_text
@@ -471,6 +449,32 @@ class Pipeline:
             on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
         )
         await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
+
+    async def _not_a_feed(
+        self,
+        feed_id: int,
+        state: FeedState,
+        report: FeedReport,
+        spec: FeedSpec,
+        result: FetchResult,
+        exc: FeedParseError,
+    ) -> None:
+        await self._failed(
+            feed_id,
+            state,
+            report,
+            status=result.status,
+            reason=str(exc),  # says "not a feed" and what it was instead
+            error_class=ErrorClass.PERMANENT,
+            disable_after=spec.disable_after,
+        )
+
+    def _note_parsed(self, spec: FeedSpec, parsed: ParsedFeed, report: FeedReport) -> None:
+        """What a parsed document tells us beyond its entries."""
+        if rsshub.generator_is_rsshub(parsed.generator):
+            self.rsshub_seen.note(spec.url)
+        if parsed.bozo_reason:
+            report.notes.append(f"ill-formed feed, entries recovered: {parsed.bozo_reason}")
 
     async def _store(
         self,
