@@ -78,6 +78,8 @@ def test_schedule_survives_a_restart_and_sigterm_exits_zero(
         ).fetchone() == (2,)
     local_server.clear()
     with AggregatorProcess("run", "--config", str(config), db=db, cwd=tmp_path) as daemon:
+        # Started (signal handlers installed, schedule loaded), then give it time to misbehave.
+        wait_for(lambda: "polling 2 feeds" in daemon.log, 30, "the restarted daemon up")
         time.sleep(4)
         assert local_server.requests == [], "a restart must resume the schedule, not refetch"
         assert daemon.stop()[0] == 0
