@@ -8,11 +8,11 @@ line without a traceback and give exit status 1 (2 for usage errors).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.console import Console
@@ -24,6 +24,8 @@ from aggregator.settings import ENV_PREFIX, Settings
 from aggregator.store import DEFAULT_DATABASE_URL, DatabaseURLError, Store
 
 __all__ = ["main"]
+
+_T = TypeVar("_T")
 
 err = Console(stderr=True)
 
@@ -356,7 +358,7 @@ if TYPE_CHECKING:  # the commands import their modules lazily, like the others
 
     from aggregator.discover import FeedCandidate
     from aggregator.feeds_edit import FeedsFile
-    from aggregator.parse import ParsedFeed
+    from aggregator.fetch import Fetcher
 
 
 def _feeds_file(path: Path) -> FeedsFile:
@@ -427,6 +429,24 @@ def _choose(url: str, candidates: list[FeedCandidate], pick: int | None) -> Feed
     sys.exit(2)
 
 
+def _fetch_or_fail(work: Callable[[Fetcher], Awaitable[_T]]) -> _T:
+    """Run one network step of `add` with a fresh fetcher; a failure ends the command."""
+    import asyncio
+
+    from aggregator.discover import DiscoveryError
+    from aggregator.fetch import Fetcher, FetchError
+
+    async def run() -> _T:
+        async with Fetcher() as fetcher:
+            return await work(fetcher)
+
+    try:
+        return asyncio.run(run())
+    except (DiscoveryError, FetchError) as exc:
+        _fail(f"{exc}; nothing was added")
+    raise AssertionError("unreachable")
+
+
 @main.command()
 @click.argument("url")
 @click.option("--outlet", help="Second category and author: line (default: the feed's title).")
@@ -447,35 +467,17 @@ def add(
     config_path: Path,
 ) -> None:
     """Add the feed at URL (a feed, or a web page that links one) to feeds.yaml."""
-    import asyncio
-
-    from aggregator.discover import DiscoveryError, check_feed, discover
+    from aggregator.discover import check_feed, discover
     from aggregator.feeds_edit import FALLBACK_GROUP, FALLBACK_SECTION, build_entry
-    from aggregator.fetch import Fetcher, FetchError
 
     feeds_file = _feeds_file(config_path)
     defaults = feeds_file.defaults
     _refuse_duplicate(feeds_file, url)
 
-    async def run_discover() -> list[FeedCandidate]:
-        async with Fetcher() as fetcher:
-            return await discover(url, fetcher)
-
-    try:
-        candidates = asyncio.run(run_discover())
-    except (DiscoveryError, FetchError) as exc:
-        _fail(f"{exc}; nothing was added")
+    candidates = _fetch_or_fail(lambda fetcher: discover(url, fetcher))
     chosen = _choose(url, candidates, pick)
     _refuse_duplicate(feeds_file, chosen.url)
-
-    async def run_check() -> ParsedFeed:
-        async with Fetcher() as fetcher:
-            return await check_feed(chosen, fetcher)
-
-    try:
-        feed = asyncio.run(run_check())
-    except (DiscoveryError, FetchError) as exc:
-        _fail(f"{exc}; nothing was added")
+    feed = _fetch_or_fail(lambda fetcher: check_feed(chosen, fetcher))
     outlet = outlet or " ".join((feed.title or chosen.title or "").split())
     if not outlet:
         _fail(f"{chosen.url} has no title to name the outlet after; give --outlet")

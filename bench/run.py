@@ -192,9 +192,41 @@ def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> 
     db_warm = _db_bytes(db)
     store.close()
     return {
+        **_measures(
+            cold_s,
+            warm_s,
+            n * items,
+            rss_base,
+            rss_cold,
+            hwm_cold,
+            db,
+            db_cold,
+            db_warm,
+            farm_cold,
+            farm_warm,
+        ),
+        "limits": {"max_per_host": OUR_MAX_PER_HOST, "max_connections": OUR_MAX_CONNECTIONS},
+    }
+
+
+def _measures(
+    cold_s: float,
+    warm_s: float,
+    items_stored: int,
+    rss_base: float,
+    rss_cold: float,
+    hwm_cold: float | None,
+    db: Path,
+    db_cold: int,
+    db_warm: int,
+    farm_cold: Any,
+    farm_warm: Any,
+) -> dict[str, Any]:
+    """What every child reports, ours and reader's alike, so the table compares like with like."""
+    return {
         "cold_s": cold_s,
         "warm_s": warm_s,
-        "items_stored": n * items,
+        "items_stored": items_stored,
         "rss_base_mb": rss_base,
         "rss_cold_mb": rss_cold,
         "rss_peak_mb": _maxrss_mb(),
@@ -204,7 +236,6 @@ def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> 
         "db_closed_bytes": _db_bytes(db),
         "farm_cold": farm_cold,
         "farm_warm": farm_warm,
-        "limits": {"max_per_host": OUR_MAX_PER_HOST, "max_connections": OUR_MAX_CONNECTIONS},
     }
 
 
@@ -242,18 +273,19 @@ def child_reader(base: str, feeds: list[dict[str, str]], items: int, db: Path) -
     db_warm = _db_bytes(db)
     reader.close()
     return {
-        "cold_s": cold_s,
-        "warm_s": warm_s,
-        "items_stored": stored,
-        "rss_base_mb": rss_base,
-        "rss_cold_mb": rss_cold,
-        "rss_peak_mb": _maxrss_mb(),
-        "vm_hwm_cold_mb": hwm_cold,
-        "db_cold_bytes": db_cold,
-        "db_bytes": db_warm,
-        "db_closed_bytes": _db_bytes(db),
-        "farm_cold": farm_cold,
-        "farm_warm": farm_warm,
+        **_measures(
+            cold_s,
+            warm_s,
+            stored,
+            rss_base,
+            rss_cold,
+            hwm_cold,
+            db,
+            db_cold,
+            db_warm,
+            farm_cold,
+            farm_warm,
+        ),
         "workers": READER_WORKERS,
     }
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["AggregatorProcess", "free_port", "wait_for"]
+__all__ = ["AggregatorProcess", "aggregator", "free_port", "wait_for"]
 
 
 def free_port() -> int:
@@ -75,3 +75,27 @@ class AggregatorProcess:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"no exit within {timeout}s of SIGTERM\n{self.log}") from None
         return code, time.monotonic() - started
+
+
+def aggregator(
+    *args: str,
+    db: str,
+    cwd: Path,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m aggregator ARGS`` to completion; ``check`` fails the test on a non-zero exit."""
+    env = {**os.environ, "AGGREGATOR_DATABASE_URL": db, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "aggregator", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
+    return proc

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from feedbuild import rss_document
 from localserver import LocalServer
 from paths import REPO
-from test_cli import aggregator
+from support_proc import aggregator
 
 from aggregator import cli
 from aggregator.discover import COMMON_PATHS, find_feed_links

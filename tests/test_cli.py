@@ -9,25 +9,7 @@ from pathlib import Path
 
 import pytest
 from paths import SEEDS
-
-
-def aggregator(
-    *args: str, db: str, cwd: Path, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGGREGATOR_DATABASE_URL": db}
-    proc = subprocess.run(
-        [sys.executable, "-m", "aggregator", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-        )
-    return proc
+from support_proc import aggregator
 
 
 def test_help_lists_every_command_and_version(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import pytest
 from feedbuild import EtagFeed, rss_document
 from localserver import LocalServer
 from sqlalchemy import select, update
-from test_cli import aggregator
+from support_proc import aggregator
 
 from aggregator.export import export_posts
 from aggregator.feeds import Config, ConfigError, loads_config

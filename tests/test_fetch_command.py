@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from feedbuild import EtagFeed, feeds_yaml, outlet_feeds, seed_paths, seed_posts
 from localserver import LocalServer
-from test_cli import aggregator
+from support_proc import aggregator
 
 from aggregator.post import parse
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import resource
 import subprocess
@@ -35,7 +34,7 @@ import pytest
 from feedbuild import EtagFeed, feeds_yaml, rss_document
 from localserver import LocalServer
 from sqlalchemy import select
-from support_proc import free_port
+from support_proc import aggregator, free_port
 
 from aggregator.feeds import loads_config
 from aggregator.fetch import Fetcher, FetchLimits
@@ -723,18 +722,7 @@ print(json.dumps([dataclasses.asdict(r) for r in reports]))
 
 def cli(*args: str, db: str, cwd: Path) -> str:
     """``aggregator ARGS`` as a process; wide, so rich never wraps a reason."""
-    env = {**os.environ, "AGGREGATOR_DATABASE_URL": db, "COLUMNS": "400"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "aggregator", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+    return aggregator(*args, db=db, cwd=cwd, env={"COLUMNS": "400"}).stdout
 
 
 @pytest.mark.slow

@@ -15,8 +15,7 @@ import httpx
 import pytest
 from feedbuild import rss_document
 from localserver import LocalServer
-from support_proc import AggregatorProcess, free_port, wait_for
-from test_cli import aggregator
+from support_proc import AggregatorProcess, aggregator, free_port, wait_for
 
 PASSWORD = "s3cret-" + secrets.token_hex(6)
 MARKER = "BODY-MARKER-" + secrets.token_hex(8)
