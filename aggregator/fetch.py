@@ -50,6 +50,7 @@ import zstandard
 
 from aggregator import __version__
 from aggregator.netguard import AddressGuard, AddressRefused, GuardedBackend
+from aggregator.transport import AiohttpTransport
 
 __all__ = [
     "DEFAULT_ACCEPT",
@@ -620,7 +621,14 @@ class Fetcher:
                 name="h2",
             )
         self._transport = transport
-        self._client = self._new_client(transport)
+        # Feed URLs are trusted: they go over aiohttp's wire, which costs a
+        # fraction of httpcore's per request (see aggregator.transport).
+        # HTTP/2 is httpcore's alone.
+        self._client = self._new_client(
+            transport
+            if transport is not None or limits.http2
+            else AiohttpTransport(max_connections=limits.max_connections)
+        )
         self._guarded: dict[AddressGuard, httpx.AsyncClient] = {}
         self._global = asyncio.Semaphore(limits.max_connections)
         self._hosts: dict[str, _HostGate] = {}

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -261,6 +261,59 @@ def _parse_and_build(
     return dataclasses.replace(parsed, entries=()), items, replaced
 
 
+class _GroupCommit:
+    """Feed-row updates from many polls, written together.
+
+    Every poll ends by writing its feed's row; a pass where most feeds
+    answer 304 is mostly those writes, and one transaction each (queued
+    behind SQLite's single writer) cost more than the HTTP.  Here an update
+    joins whatever batch is waiting; one batch is written at a time, and
+    updates that arrive while it is written form the next.  No timer: under
+    light load every batch is one row, so nothing waits longer than it did.
+    Each caller still returns only once its own row is committed, and hears
+    the database's error if the batch failed.
+    """
+
+    def __init__(
+        self, write: Callable[[list[tuple[int, dict[str, Any]]]], Awaitable[None]]
+    ) -> None:
+        self._write = write
+        self._pending: list[tuple[int, dict[str, Any], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def update(self, feed_id: int, values: dict[str, Any]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((feed_id, values, done))
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write_batches())
+        # Shielded: a cancelled poll's row is still written with the batch
+        # it joined (the daemon gives back a cancelled poll's lease anyway).
+        await asyncio.shield(done)
+
+    async def _write_batches(self) -> None:
+        batch: list[tuple[int, dict[str, Any], asyncio.Future[None]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await self._write([(feed_id, values) for feed_id, values, _ in batch])
+                for *_, done in batch:
+                    done.set_result(None)
+                batch = []
+        except BaseException as exc:
+            for *_, done in (*batch, *self._pending):
+                if done.done():
+                    continue
+                if isinstance(exc, Exception):
+                    done.set_exception(exc)
+                else:  # the writer itself was cancelled (the loop is closing)
+                    done.cancel()
+            self._pending = []
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._writer = None
+
+
 class Pipeline:
     """Runs feeds through the stages with shared fetcher, store and workers."""
 
@@ -299,6 +352,7 @@ class Pipeline:
         # (memory that grew with the number of feeds).  At most this many
         # feeds are between parse and commit at once.
         self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
+        self._feed_rows = _GroupCommit(lambda rows: self._write(self.store.update_feeds, rows))
         if export_dir is not None:
             prepare_directory(export_dir)
 
@@ -392,7 +446,7 @@ class Pipeline:
             success["next_check_at"] = next_after_success(
                 now, interval, Hints(max_age=result.max_age, retry_after=result.retry_after)
             )
-            await self._write(self.store.update_feed, feed_id, **success)
+            await self._feed_rows.update(feed_id, success)
             return
         async with self._processing:
             await self._process(spec, feed_id, report, state, result, now, interval, success)
@@ -571,7 +625,7 @@ class Pipeline:
         if plan.disabled_reason is not None:
             values["disabled_reason"] = plan.disabled_reason
             log.warning("disabling %s: %s", report.url, plan.disabled_reason)
-        await self._write(self.store.update_feed, feed_id, **values)
+        await self._feed_rows.update(feed_id, values)
         report.status, report.error, report.error_class = status, reason, kind.value
 
     def _rsshub_deferral(
@@ -605,16 +659,17 @@ class Pipeline:
         """Record a wait that is not an error: streak and first-error time stay as they were."""
         now = self.clock()
         reason = f"{exc.reason}: {deferral.reason}"
-        await self._write(
-            self.store.update_feed,
+        await self._feed_rows.update(
             feed_id,
-            last_status=exc.status,
-            last_checked_at=now,
-            last_error=reason,
-            error_class=deferral.outcome,
-            lease_until=None,
-            lease_owner=None,
-            next_check_at=now + timedelta(seconds=deferral.delay),
+            {
+                "last_status": exc.status,
+                "last_checked_at": now,
+                "last_error": reason,
+                "error_class": deferral.outcome,
+                "lease_until": None,
+                "lease_owner": None,
+                "next_check_at": now + timedelta(seconds=deferral.delay),
+            },
         )
         report.status, report.error, report.error_class = exc.status, reason, deferral.outcome
 

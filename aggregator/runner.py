@@ -24,7 +24,7 @@ from aggregator.fetch import Fetcher, FetchLimits, redact_url
 from aggregator.pipeline import FeedReport, Pipeline
 from aggregator.store import FeedState, Store
 
-__all__ = ["fetch_once", "status_table", "summary_table", "totals_line"]
+__all__ = ["fetch_once", "parse_workers", "status_table", "summary_table", "totals_line"]
 
 
 async def fetch_once(
@@ -46,14 +46,20 @@ async def fetch_once(
 PROCESS_POOL_MIN_FEEDS = 32
 
 
-def _parse_pool(feeds: int) -> contextlib.AbstractContextManager[Executor | None]:
-    """Worker processes for parsing, so a pass uses every core (None: threads)."""
+def parse_workers(feeds: int) -> int:
+    """How many worker processes a pass over ``feeds`` feeds parses in (0: none)."""
     cores = os.cpu_count() or 1
     if cores < 2 or feeds < PROCESS_POOL_MIN_FEEDS:
+        return 0
+    return min(cores, 4)
+
+
+def _parse_pool(feeds: int) -> contextlib.AbstractContextManager[Executor | None]:
+    """Worker processes for parsing, so a pass uses every core (None: threads)."""
+    workers = parse_workers(feeds)
+    if not workers:
         return contextlib.nullcontext()
-    return ProcessPoolExecutor(
-        max_workers=min(cores, 4), mp_context=multiprocessing.get_context("spawn")
-    )
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 async def _fetch_all(

@@ -182,3 +182,70 @@ def test_a_pass_over_many_feeds_parses_in_worker_processes(
     warm = asyncio.run(fetch_once(store, config, config.feeds))
     assert [r.status for r in warm] == [304] * n
     assert sum(r.new + r.updated + r.duplicate for r in warm) == 0
+
+
+# --- feed-row updates are written in groups --------------------------------------
+
+
+async def test_concurrent_row_updates_share_transactions() -> None:
+    from aggregator.pipeline import _GroupCommit
+
+    batches: list[list[tuple[int, dict[str, object]]]] = []
+
+    async def write(rows: list[tuple[int, dict[str, object]]]) -> None:
+        batches.append(rows)
+        await asyncio.sleep(0.01)  # a commit takes time; updates pile up meanwhile
+
+    rows = _GroupCommit(write)
+    await asyncio.gather(*(rows.update(i, {"last_status": 304}) for i in range(50)))
+    written = [feed_id for batch in batches for feed_id, _ in batch]
+    assert sorted(written) == list(range(50))  # every update, once
+    assert len(batches) < 5  # ... in a few transactions, not fifty
+    await rows.update(99, {"last_status": 200})  # and the writer starts again when idle
+    assert batches[-1] == [(99, {"last_status": 200})]
+
+
+async def test_a_failed_group_write_reaches_every_caller() -> None:
+    from aggregator.pipeline import _GroupCommit
+
+    calls = 0
+
+    async def write(rows: list[tuple[int, dict[str, object]]]) -> None:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        if calls == 1:
+            raise ConnectionError("database went away")
+
+    rows = _GroupCommit(write)
+    outcomes = await asyncio.gather(
+        *(rows.update(i, {}) for i in range(10)), return_exceptions=True
+    )
+    failed = [o for o in outcomes if isinstance(o, ConnectionError)]
+    assert failed and all(o is None or isinstance(o, ConnectionError) for o in outcomes)
+    await rows.update(1, {})  # the next update is written normally
+    assert calls >= 2
+
+
+async def test_warm_pass_writes_every_feed_row(local_server: LocalServer, tmp_path: Path) -> None:
+    """Forty feeds answering 304 at once: every row gets its 304 and next poll."""
+    lines = ["defaults: {group: g, section: s, interval: 15m}", "feeds:"]
+    for i in range(40):
+        feed = EtagFeed(rss_document(seed_item(seed_posts()[i % 5])))
+        local_server.route(f"/f{i}.xml", feed)
+        lines += [f"  - url: {local_server.url(f'/f{i}.xml')}", f"    outlet: o{i}"]
+    config = loads_config("\n".join(lines) + "\n", source="feeds.yaml")
+    store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        await fetch_once(store, config, config.enabled_feeds())
+        before = {f.url: f.last_checked_at for f in store.feeds()}
+        reports = await fetch_once(store, config, config.enabled_feeds())
+        assert {r.status for r in reports} == {304}
+        after = store.feeds()
+        assert len(after) == 40
+        assert all(f.last_status == 304 and f.error_streak == 0 for f in after)
+        assert all(f.last_checked_at > before[f.url] for f in after)
+        soon = datetime.now(UTC) + timedelta(minutes=5)
+        assert all(f.next_check_at > soon for f in after)
+    finally:
+        store.close()
