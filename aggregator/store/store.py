@@ -802,9 +802,18 @@ class Store:
         """
         with self._session.begin() as session:
             rows = {row.url: row for row in session.scalars(select(m.Feed))}
-            ids: dict[str, int] = {}
+            listed: dict[str, m.Feed] = {}
             for spec in specs:
                 interval = max(1, round(spec.interval.total_seconds()))
+                wanted = {
+                    "outlet": spec.outlet,
+                    "section": spec.section,
+                    "group_name": spec.group,
+                    "rsshub_route": spec.rsshub_route,
+                    "enabled": spec.enabled,
+                    "in_config": True,
+                    "interval_seconds": interval,
+                }
                 row = rows.get(spec.url)
                 if row is None:
                     row = m.Feed(
@@ -812,24 +821,31 @@ class Store:
                         next_check_at=now + startup_delay(spec.interval) if spread_new else now,
                         error_streak=0,
                         created_at=now,
+                        updated_at=now,
+                        **wanted,
                     )
                     session.add(row)
-                elif row.next_check_at is not None and interval < row.interval_seconds:
-                    # A shorter interval should take effect now, not after the old one.
-                    row.next_check_at = min(row.next_check_at, now + timedelta(seconds=interval))
-                row.outlet, row.section, row.group_name = spec.outlet, spec.section, spec.group
-                row.rsshub_route = spec.rsshub_route
-                row.enabled, row.in_config, row.interval_seconds = spec.enabled, True, interval
-                row.updated_at = now
-                session.flush()
-                ids[spec.url] = row.id
-            listed = {spec.url for spec in specs}
+                else:
+                    # Every `fetch` and every reload runs this over every feed:
+                    # rows whose settings did not change are not written.
+                    changed = {k: v for k, v in wanted.items() if getattr(row, k) != v}
+                    if row.next_check_at is not None and interval < row.interval_seconds:
+                        # A shorter interval should take effect now, not after the old one.
+                        soon = min(row.next_check_at, now + timedelta(seconds=interval))
+                        if soon != row.next_check_at:
+                            changed["next_check_at"] = soon
+                    for key, value in changed.items():
+                        setattr(row, key, value)
+                    if changed:
+                        row.updated_at = now
+                listed[spec.url] = row
             for url, row in rows.items():
                 if url not in listed and row.in_config:
                     row.in_config = False
                     row.lease_until = None
                     row.updated_at = now
-        return ids
+            session.flush()  # new rows get their ids
+            return {url: row.id for url, row in listed.items()}
 
     def claim_due(
         self, *, now: datetime, limit: int, lease: timedelta, owner: str
