@@ -139,6 +139,22 @@ class IngestItem:
     raw: dict[str, Any] | None = None
     #: Why a filter rule blocks it (stored, never exported), or None.
     blocked: str | None = None
+    #: ``content_hash(post.title, post.body)``.  Derived when the item is
+    #: built -- in a parse worker -- and pickled along, so the store's single
+    #: writer does not spend its time on it.
+    digest: str = field(init=False)
+    #: ``canonical_link(link)`` (for matching by link), derived the same way.
+    canonical: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", content_hash(self.post.title, self.post.body))
+        object.__setattr__(self, "canonical", canonical_link(self.link))
+
+    @property
+    def link_key(self) -> str | None:
+        """The canonical link as the indexed column keeps it (None if too long)."""
+        key = self.canonical
+        return key if key is not None and len(key) <= _LINK_KEY_MAX else None
 
 
 @dataclass(slots=True)
@@ -234,11 +250,6 @@ def _new_values(item: IngestItem, digest: str, *, feed_id: int) -> dict[str, Any
         "created_at": stamp,
         "updated_at": stamp,
     }
-
-
-def _link_key(link: str | None) -> str | None:
-    key = canonical_link(link)
-    return key if key is not None and len(key) <= _LINK_KEY_MAX else None
 
 
 def _refresh_blocked(session: Session, row: m.Post) -> None:
@@ -423,7 +434,7 @@ class Store:
         if not unknown:
             return rekeyed
         guids = {it.guid.strip() for it in unknown.values() if it.guid and it.guid.strip()}
-        links = {k for it in unknown.values() if (k := _link_key(it.link)) is not None}
+        links = {k for it in unknown.values() if (k := it.link_key) is not None}
         titles = {it.post.title for it in unknown.values() if it.post.title.strip()}
         conditions = [m.Entry.guid.in_(guids), m.Entry.link_key.in_(links)]
         if identity == "title":
@@ -443,7 +454,7 @@ class Store:
         ]
         link_counts: dict[str, int] = {}
         for item in unique.values():
-            if (k := canonical_link(item.link)) is not None:
+            if (k := item.canonical) is not None:
                 link_counts[k] = link_counts.get(k, 0) + 1
         batch_keys = set(unique)
         for key, item in unknown.items():
@@ -480,7 +491,7 @@ class Store:
         unique: dict[str, IngestItem] = {}
         for item in items:
             unique.setdefault(item.key, item)
-        digests = {key: content_hash(it.post.title, it.post.body) for key, it in unique.items()}
+        digests = {key: it.digest for key, it in unique.items()}
         with self._session.begin() as session:
             entries = {
                 e.key: e
@@ -624,7 +635,7 @@ class Store:
     @staticmethod
     def _refresh_entry(entry: m.Entry, item: IngestItem, now: datetime) -> None:
         entry.raw, entry.last_seen_at = item.raw, now
-        entry.guid, entry.link, entry.link_key = item.guid, item.link, _link_key(item.link)
+        entry.guid, entry.link, entry.link_key = item.guid, item.link, item.link_key
         entry.author = item.author
 
     @staticmethod
@@ -636,7 +647,7 @@ class Store:
             "key": item.key,
             "guid": item.guid,
             "link": item.link,
-            "link_key": _link_key(item.link),
+            "link_key": item.link_key,
             "author": item.author,
             "blocked": item.blocked,
             "post_id": post_id,
