@@ -13,9 +13,9 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Engine, and_, func, insert, not_, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -259,6 +259,45 @@ def _refresh_blocked(session: Session, row: m.Post) -> None:
     row.blocked = verdicts[0] if verdicts and all(verdicts) else None
 
 
+# The reads of ``ingest``, built once: expanding bind parameters let
+# SQLAlchemy cache their compiled form instead of coercing every value of
+# every IN list into a literal on each call.
+_ENTRIES_BY_KEY: Final = (
+    select(m.Entry, m.Post)
+    .join(m.Post, m.Post.id == m.Entry.post_id)
+    .where(
+        m.Entry.feed_id == bindparam("feed_id"), m.Entry.key.in_(bindparam("keys", expanding=True))
+    )
+)
+_CANDIDATE_CONDITIONS: Final = (
+    m.Entry.guid.in_(bindparam("guids", expanding=True)),
+    m.Entry.link_key.in_(bindparam("links", expanding=True)),
+)
+
+
+def _candidates(*conditions: Any) -> Any:
+    return (
+        select(m.Entry, m.Post)
+        .join(m.Post, m.Post.id == m.Entry.post_id)
+        .where(m.Entry.feed_id == bindparam("feed_id"), or_(*conditions))
+        .order_by(m.Entry.last_seen_at.desc(), m.Entry.id.desc())
+    )
+
+
+_CANDIDATES: Final = _candidates(*_CANDIDATE_CONDITIONS)
+_CANDIDATES_BY_TITLE: Final = _candidates(
+    *_CANDIDATE_CONDITIONS, m.Post.title.in_(bindparam("titles", expanding=True))
+)
+_HASH_EXISTS: Final = (
+    select(m.Post.__table__.c.id)
+    .where(m.Post.__table__.c.content_hash.in_(bindparam("digests", expanding=True)))
+    .limit(1)
+)
+_POSTS_BY_HASH: Final = select(m.Post).where(
+    m.Post.content_hash.in_(bindparam("digests", expanding=True))
+)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEntry:
     """An entry as stored, for ``aggregator reprocess``."""
@@ -418,6 +457,7 @@ class Store:
         feed_id: int,
         unique: Mapping[str, IngestItem],
         entries: dict[str, m.Entry],
+        entry_posts: dict[int, m.Post],
         identity: Identity,
     ) -> set[str]:
         """Find stored entries for items whose key is unknown, and re-key them.
@@ -436,21 +476,18 @@ class Store:
         guids = {it.guid.strip() for it in unknown.values() if it.guid and it.guid.strip()}
         links = {k for it in unknown.values() if (k := it.link_key) is not None}
         titles = {it.post.title for it in unknown.values() if it.post.title.strip()}
-        conditions = [m.Entry.guid.in_(guids), m.Entry.link_key.in_(links)]
+        query = _CANDIDATES_BY_TITLE if identity == "title" else _CANDIDATES
+        params = {"feed_id": feed_id, "guids": list(guids), "links": list(links)}
         if identity == "title":
-            conditions.append(m.Post.title.in_(titles))
-        rows = session.execute(
-            select(m.Entry, m.Post.title)
-            .join(m.Post, m.Post.id == m.Entry.post_id)
-            .where(m.Entry.feed_id == feed_id, or_(*conditions))
-            .order_by(m.Entry.last_seen_at.desc(), m.Entry.id.desc())
-        ).all()
+            params["titles"] = list(titles)
+        rows = session.execute(query, params).all()
         if not rows:
             return rekeyed
         by_id = {entry.id: entry for entry, _ in rows}
+        posts = {entry.id: post for entry, post in rows}
         candidates = [
-            StoredIdentity(entry.id, entry.key, entry.guid, entry.link_key, title)
-            for entry, title in rows
+            StoredIdentity(entry.id, entry.key, entry.guid, entry.link_key, post.title)
+            for entry, post in rows
         ]
         link_counts: dict[str, int] = {}
         for item in unique.values():
@@ -475,6 +512,7 @@ class Store:
             log.debug("feed %s: entry %r is now %r", feed_id, entry.key, key)
             entry.key = key
             entries[key] = entry
+            entry_posts[entry.post_id] = posts[entry.id]
             rekeyed.add(key)
         return rekeyed
 
@@ -493,25 +531,25 @@ class Store:
             unique.setdefault(item.key, item)
         digests = {key: it.digest for key, it in unique.items()}
         with self._session.begin() as session:
-            entries = {
-                e.key: e
-                for e in session.scalars(
-                    select(m.Entry).where(m.Entry.feed_id == feed_id, m.Entry.key.in_(list(unique)))
+            # The feed's entries under these keys, with their posts.
+            entries: dict[str, m.Entry] = {}
+            entry_posts: dict[int, m.Post] = {}
+            for entry, entry_post in session.execute(
+                _ENTRIES_BY_KEY, {"feed_id": feed_id, "keys": list(unique)}
+            ):
+                entries[entry.key] = entry
+                entry_posts[entry_post.id] = entry_post
+            rekeyed = self._match_unknown(session, feed_id, unique, entries, entry_posts, identity)
+            # Posts that already have one of these hashes (hashes are unique:
+            # an entry's own post is the one).  The others are usually
+            # nowhere, so a plain (cheaper) query looks for them first.
+            by_hash = {p.content_hash: p for p in entry_posts.values()}
+            wanted = list({d for d in digests.values() if d not in by_hash})
+            if wanted and session.connection().execute(_HASH_EXISTS, {"digests": wanted}).first():
+                by_hash.update(
+                    (p.content_hash, p)
+                    for p in session.scalars(_POSTS_BY_HASH, {"digests": wanted})
                 )
-            }
-            rekeyed = self._match_unknown(session, feed_id, unique, entries, identity)
-            entry_posts = {
-                p.id: p
-                for p in session.scalars(
-                    select(m.Post).where(m.Post.id.in_({e.post_id for e in entries.values()}))
-                )
-            }
-            by_hash = {
-                p.content_hash: p
-                for p in session.scalars(
-                    select(m.Post).where(m.Post.content_hash.in_(set(digests.values())))
-                )
-            }
             # New posts are not added one by one through the ORM (a flush per
             # post): they wait in ``pending`` and go in with one multi-row
             # INSERT ... RETURNING, their entries with one executemany.
