@@ -160,6 +160,18 @@ def test_ingest_new_then_unchanged(store: Store) -> None:
     assert (again.new, again.unchanged, again.changed_posts) == (0, 1, [])
 
 
+def test_raw_entries_are_stored_as_utf8_json_and_read_back_equal(store: Store) -> None:
+    feed = _feed(store)
+    raw = {"title": "标题（一）", "item": {"tags": ["新闻"], "n": 1, "ctl": "a\x00b"}}
+    item = dataclasses.replace(_item(_post()), raw=raw)
+    store.ingest(feed, [item], now=NOW)
+    with store.engine.connect() as conn:
+        stored_text = conn.execute(text("SELECT CAST(raw AS TEXT) FROM entries")).scalar_one()
+    assert "标题（一）" in stored_text and "\\u6807" not in stored_text
+    [[entry]] = list(store.iter_entries(feed))
+    assert entry.raw == raw
+
+
 def test_edited_entry_updates_its_post_and_keeps_the_old_content(store: Store) -> None:
     feed = _feed(store)
     store.ingest(feed, [_item(_post(body="<p>v1</p>"))], now=NOW)
