@@ -29,6 +29,7 @@ the stored entry to the new key.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import html
 import re
@@ -164,6 +165,9 @@ def _is_tracking(name: str) -> bool:
     return folded in TRACKING_PARAMETERS or folded.startswith(TRACKING_PREFIXES)
 
 
+# Cached: the worker asks once for the entry key and once for the item's
+# link key, and a feed lists mostly the same links poll after poll.
+@functools.lru_cache(maxsize=4096)
 def canonical_link(link: str | None) -> str | None:
     """The part of a link that says which page it is, for comparing links.
 
