@@ -437,11 +437,37 @@ _REFERRER_POLICY = ' referrerpolicy="no-referrer"'
 @dataclass(frozen=True, slots=True)
 class _Cleaned:
     html: str
-    first_image: str | None
+    #: The kept image tags, as written to ``html``, in order (for ``first_image``).
+    image_tags: tuple[str, ...] = ()
+
+    @property
+    def first_image(self) -> str | None:
+        """The first usable image of the cleaned body (only asked for when the
+        feed named none, so not looked for while cleaning)."""
+        for piece in self.image_tags:
+            found = _first_image(piece)
+            if found is not None:
+                return found
+        return None
+
+
+# Common tags without attributes that the clean-up always keeps as written
+# (see _clean_tag): a run of text without "<" and of these is copied in one
+# step instead of token by token.  Most of a feed's body is such a run.
+_PLAIN_TAG_NAMES = (
+    "p", "br", "hr", "div", "span", "h1", "h2", "h3", "h4", "h5", "h6", "b", "i", "u", "s",
+    "em", "strong", "small", "sub", "sup", "blockquote", "pre", "code", "ul", "ol", "li",
+    "dl", "dt", "dd", "table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption",
+    "figure", "figcaption", "section", "article", "header", "footer", "center", "font", "a",
+)  # fmt: skip
+_PLAIN_RUN = re.compile(
+    r"(?:[^<]+|</?(?:" + "|".join(sorted(_PLAIN_TAG_NAMES, key=len, reverse=True)) + r")>)*",
+    re.IGNORECASE | re.ASCII,
+)
 
 
 def _clean(s: str, base_url: str | None) -> _Cleaned:
-    """One pass: copy what is fine, rewrite what is not, note the first image.
+    """One pass: copy what is fine, rewrite what is not, note the image tags.
 
     Text is copied with any stray ``<`` escaped, but that only shows when
     something else changed: on its own a ``<`` that opens nothing is read as
@@ -449,12 +475,24 @@ def _clean(s: str, base_url: str | None) -> _Cleaned:
     open one (``<<script>x</script>img onerror=...>``).
     """
     if "<" not in s:  # no markup at all: only braces can need escaping
-        return _Cleaned(_escape_braces(s) if "{" in s or "}" in s else s, None)
+        return _Cleaned(_escape_braces(s) if "{" in s or "}" in s else s)
     base_url = base_url if _usable_base(base_url) else None
     out: list[str] = []
     changed = False
-    first_image: str | None = None
-    for token in _tokens(s):
+    image_tags: list[str] = []
+    n = len(s)
+    pos = 0
+    plain_run = _PLAIN_RUN.match
+    while pos < n:
+        run_end = plain_run(s, pos).end()  # type: ignore[union-attr]
+        if run_end > pos:
+            out.append(s[pos:run_end])
+            pos = run_end
+            if pos >= n:
+                break
+        # s[pos] is a "<" that starts something other than a plain tag.
+        token = _markup_at(s, pos)
+        pos = token.end
         if isinstance(token, _Text):
             out.append(s[token.start : token.end].replace("<", "&lt;"))
         elif isinstance(token, _Tag):
@@ -463,17 +501,23 @@ def _clean(s: str, base_url: str | None) -> _Cleaned:
             if piece is None:
                 piece = s[token.start : token.end]
             out.append(piece)
-            if first_image is None and piece and token.name in _IMAGE_TAGS and not token.closing:
-                first_image = _first_image(piece)
+            if piece and token.name in _IMAGE_TAGS and not token.closing:
+                image_tags.append(piece)
+            if not token.closing and token.name in _RAW_TEXT:
+                # Its content is text up to its end tag, and is removed with it.
+                close = _RAW_TEXT_END[token.name].search(s, pos)
+                end = close.start() if close else n
+                changed = changed or end > pos
+                pos = end
         elif isinstance(token, _Comment) and "<" not in s[token.start + 1 : token.end]:
             out.append(s[token.start : token.end])
-        elif not isinstance(token, _RawText) or token.end > token.start:
-            # unterminated markup, markup hidden in a comment (IE conditional
-            # comments), or the content of a removed raw-text element
+        else:
+            # unterminated markup, or markup hidden in a comment (IE
+            # conditional comments)
             changed = True
     if not changed and "{" not in s and "}" not in s:
-        return _Cleaned(s, first_image)
-    return _Cleaned(_escape_braces("".join(out)), first_image)
+        return _Cleaned(s, tuple(image_tags))
+    return _Cleaned(_escape_braces("".join(out)), tuple(image_tags))
 
 
 def _escape_braces(text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
-from aggregator.dedup import Outcome, entry_key
+from aggregator.dedup import Outcome, canonical_link, content_hash, entry_key
 from aggregator.post import Post, parse
 from aggregator.store import IngestItem, Store
 from aggregator.store import models as m
@@ -61,6 +63,23 @@ def _item(
         link=link,
         raw={"title": post.title},
     )
+
+
+def test_item_carries_its_hash_and_link_key_from_where_it_was_built() -> None:
+    # Built in a parse worker and pickled to the writer: the writer uses
+    # these instead of computing them again, so they must be what it would
+    # have computed, and survive the trip.
+    post = _post(title="标题（一）", body="<p>正文，ＡＢＣ</p>")
+    item = _item(post, link="HTTPS://Example.org:443/a/?utm_source=x&id=1#top")
+    assert item.digest == content_hash(post.title, post.body)
+    assert item.canonical == canonical_link(item.link) == "//example.org/a?id=1"
+    assert item.link_key == item.canonical
+    assert pickle.loads(pickle.dumps(item)) == item
+    edited = dataclasses.replace(item, post=_post(title="标题（二）", body=post.body))
+    assert edited.digest == content_hash("标题（二）", post.body) != item.digest
+    too_long = _item(post, link="https://example.org/" + "a" * 3000)
+    assert too_long.canonical is not None and too_long.link_key is None
+    assert _item(post, link=None).link_key is None
 
 
 def test_migrations_build_exactly_the_models(database_url: str) -> None:
@@ -139,6 +158,18 @@ def test_ingest_new_then_unchanged(store: Store) -> None:
     assert (first.new, first.duplicate, first.updated) == (1, 0, 0)
     assert len(first.changed_posts) == 1
     assert (again.new, again.unchanged, again.changed_posts) == (0, 1, [])
+
+
+def test_raw_entries_are_stored_as_utf8_json_and_read_back_equal(store: Store) -> None:
+    feed = _feed(store)
+    raw = {"title": "标题（一）", "item": {"tags": ["新闻"], "n": 1, "ctl": "a\x00b"}}
+    item = dataclasses.replace(_item(_post()), raw=raw)
+    store.ingest(feed, [item], now=NOW)
+    with store.engine.connect() as conn:
+        stored_text = conn.execute(text("SELECT CAST(raw AS TEXT) FROM entries")).scalar_one()
+    assert "标题（一）" in stored_text and "\\u6807" not in stored_text
+    [[entry]] = list(store.iter_entries(feed))
+    assert entry.raw == raw
 
 
 def test_edited_entry_updates_its_post_and_keeps_the_old_content(store: Store) -> None:

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Engine, and_, func, insert, not_, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, func, insert, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -139,6 +139,22 @@ class IngestItem:
     raw: dict[str, Any] | None = None
     #: Why a filter rule blocks it (stored, never exported), or None.
     blocked: str | None = None
+    #: ``content_hash(post.title, post.body)``.  Derived when the item is
+    #: built -- in a parse worker -- and pickled along, so the store's single
+    #: writer does not spend its time on it.
+    digest: str = field(init=False)
+    #: ``canonical_link(link)`` (for matching by link), derived the same way.
+    canonical: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", content_hash(self.post.title, self.post.body))
+        object.__setattr__(self, "canonical", canonical_link(self.link))
+
+    @property
+    def link_key(self) -> str | None:
+        """The canonical link as the indexed column keeps it (None if too long)."""
+        key = self.canonical
+        return key if key is not None and len(key) <= _LINK_KEY_MAX else None
 
 
 @dataclass(slots=True)
@@ -236,16 +252,50 @@ def _new_values(item: IngestItem, digest: str, *, feed_id: int) -> dict[str, Any
     }
 
 
-def _link_key(link: str | None) -> str | None:
-    key = canonical_link(link)
-    return key if key is not None and len(key) <= _LINK_KEY_MAX else None
-
-
 def _refresh_blocked(session: Session, row: m.Post) -> None:
     """A post is blocked only when every entry of it is (see models.Post.blocked)."""
     session.flush()
     verdicts = list(session.scalars(select(m.Entry.blocked).where(m.Entry.post_id == row.id)))
     row.blocked = verdicts[0] if verdicts and all(verdicts) else None
+
+
+# The reads of ``ingest``, built once: expanding bind parameters let
+# SQLAlchemy cache their compiled form instead of coercing every value of
+# every IN list into a literal on each call.
+_ENTRIES_BY_KEY: Final = (
+    select(m.Entry, m.Post)
+    .join(m.Post, m.Post.id == m.Entry.post_id)
+    .where(
+        m.Entry.feed_id == bindparam("feed_id"), m.Entry.key.in_(bindparam("keys", expanding=True))
+    )
+)
+_CANDIDATE_CONDITIONS: Final = (
+    m.Entry.guid.in_(bindparam("guids", expanding=True)),
+    m.Entry.link_key.in_(bindparam("links", expanding=True)),
+)
+
+
+def _candidates(*conditions: Any) -> Any:
+    return (
+        select(m.Entry, m.Post)
+        .join(m.Post, m.Post.id == m.Entry.post_id)
+        .where(m.Entry.feed_id == bindparam("feed_id"), or_(*conditions))
+        .order_by(m.Entry.last_seen_at.desc(), m.Entry.id.desc())
+    )
+
+
+_CANDIDATES: Final = _candidates(*_CANDIDATE_CONDITIONS)
+_CANDIDATES_BY_TITLE: Final = _candidates(
+    *_CANDIDATE_CONDITIONS, m.Post.title.in_(bindparam("titles", expanding=True))
+)
+_HASH_EXISTS: Final = (
+    select(m.Post.__table__.c.id)
+    .where(m.Post.__table__.c.content_hash.in_(bindparam("digests", expanding=True)))
+    .limit(1)
+)
+_POSTS_BY_HASH: Final = select(m.Post).where(
+    m.Post.content_hash.in_(bindparam("digests", expanding=True))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,6 +457,7 @@ class Store:
         feed_id: int,
         unique: Mapping[str, IngestItem],
         entries: dict[str, m.Entry],
+        entry_posts: dict[int, m.Post],
         identity: Identity,
     ) -> set[str]:
         """Find stored entries for items whose key is unknown, and re-key them.
@@ -423,27 +474,24 @@ class Store:
         if not unknown:
             return rekeyed
         guids = {it.guid.strip() for it in unknown.values() if it.guid and it.guid.strip()}
-        links = {k for it in unknown.values() if (k := _link_key(it.link)) is not None}
+        links = {k for it in unknown.values() if (k := it.link_key) is not None}
         titles = {it.post.title for it in unknown.values() if it.post.title.strip()}
-        conditions = [m.Entry.guid.in_(guids), m.Entry.link_key.in_(links)]
+        query = _CANDIDATES_BY_TITLE if identity == "title" else _CANDIDATES
+        params = {"feed_id": feed_id, "guids": list(guids), "links": list(links)}
         if identity == "title":
-            conditions.append(m.Post.title.in_(titles))
-        rows = session.execute(
-            select(m.Entry, m.Post.title)
-            .join(m.Post, m.Post.id == m.Entry.post_id)
-            .where(m.Entry.feed_id == feed_id, or_(*conditions))
-            .order_by(m.Entry.last_seen_at.desc(), m.Entry.id.desc())
-        ).all()
+            params["titles"] = list(titles)
+        rows = session.execute(query, params).all()
         if not rows:
             return rekeyed
         by_id = {entry.id: entry for entry, _ in rows}
+        posts = {entry.id: post for entry, post in rows}
         candidates = [
-            StoredIdentity(entry.id, entry.key, entry.guid, entry.link_key, title)
-            for entry, title in rows
+            StoredIdentity(entry.id, entry.key, entry.guid, entry.link_key, post.title)
+            for entry, post in rows
         ]
         link_counts: dict[str, int] = {}
         for item in unique.values():
-            if (k := canonical_link(item.link)) is not None:
+            if (k := item.canonical) is not None:
                 link_counts[k] = link_counts.get(k, 0) + 1
         batch_keys = set(unique)
         for key, item in unknown.items():
@@ -464,6 +512,7 @@ class Store:
             log.debug("feed %s: entry %r is now %r", feed_id, entry.key, key)
             entry.key = key
             entries[key] = entry
+            entry_posts[entry.post_id] = posts[entry.id]
             rekeyed.add(key)
         return rekeyed
 
@@ -480,27 +529,27 @@ class Store:
         unique: dict[str, IngestItem] = {}
         for item in items:
             unique.setdefault(item.key, item)
-        digests = {key: content_hash(it.post.title, it.post.body) for key, it in unique.items()}
+        digests = {key: it.digest for key, it in unique.items()}
         with self._session.begin() as session:
-            entries = {
-                e.key: e
-                for e in session.scalars(
-                    select(m.Entry).where(m.Entry.feed_id == feed_id, m.Entry.key.in_(list(unique)))
+            # The feed's entries under these keys, with their posts.
+            entries: dict[str, m.Entry] = {}
+            entry_posts: dict[int, m.Post] = {}
+            for entry, entry_post in session.execute(
+                _ENTRIES_BY_KEY, {"feed_id": feed_id, "keys": list(unique)}
+            ):
+                entries[entry.key] = entry
+                entry_posts[entry_post.id] = entry_post
+            rekeyed = self._match_unknown(session, feed_id, unique, entries, entry_posts, identity)
+            # Posts that already have one of these hashes (hashes are unique:
+            # an entry's own post is the one).  The others are usually
+            # nowhere, so a plain (cheaper) query looks for them first.
+            by_hash = {p.content_hash: p for p in entry_posts.values()}
+            wanted = list({d for d in digests.values() if d not in by_hash})
+            if wanted and session.connection().execute(_HASH_EXISTS, {"digests": wanted}).first():
+                by_hash.update(
+                    (p.content_hash, p)
+                    for p in session.scalars(_POSTS_BY_HASH, {"digests": wanted})
                 )
-            }
-            rekeyed = self._match_unknown(session, feed_id, unique, entries, identity)
-            entry_posts = {
-                p.id: p
-                for p in session.scalars(
-                    select(m.Post).where(m.Post.id.in_({e.post_id for e in entries.values()}))
-                )
-            }
-            by_hash = {
-                p.content_hash: p
-                for p in session.scalars(
-                    select(m.Post).where(m.Post.content_hash.in_(set(digests.values())))
-                )
-            }
             # New posts are not added one by one through the ORM (a flush per
             # post): they wait in ``pending`` and go in with one multi-row
             # INSERT ... RETURNING, their entries with one executemany.
@@ -624,7 +673,7 @@ class Store:
     @staticmethod
     def _refresh_entry(entry: m.Entry, item: IngestItem, now: datetime) -> None:
         entry.raw, entry.last_seen_at = item.raw, now
-        entry.guid, entry.link, entry.link_key = item.guid, item.link, _link_key(item.link)
+        entry.guid, entry.link, entry.link_key = item.guid, item.link, item.link_key
         entry.author = item.author
 
     @staticmethod
@@ -636,7 +685,7 @@ class Store:
             "key": item.key,
             "guid": item.guid,
             "link": item.link,
-            "link_key": _link_key(item.link),
+            "link_key": item.link_key,
             "author": item.author,
             "blocked": item.blocked,
             "post_id": post_id,
