@@ -48,10 +48,12 @@ from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, Tagg
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from aggregator.dedup import IDENTITIES, Identity
-from aggregator.fetch import HostPolicy, default_host_policy
 from aggregator.filters import FIELDS as _RULE_FIELDS
 from aggregator.filters import Filters, Rule, compile_pattern
-from aggregator.images import DEFAULT_MAX_IMAGE_BYTES
+from aggregator.politeness import HostPolicy, default_host_policy
+
+#: ``max_image_bytes`` when feeds.yaml does not set it (``images: archive``).
+DEFAULT_MAX_IMAGE_BYTES: Final = 16 * 1024 * 1024
 
 __all__ = [
     "DEFAULT_DISABLE_AFTER",

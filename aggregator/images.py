@@ -61,6 +61,7 @@ from aggregator.content import (
     _tokens,
     _usable_image,
 )
+from aggregator.feeds import DEFAULT_MAX_IMAGE_BYTES
 from aggregator.fetch import Fetcher, FetchError, redact_url
 from aggregator.netguard import AddressGuard
 from aggregator.post import Post
@@ -80,7 +81,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_IMAGE_BYTES = 16 * 1024 * 1024
 #: A dead image is asked for again after this long (seconds).
 RETRY_FAILED_AFTER = 24 * 3600
 #: Images fetched at once for one feed (the fetcher's per-host limits apply too).
