@@ -64,9 +64,6 @@ from datetime import datetime
 from html.entities import html5 as _HTML5_ENTITIES
 from urllib.parse import urljoin
 
-from bs4 import BeautifulSoup
-from soupsieve import SelectorSyntaxError
-
 from aggregator.parse import Entry
 from aggregator.post import Post
 
@@ -138,6 +135,11 @@ def extract_full_text(
     it first.  A ``<base href>`` in the page is honoured, as the browser
     would when it resolved the page's relative links.
     """
+    # Imported here: only feeds with a full_text rule need a tree, and the
+    # parse workers that import this module start faster without it.
+    from bs4 import BeautifulSoup
+    from soupsieve import SelectorSyntaxError
+
     soup = BeautifulSoup(page_html, "lxml")
     try:
         found = soup.select_one(selector)

@@ -21,15 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bs4 import UnicodeDammit
 
 from aggregator import images as image_archive
 from aggregator import rsshub
-from aggregator.content import ContentError, entry_to_post, extract_full_text
-from aggregator.dates import effective_date
-from aggregator.dedup import entry_key
+from aggregator.content import ContentError, extract_full_text
 from aggregator.export import ExportError, prepare_directory, remove_post, write_post
 from aggregator.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
 from aggregator.fetch import (
@@ -42,9 +39,10 @@ from aggregator.fetch import (
     cache_max_age,
     redact_url,
 )
+from aggregator.items import IngestItem, build_items, parse_and_build
 from aggregator.netguard import AddressGuard
-from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed, parse_fetched
-from aggregator.rawentry import StoredPage, dump_entry
+from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_fetched
+from aggregator.rawentry import StoredPage
 from aggregator.schedule import (
     ErrorClass,
     ErrorState,
@@ -54,9 +52,9 @@ from aggregator.schedule import (
     is_challenge,
     next_after_success,
 )
-from aggregator.store import FeedState, IngestItem, Store
+from aggregator.store import FeedState, Store
 
-__all__ = ["FeedReport", "Pipeline", "build_item", "build_items", "fetch_page", "post_date"]
+__all__ = ["FeedReport", "Pipeline", "fetch_page"]
 
 log = logging.getLogger(__name__)
 
@@ -107,104 +105,6 @@ class FeedReport:
         }
 
 
-def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime, str | None]:
-    """The date the entry's post gets under the feed's date rules, and why the
-    entry's own date was thrown out, if it was (see :mod:`aggregator.dates`).
-
-    ``now`` is also the first-seen time: a replaced date only matters for a
-    new post, since an unchanged entry is never rewritten.
-    """
-    own, naive = (
-        (entry.published, entry.published_naive)
-        if entry.published is not None
-        else (entry.updated, entry.updated_naive)
-    )
-    return effective_date(
-        own,
-        naive=naive,
-        timezone=ZoneInfo(spec.timezone) if spec.timezone else None,
-        offset=spec.date_offset,
-        first_seen=now,
-        now=now,
-    )
-
-
-def build_item(
-    entry: Entry,
-    spec: FeedSpec,
-    *,
-    first_seen: datetime,
-    full_text: str | None = None,
-    page: StoredPage | None = None,
-    on_replaced_date: Callable[[Entry, str], None] | None = None,
-) -> IngestItem:
-    """One entry -> a post ready to store, its key and its filter verdict (pure).
-
-    Shared by fetching and ``aggregator reprocess``, so a re-run derives
-    exactly what a fetch would have.  ``full_text`` is the article body a
-    ``full_text`` selector cut from the page, if one was fetched; ``page``
-    is that page, kept with the raw entry so a changed selector can be
-    re-applied without fetching it again.
-    """
-    date, replaced = post_date(entry, spec, now=first_seen)
-    if replaced is not None and on_replaced_date is not None:
-        on_replaced_date(entry, replaced)
-    post = entry_to_post(
-        entry,
-        group=spec.group,
-        outlet=spec.outlet,
-        section=spec.section,
-        first_seen=first_seen,
-        placeholder_image=spec.placeholder_image,
-        body_html=full_text,
-        date=date,
-    )
-    return IngestItem(
-        key=entry_key(
-            entry.guid,
-            entry.link,
-            entry.title,
-            entry.published or entry.updated,
-            identity=spec.identity,
-        ),
-        post=post,
-        guid=entry.guid,
-        link=entry.link,
-        author=entry.author,
-        raw=dump_entry(entry, full_text=full_text, page=page),
-        blocked=spec.filters.verdict(
-            title=post.title, body_html=post.body, link=entry.link, author=entry.author
-        ),
-    )
-
-
-def build_items(
-    parsed: ParsedFeed,
-    spec: FeedSpec,
-    *,
-    now: datetime,
-    bodies: dict[int, str] | None = None,
-    pages: dict[int, StoredPage] | None = None,
-    on_replaced_date: Callable[[Entry, str], None] | None = None,
-) -> list[IngestItem]:
-    """Entries -> posts ready to store (pure; runs in a worker).
-
-    ``on_replaced_date(entry, reason)`` hears of every entry date thrown out
-    as impossible, so the caller can log and count it.
-    """
-    return [
-        build_item(
-            entry,
-            spec,
-            first_seen=now,
-            full_text=(bodies or {}).get(index),
-            page=(pages or {}).get(index),
-            on_replaced_date=on_replaced_date,
-        )
-        for index, entry in enumerate(parsed.entries)
-    ]
-
-
 async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None) -> StoredPage:
     """An item's article page, decoded; raises ``FetchError``.
 
@@ -237,28 +137,6 @@ def _error_class(stored: str | None) -> ErrorClass | None:
         return ErrorClass(stored) if stored else None
     except ValueError:
         return None
-
-
-def _parse_and_build(
-    content: bytes,
-    url: str,
-    content_type: str | None,
-    charset: str | None,
-    spec: FeedSpec,
-    now: datetime,
-) -> tuple[ParsedFeed, list[IngestItem], list[tuple[Entry, str]]]:
-    """Parse and build in one hop to a worker (a process, if so configured).
-
-    Everything in and out is plain picklable data: the feed-level metadata
-    (without its entries, which only the items need), the items, and the
-    entries whose dates were replaced with the reason, for the caller to log.
-    """
-    parsed = parse_feed(content, url=url, content_type=content_type, charset=charset)
-    replaced: list[tuple[Entry, str]] = []
-    items = build_items(
-        parsed, spec, now=now, on_replaced_date=lambda entry, why: replaced.append((entry, why))
-    )
-    return dataclasses.replace(parsed, entries=()), items, replaced
 
 
 class _GroupCommit:
@@ -466,7 +344,7 @@ class Pipeline:
         if not spec.full_text:
             try:
                 parsed, items, replaced = await self._call(
-                    _parse_and_build,
+                    parse_and_build,
                     result.content,
                     result.final_url,
                     result.content_type,

@@ -33,9 +33,10 @@ from aggregator.content import ContentError, extract_full_text
 from aggregator.export import prepare_directory, remove_post, write_post
 from aggregator.feeds import FeedSpec, FullText
 from aggregator.fetch import Fetcher, FetchError, FetchLimits
+from aggregator.items import build_item
 from aggregator.netguard import AddressGuard
 from aggregator.parse import Entry
-from aggregator.pipeline import FULL_TEXT_CONCURRENCY, build_item, fetch_page
+from aggregator.pipeline import FULL_TEXT_CONCURRENCY, fetch_page
 from aggregator.rawentry import RawEntryError, StoredPage, load_entry, load_page
 from aggregator.store import Reprocessed, Store, StoredEntry
 

@@ -25,12 +25,12 @@ from aggregator.dedup import (
     Known,
     Outcome,
     StoredIdentity,
-    canonical_link,
     content_hash,
     decide,
     fallback_match,
     slug_for,
 )
+from aggregator.items import IngestItem
 from aggregator.schedule import startup_delay
 from aggregator.store import models as m
 from aggregator.store.engine import make_engine, upgrade
@@ -52,8 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _RETRIES_ON_CONFLICT = 3
-#: Longest canonical link kept for matching (the indexed column's size).
-_LINK_KEY_MAX = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,36 +123,6 @@ class FeedState:
     def active(self) -> bool:
         """Whether the daemon should poll this feed at all."""
         return self.enabled and self.in_config and self.disabled_reason is None
-
-
-@dataclass(frozen=True, slots=True)
-class IngestItem:
-    """One fetched entry, ready to store."""
-
-    key: str
-    post: fmt.Post
-    guid: str | None = None
-    link: str | None = None
-    author: str | None = None
-    raw: dict[str, Any] | None = None
-    #: Why a filter rule blocks it (stored, never exported), or None.
-    blocked: str | None = None
-    #: ``content_hash(post.title, post.body)``.  Derived when the item is
-    #: built -- in a parse worker -- and pickled along, so the store's single
-    #: writer does not spend its time on it.
-    digest: str = field(init=False)
-    #: ``canonical_link(link)`` (for matching by link), derived the same way.
-    canonical: str | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "digest", content_hash(self.post.title, self.post.body))
-        object.__setattr__(self, "canonical", canonical_link(self.link))
-
-    @property
-    def link_key(self) -> str | None:
-        """The canonical link as the indexed column keeps it (None if too long)."""
-        key = self.canonical
-        return key if key is not None and len(key) <= _LINK_KEY_MAX else None
 
 
 @dataclass(slots=True)
