@@ -86,12 +86,6 @@ def _maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def _children_maxrss_mb() -> float:
-    """The largest peak RSS among this process's finished children (its parse workers)."""
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale / 2**20
-
-
 def _hwm_mb() -> float | None:
     """Linux's VmHWM: the peak RSS of this process image alone (None elsewhere)."""
     try:
@@ -178,10 +172,6 @@ def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> 
 
     cold_s, reports, farm_cold = _timed_pass(base, one_pass)
     rss_cold, hwm_cold = _maxrss_mb(), _hwm_mb()
-    # The pass's worker processes have exited by now; each peaked at most at
-    # the largest one's peak, so this bounds the whole pass's memory from above.
-    workers = parse_workers(n)
-    rss_all = rss_cold + workers * _children_maxrss_mb()
     db_cold = _db_bytes(db)
     bad = failures(reports, 200)
     _check(not bad, f"cold pass: {len(bad)} feed(s) failed, e.g. {bad[:3]}")
@@ -216,8 +206,7 @@ def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> 
             farm_warm,
         ),
         "limits": {"max_per_host": OUR_MAX_PER_HOST, "max_connections": OUR_MAX_CONNECTIONS},
-        "parse_workers": workers,
-        "rss_all_processes_mb": rss_all,
+        "parse_workers": parse_workers(n),
     }
 
 
@@ -355,17 +344,80 @@ class Farm:
                 self.process.wait(timeout=10)
 
 
+class TreeMemory:
+    """Peak memory of a process and all its descendants, sampled from /proc.
+
+    ``ru_maxrss`` sees one process; our pass also runs parse workers (forked
+    from a fork server, so not even children of the measured process).  The
+    sum of PSS -- each process's private pages plus its share of pages it
+    shares -- counts copy-on-write pages once across the tree, where a sum
+    of RSS would count them in every worker.  Sampled every 20 ms from this
+    (lean) parent, so the sampling costs the measured process nothing; a
+    peak shorter than that can be missed.  None off Linux.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_mb: float | None = 0.0 if Path("/proc/self/smaps_rollup").exists() else None
+        self.max_processes = 0
+
+    def _descendants(self) -> list[int]:
+        parents: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rpartition(")")[2].split()[1])
+            parents.setdefault(ppid, []).append(int(entry.name))
+        found, todo = [self.pid], [self.pid]
+        while todo:
+            for child in parents.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    def sample(self) -> None:
+        if self.peak_mb is None:
+            return
+        total_kb, alive = 0, 0
+        for pid in self._descendants():
+            try:
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            for line in rollup.splitlines():
+                if line.startswith("Pss:"):
+                    total_kb += int(line.split()[1])
+                    alive += 1
+                    break
+        self.peak_mb = max(self.peak_mb, total_kb / 1024)
+        self.max_processes = max(self.max_processes, alive)
+
+
 def run_child(side: str, feeds: int, farm: Farm, workdir: Path, tag: str) -> dict[str, Any]:
     db = workdir / f"{tag}-{side}-{feeds}.db"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", side]
     command += ["--feeds", str(feeds), "--manifest", str(farm.manifest), "--db", str(db)]
     started = time.perf_counter()
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False, cwd=workdir
-        )
-    except subprocess.TimeoutExpired:
-        raise SystemExit(f"{side} at {feeds} feeds took over {CHILD_TIMEOUT:.0f}s: hung") from None
+    out_path, err_path = workdir / f"{tag}-{side}.out", workdir / f"{tag}-{side}.err"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=workdir)
+        memory = TreeMemory(child.pid)
+        while child.poll() is None:
+            memory.sample()
+            if time.perf_counter() - started > CHILD_TIMEOUT:
+                child.kill()
+                child.wait()
+                raise SystemExit(f"{side} at {feeds} feeds took over {CHILD_TIMEOUT:.0f}s: hung")
+            time.sleep(0.02)
+    done = subprocess.CompletedProcess(
+        command, child.returncode, out_path.read_text(), err_path.read_text()
+    )
+    out_path.unlink()
+    err_path.unlink()
     wall = time.perf_counter() - started
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT_MARK)]
     if done.returncode != 0 or len(lines) != 1:
@@ -377,6 +429,8 @@ def run_child(side: str, feeds: int, farm: Farm, workdir: Path, tag: str) -> dic
         )
     result = json.loads(lines[0][len(RESULT_MARK) :])
     result["child_wall_s"] = wall
+    result["tree_pss_peak_mb"] = memory.peak_mb
+    result["tree_max_processes"] = memory.max_processes
     hwm = result.get("vm_hwm_cold_mb")
     if hwm is not None and result["rss_cold_mb"] > 1.1 * hwm + 2:
         log(
@@ -408,9 +462,10 @@ def rss_mb(r: dict[str, Any]) -> float:
     return r["rss_cold_mb"]
 
 
-def rss_all_mb(r: dict[str, Any]) -> float:
-    """Peak RSS of the measured process plus its worker processes (reader has none)."""
-    return r.get("rss_all_processes_mb", r["rss_cold_mb"])
+def tree_mb(r: dict[str, Any]) -> float:
+    """Peak memory of the child and every process under it (see ``TreeMemory``);
+    off Linux, where it cannot be sampled, the child's own peak RSS."""
+    return r.get("tree_pss_peak_mb") or r["rss_cold_mb"]
 
 
 def db_mb(r: dict[str, Any]) -> float:
@@ -421,7 +476,7 @@ METRICS: list[tuple[str, Callable[[dict[str, Any]], float], str]] = [
     ("cold ingest, items/s", cold_rate, "{:,.0f}"),
     ("warm re-poll (all 304), feeds/s", warm_rate, "{:,.0f}"),
     ("peak RSS after cold pass, MB", rss_mb, "{:,.0f}"),
-    ("peak RSS incl. worker processes, MB", rss_all_mb, "{:,.0f}"),
+    ("peak memory, all processes (PSS), MB", tree_mb, "{:,.0f}"),
     ("DB size (db + wal), MB", db_mb, "{:,.1f}"),
 ]
 

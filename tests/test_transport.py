@@ -48,9 +48,9 @@ async def raw_server(reply: Reply) -> AsyncIterator[str]:
 
 async def test_feed_fetches_use_aiohttp_and_guarded_ones_do_not() -> None:
     async with Fetcher() as fetcher:
-        assert isinstance(fetcher._client_for(None)._transport, AiohttpTransport)
-        guarded = fetcher._client_for(AddressGuard())
-        assert not isinstance(guarded._transport, AiohttpTransport)
+        assert isinstance(fetcher._channel_for(None).transport, AiohttpTransport)
+        guarded = fetcher._channel_for(AddressGuard()).transport
+        assert not isinstance(guarded, AiohttpTransport)
 
 
 async def test_garbage_instead_of_a_status_line_is_a_broken_response() -> None:
@@ -171,3 +171,25 @@ async def test_a_proxy_in_the_environment_is_used(
         result = await fetcher.fetch("http://feeds.example.invalid/feed.xml")
     assert result.content == b"<rss/>"
     assert seen == ["http://feeds.example.invalid/feed.xml"]
+
+
+async def test_a_cookie_check_redirect_is_passed(local_server: LocalServer) -> None:
+    """Some sites set a cookie and redirect to a checking URL to see it come back."""
+
+    async def checked(request: web.Request) -> web.Response:
+        if request.cookies.get("seen") == "1":
+            return web.Response(body=b"<rss/>")
+        response = web.Response(status=302, headers={"Location": "/feed.xml?check=1"})
+        response.set_cookie("seen", "1", path="/")
+        return response
+
+    local_server.route("/feed.xml", checked)
+    async with Fetcher() as fetcher:
+        result = await fetcher.fetch(local_server.url("/feed.xml"))
+        assert result.content == b"<rss/>"
+        # The jar belongs to this channel: an untrusted link's channel starts empty.
+        assert fetcher._channel_for(None).cookies.get("seen") == "1"
+        assert not fetcher._channel_for(AddressGuard()).cookies.jar
+    assert len(local_server.requests) == 2
+    assert "Cookie" not in local_server.requests[0].headers
+    assert local_server.requests[1].headers["Cookie"] == "seen=1"
