@@ -220,9 +220,20 @@ def _load_config(path: Path):
 @_config_option
 @click.option("--feed", "needles", multiple=True, help="Only this feed: its URL, route or outlet.")
 @_export_option
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Processes that parse in parallel (default: one per core beyond the first, "
+    "none for fewer than 32 feeds; 0 uses the least memory).",
+)
 @click.pass_obj
 def fetch(
-    settings: Settings, config_path: Path, needles: tuple[str, ...], export_dir: Path | None
+    settings: Settings,
+    config_path: Path,
+    needles: tuple[str, ...],
+    export_dir: Path | None,
+    workers: int | None,
 ) -> None:
     """Poll the enabled feeds once, concurrently, and print a summary."""
     import asyncio
@@ -242,7 +253,9 @@ def fetch(
     store = _open_store(settings)
     try:
         reports = asyncio.run(
-            fetch_once(store, config, specs, export_dir=export_dir or config.output_dir)
+            fetch_once(
+                store, config, specs, export_dir=export_dir or config.output_dir, workers=workers
+            )
         )
     except ExportError as exc:
         _fail(str(exc.strerror))

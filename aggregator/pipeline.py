@@ -22,8 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bs4 import UnicodeDammit
-
 from aggregator import images as image_archive
 from aggregator import rsshub
 from aggregator.content import ContentError, extract_full_text
@@ -111,6 +109,8 @@ async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None)
     Item links are chosen by whoever writes the feed: pass the address
     guard unless the feed opts out (``allow_private_networks``).
     """
+    from bs4 import UnicodeDammit  # only feeds with a full_text rule get here
+
     page = await fetcher.fetch(link, accept="text/html,application/xhtml+xml", guard=guard)
     html = UnicodeDammit(page.content, [page.charset] if page.charset else []).unicode_markup
     return StoredPage(page.final_url, html or "")

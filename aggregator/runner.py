@@ -16,13 +16,15 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from aggregator.feeds import Config, FeedSpec
 from aggregator.fetch import Fetcher, FetchLimits, redact_url
 from aggregator.pipeline import FeedReport, Pipeline
 from aggregator.store import FeedState, Store
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 __all__ = ["fetch_once", "parse_workers", "status_table", "summary_table", "totals_line"]
 
@@ -34,11 +36,16 @@ async def fetch_once(
     *,
     export_dir: Path | None = None,
     fetcher: Fetcher | None = None,
+    workers: int | None = None,
 ) -> list[FeedReport]:
-    """Poll ``specs`` once; every feed of ``config`` is registered first."""
+    """Poll ``specs`` once; every feed of ``config`` is registered first.
+
+    ``workers`` parse processes (None: as :func:`parse_workers` decides; 0:
+    parse in this process, the least memory).
+    """
     now = datetime.now(UTC)
     ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
-    with _parse_pool(len(specs)) as executor:
+    with _parse_pool(parse_workers(len(specs), workers)) as executor:
         return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor)
 
 
@@ -46,12 +53,21 @@ async def fetch_once(
 PROCESS_POOL_MIN_FEEDS = 32
 
 
-def parse_workers(feeds: int) -> int:
-    """How many worker processes a pass over ``feeds`` feeds parses in (0: none)."""
+def parse_workers(feeds: int, requested: int | None = None) -> int:
+    """How many worker processes a pass over ``feeds`` feeds parses in (0: none).
+
+    By default one per core beyond the first, which stays with fetching and
+    the database's single writer (on two cores, one worker: a second would
+    only fight the first and the main process for the same two cores), at
+    most four; none for a small pass, where starting them costs more than
+    it saves.  ``requested`` overrides it (``aggregator fetch --workers``).
+    """
+    if requested is not None:
+        return max(0, requested)
     cores = os.cpu_count() or 1
     if cores < 2 or feeds < PROCESS_POOL_MIN_FEEDS:
         return 0
-    return min(cores, 4)
+    return min(cores - 1, 4)
 
 
 #: What a parse worker needs, and all it imports (see aggregator.items).
@@ -76,9 +92,8 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _parse_pool(feeds: int) -> contextlib.AbstractContextManager[Executor | None]:
+def _parse_pool(workers: int) -> contextlib.AbstractContextManager[Executor | None]:
     """Worker processes for parsing, so a pass uses every core (None: threads)."""
-    workers = parse_workers(feeds)
     if not workers:
         return contextlib.nullcontext()
     return ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
@@ -125,6 +140,8 @@ def _when(moment: datetime | None, now: datetime) -> str:
 
 
 def summary_table(reports: Sequence[FeedReport]) -> Table:
+    from rich.table import Table  # only the CLI prints tables
+
     table = Table(title="fetch summary", show_lines=False)
     for name, justify in (
         ("feed", "left"),
@@ -161,6 +178,8 @@ def totals_line(reports: Sequence[FeedReport]) -> str:
 
 
 def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> Table:
+    from rich.table import Table  # only the CLI prints tables
+
     now = now or datetime.now(UTC)
     table = Table(title="feeds")
     for name in ("feed", "last poll", "result", "next poll", "errors", "posts", "blocked"):

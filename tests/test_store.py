@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -15,7 +18,7 @@ from aggregator.dedup import Outcome, canonical_link, content_hash, entry_key
 from aggregator.post import Post, parse
 from aggregator.store import IngestItem, Store
 from aggregator.store import models as m
-from aggregator.store.engine import current_revision, make_engine
+from aggregator.store.engine import current_revision, make_engine, upgrade
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -91,6 +94,41 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
     assert {"feeds", "posts", "entries", "post_revisions"} <= set(
         inspect(store.engine).get_table_names()
     )
+
+
+def test_schema_revision_is_the_newest_migration() -> None:
+    from alembic.script import ScriptDirectory
+
+    from aggregator.store.engine import SCHEMA_REVISION, alembic_config
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == SCHEMA_REVISION
+
+
+def test_opening_a_current_database_does_not_load_alembic(tmp_path: Path) -> None:
+    """The fast path: one query, no migration machinery, for every command."""
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    Store.open(url).close()  # creates the schema (Alembic runs here)
+    probe = (
+        "import sys; from aggregator.store import Store; Store.open(sys.argv[1]).close(); "
+        "print('alembic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, url], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
+
+
+def test_a_database_behind_the_code_is_migrated(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0001")
+    assert current_revision(engine) == "0001"
+    store = Store.open(url)  # must not take the fast path
+    from aggregator.store.engine import SCHEMA_REVISION
+
+    assert current_revision(store.engine) == SCHEMA_REVISION
+    store.close()
+    engine.dispose()
 
 
 def test_upgrade_twice_is_harmless(database_url: str) -> None:

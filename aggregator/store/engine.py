@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 DEFAULT_DATABASE_URL = "sqlite:///aggregator.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_ID = 0x6167_6772  # "aggr": arbitrary, constant across releases
+#: The newest migration in alembic/versions, which this code is written for
+#: (tests/test_store.py checks it against Alembic's own idea of the head).
+SCHEMA_REVISION = "0002"
 
 
 class DatabaseURLError(ValueError):
@@ -142,7 +145,15 @@ def alembic_config(connection: Connection | None = None):
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; safe to call from several processes."""
+    """Bring the schema to ``revision``; safe to call from several processes.
+
+    Every command opens the store, and nearly always the schema is already
+    current: one query says so, without loading Alembic and the migration
+    scripts (a tenth of a second and ~12 MB of memory for every
+    ``aggregator fetch``).
+    """
+    if revision == "head" and _stored_revision(engine) == SCHEMA_REVISION:
+        return
     from alembic import command
 
     with engine.begin() as connection:
@@ -151,6 +162,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
         command.upgrade(alembic_config(connection), revision)
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """``alembic_version`` as stored, or None (no table yet, or not one row)."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:  # a new database has no such table
+        return None
+    return rows[0][0] if len(rows) == 1 else None
 
 
 def current_revision(engine: Engine) -> str | None:
