@@ -57,6 +57,7 @@ from dateutil import parser as dateutil_parser
 from feedparser.encodings import convert_to_utf8
 
 from aggregator.dates import has_offset
+from aggregator.parse_fast import shape_feed
 
 if TYPE_CHECKING:
     from aggregator.fetch import FetchResult
@@ -121,12 +122,15 @@ def parse_feed(
     url: str,
     content_type: str | None = None,
     charset: str | None = None,
+    fast: bool = True,
 ) -> ParsedFeed:
     """Parse one fetched document.
 
     ``url`` is where it was fetched from (the base for relative links);
     ``content_type`` and ``charset`` are the HTTP header's, when known; an
-    explicit ``charset`` wins over one inside ``content_type``.  Raises
+    explicit ``charset`` wins over one inside ``content_type``.  ``fast=False``
+    skips the lxml fast path and always runs feedparser (for comparisons: the
+    results are the same, see "parse_fast" in the module docstring).  Raises
     :class:`FeedParseError` (and nothing else) for bytes that are not a feed.
     """
     media_type, header_charset = _split_content_type(content_type)
@@ -136,7 +140,7 @@ def parse_feed(
         raise FeedParseError("not a feed: the body is empty")
     if lead[:1] in (b"{", b"[") or (_is_json_media_type(media_type) and lead[:1] != b"<"):
         return _parse_json_feed(content, url=url, charset=charset)
-    return _parse_xml_feed(content, url=url, charset=charset)
+    return _parse_xml_feed(content, url=url, charset=charset, fast=fast)
 
 
 # --------------------------------------------------------------------------
@@ -292,9 +296,21 @@ def _transcode(content: bytes, charset: str | None) -> tuple[bytes, str | None, 
     return data, encoding, info.get("bozo_exception")
 
 
-def _parse_xml_feed(content: bytes, *, url: str, charset: str | None) -> ParsedFeed:
+def _parse_xml_feed(content: bytes, *, url: str, charset: str | None, fast: bool) -> ParsedFeed:
     charset = charset or _sniff_charset(content)
     utf8, encoding, encoding_problem = _transcode(content, charset)
+    if fast and encoding:
+        shaped = shape_feed(utf8)
+        if shaped is not None:
+            problem: Any = encoding_problem
+            return _xml_parsed_feed(
+                shaped.version,
+                shaped.feed,
+                shaped.entries,
+                url=url,
+                encoding=encoding,
+                bozo_reason=f"{type(problem).__name__}: {problem}" if problem else None,
+            )
     source = utf8 if encoding else content
     if encoding:
         headers = {"content-type": "application/xml; charset=utf-8"}
@@ -311,7 +327,21 @@ def _parse_xml_feed(content: bytes, *, url: str, charset: str | None) -> ParsedF
     if bozo_reason and len(data) != len(source):
         # Otherwise "undefined entity" reads like the publisher's typo.
         bozo_reason += " (unsafe entity declarations were removed before parsing)"
-    feed = result.feed
+    return _xml_parsed_feed(
+        version, result.feed, result.entries, url=url, encoding=encoding, bozo_reason=bozo_reason
+    )
+
+
+def _xml_parsed_feed(
+    version: str,
+    feed: Mapping[str, Any],
+    entries: Iterable[dict[str, Any]],
+    *,
+    url: str,
+    encoding: str | None,
+    bozo_reason: str | None,
+) -> ParsedFeed:
+    """Feed and entry dicts (feedparser's, or the fast path's look-alikes) as a ParsedFeed."""
     feed_base = _absolute(url, _xml_base(feed, ("title_detail", "subtitle_detail"))) or url
     return ParsedFeed(
         version=version,
@@ -326,7 +356,7 @@ def _parse_xml_feed(content: bytes, *, url: str, charset: str | None) -> ParsedF
         ),
         encoding=encoding,
         bozo_reason=bozo_reason,
-        entries=tuple(_xml_entry(e, url) for e in result.entries),
+        entries=tuple(_xml_entry(e, url) for e in entries),
     )
 
 
