@@ -46,7 +46,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,7 @@ from dateutil import parser as dateutil_parser
 from feedparser.encodings import convert_to_utf8
 
 from aggregator.dates import has_offset
-from aggregator.parse_fast import shape_feed
+from aggregator.parse_fast import raw_entry, shape_feed
 
 if TYPE_CHECKING:
     from aggregator.fetch import FetchResult
@@ -310,6 +310,7 @@ def _parse_xml_feed(content: bytes, *, url: str, charset: str | None, fast: bool
                 url=url,
                 encoding=encoding,
                 bozo_reason=f"{type(problem).__name__}: {problem}" if problem else None,
+                raw=raw_entry,
             )
     source = utf8 if encoding else content
     if encoding:
@@ -340,8 +341,13 @@ def _xml_parsed_feed(
     url: str,
     encoding: str | None,
     bozo_reason: str | None,
+    raw: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> ParsedFeed:
-    """Feed and entry dicts (feedparser's, or the fast path's look-alikes) as a ParsedFeed."""
+    """Feed and entry dicts (feedparser's, or the fast path's look-alikes) as a ParsedFeed.
+
+    ``raw`` makes an entry dict JSON-ready (default: :func:`_jsonable`, which
+    walks feedparser's arbitrary nesting; the fast path knows its own shape).
+    """
     feed_base = _absolute(url, _xml_base(feed, ("title_detail", "subtitle_detail"))) or url
     return ParsedFeed(
         version=version,
@@ -356,7 +362,7 @@ def _xml_parsed_feed(
         ),
         encoding=encoding,
         bozo_reason=bozo_reason,
-        entries=tuple(_xml_entry(e, url) for e in entries),
+        entries=tuple(_xml_entry(e, url, raw=raw(e) if raw else None) for e in entries),
     )
 
 
@@ -392,7 +398,7 @@ def _has_feed_root(data: bytes) -> bool:
     return root is not None and root.rpartition(":")[2].lower() in _FEED_ROOTS
 
 
-def _xml_entry(item: dict[str, Any], url: str) -> Entry:
+def _xml_entry(item: dict[str, Any], url: str, *, raw: dict[str, Any] | None = None) -> Entry:
     content_html = _first_html_content(item.get("content"))
     summary_html = _detail_html(item, "summary")
     xml_base = _xml_base(item, ("content", "summary_detail", "title_detail"))
@@ -414,7 +420,7 @@ def _xml_entry(item: dict[str, Any], url: str) -> Entry:
         # for proxies such as FeedBurner or RSSHub is a different host.
         base_url=_absolute(url, xml_base) if xml_base else (link or url),
         images=_xml_images(item, doc_base),
-        raw=_jsonable(item),
+        raw=_jsonable(item) if raw is None else raw,
         published_naive=not has_offset(_nonempty(dict.get(item, "published"))),
         updated_naive=not has_offset(_nonempty(dict.get(item, "updated"))),
     )
@@ -746,7 +752,8 @@ def _http_url(base: str, reference: Any) -> str | None:
     if not isinstance(reference, str):
         return None
     absolute = _absolute(base, reference)
-    if not absolute or _UNPRINTABLE.search(absolute) or any(c.isspace() for c in absolute):
+    # split() != [absolute]: some character is whitespace (str.isspace), found in C.
+    if not absolute or _UNPRINTABLE.search(absolute) or absolute.split() != [absolute]:
         return None
     return absolute if urlsplit(absolute).scheme in ("http", "https") else None
 

@@ -52,6 +52,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from feedparser.datetimes import _parse_date
@@ -61,7 +62,7 @@ from feedparser.urls import _urljoin
 from feedparser.util import FeedParserDict
 from lxml import etree
 
-__all__ = ["Shaped", "shape_feed"]
+__all__ = ["Shaped", "raw_entry", "shape_feed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,10 @@ _RSS_AUTHOR = frozenset({"author", "dc_creator", "dc_author", "itunes_author"})
 _BASE_ATTRIBUTE = re.compile(rb"[\s:]base\s*=")
 _NAMESPACE_DECLARATION = re.compile(rb"""xmlns(?::([^\s=]+))?\s*=\s*(["'])(.*?)\2""", re.DOTALL)
 
+_C1_CONTROL = re.compile("[\x80-\x9f]")
+if not set(_cp1252) <= set(range(0x80, 0xA0)):  # what _finish relies on
+    raise ImportError("feedparser's cp1252 table maps characters outside U+0080..U+009F")
+
 _local = threading.local()
 
 
@@ -200,7 +205,9 @@ def shape_feed(data: bytes) -> Shaped | None:
     ``data`` must be what :func:`aggregator.parse._transcode` produced (UTF-8
     with a UTF-8 declaration), so both paths see the same characters.
     """
-    if b"<!ENTITY" in data or b"<!DOCTYPE" in data[:4096] or _BASE_ATTRIBUTE.search(data):
+    if b"<!ENTITY" in data or b"<!DOCTYPE" in data[:4096]:
+        return None
+    if b"base" in data and _BASE_ATTRIBUTE.search(data):
         return None
     if not _declarations_are_plain(data):
         return None
@@ -321,9 +328,17 @@ def _pop(raw: str, name: str, *, resolve: bool = True) -> str:
 
 
 def _finish(output: str) -> str:
-    """The rest of ``pop``: the UTF-8-read-as-Latin-1 repair and cp1252 mapping."""
+    """The rest of ``pop``: the UTF-8-read-as-Latin-1 repair and cp1252 mapping.
+
+    Both are no-ops on ASCII, and the mapping only touches U+0080..U+009F;
+    checking first saves most of the fast path's time on long bodies.
+    """
+    if output.isascii():
+        return output
     with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
         output = output.encode("iso-8859-1").decode("utf-8")
+    if _C1_CONTROL.search(output) is None:
+        return output
     return output.translate(_cp1252)
 
 
@@ -468,13 +483,13 @@ class _Context:
         scheme = attrs.get("scheme", attrs.get("domain"))
         label = attrs.get("label")
         if term or scheme or label:
-            tags.append({"term": term, "scheme": scheme, "label": label})
+            _add_tag(tags, {"term": term, "scheme": scheme, "label": label})
         value = _finish(_pop(_text(element), name))
         if value:
             if tags and not tags[-1]["term"]:
                 tags[-1]["term"] = value
             else:
-                tags.append({"term": value, "scheme": None, "label": None})
+                _add_tag(tags, {"term": value, "scheme": None, "label": None})
 
     def _atom_author(self, element: etree._Element) -> None:
         """Atom <author>: name/email children (or plain text, as in RSS)."""
@@ -586,6 +601,11 @@ class _Context:
             _unhandled(name, element)
 
 
+def _add_tag(tags: list[dict[str, Any]], tag: dict[str, Any]) -> None:
+    if tag not in tags:  # feedparser's _add_tag keeps one of each
+        tags.append(tag)
+
+
 def _unhandled(name: str, element: etree._Element) -> None:
     """An element we do not read: fine only if feedparser would not either."""
     if name in _SPECIAL or name in _READ_KEYS or len(element):
@@ -645,3 +665,21 @@ def _entry(element: etree._Element, *, atom: bool) -> dict[str, Any]:
     for name, child in _children(element):
         context.child(name, child)
     return _finish_entry(context)
+
+
+def raw_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry dict as JSON: everything is str/list/dict already but the dates.
+
+    ``*_parsed`` rendered exactly as :func:`aggregator.parse._jsonable` does
+    (``YYYY-MM-DDTHH:MM:SSZ``, None when not a valid date), without walking
+    the rest.
+    """
+    raw = dict(entry)
+    for key in ("published_parsed", "updated_parsed"):
+        value = raw.get(key)
+        if value is not None:
+            try:
+                raw[key] = datetime(*value[:6], tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            except (TypeError, ValueError, OverflowError):
+                raw[key] = None
+    return raw
