@@ -17,22 +17,31 @@ None -- "use feedparser" -- for anything else.  In particular None for:
   ``<feed>`` (so RSS 0.9x/1.0, RDF, Atom 0.3, CDF, unknown roots);
 * a DOCTYPE, an entity declaration anywhere, an ``xml:base`` (or bare
   ``base``) attribute anywhere, any lxml error (not well-formed);
-* a namespace feedparser does not know, or a document prefix that is one of
-  feedparser's standard prefixes bound to another known namespace (feedparser
-  maps elements by prefix name, not by URI, in that case);
+* a document prefix that is one of feedparser's standard prefixes bound to
+  another namespace (feedparser maps elements by prefix name, not by URI, in
+  that case), or an unknown namespace that is the default one or declared
+  under more than one prefix (feedparser names its elements by a prefix);
 * inside feed and entry: an element feedparser has a handler for that is not
   handled (or known to be harmless) here; an element without a handler whose
-  name could land on a key the entry is built from (feedparser's
-  ``FeedParserDict`` renames ``date`` to ``updated``, for instance); markup
-  or comments inside a text element; a second title, author, content, date
-  or id; Atom text constructs other than ``text``/``html``; ``content
-  src=``; namespaced attributes other than ``xml:lang``.
+  name (or a descendant's) could land on a key the entry is built from
+  (feedparser's ``FeedParserDict`` renames ``date`` to ``updated``, for
+  instance); markup or comments inside a text element; a second title,
+  author, date or id; Atom text constructs other than ``text``/``html``;
+  ``content src=``; namespaced attributes other than ``xml:lang``; the few
+  orderings where feedparser's depth bookkeeping would keep one element's
+  value with another's detail.
+
+What is modelled, not declined, because real feeds do it: feedparser reads a
+second summary-like element (description, summary, itunes:summary,
+media:description) before any content as *content*, keeps every content
+element in order, lets media:title stand in for a missing title, and lets a
+permalink guid (or Atom id) be the link until a <link> says otherwise.
 
 The dicts hold what :func:`aggregator.parse._xml_entry` reads plus what a
 later rule might want; an entry dict holds at most ``id``, ``guidislink``,
 ``link``, ``links`` [{rel, type, href, ...}], ``title``/``title_detail``
 {type}, ``summary``/``summary_detail`` {type, value}, ``content`` [{type,
-value}], ``published``/``published_parsed``, ``updated``/
+value}, ...], ``published``/``published_parsed``, ``updated``/
 ``updated_parsed``, ``author``, ``tags`` [{term, scheme, label}],
 ``enclosures`` [{href, type, length, ...}], ``media_thumbnail`` and
 ``media_content`` [attribute dicts] and ``image`` {href}.  That is smaller
@@ -50,9 +59,11 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from feedparser.datetimes import _parse_date
@@ -166,6 +177,16 @@ _HARMLESS_SPECIAL = frozenset(
         "media_restriction",
     }
 )
+# What media:group may hold: handled as if directly in the entry (feedparser
+# ignores the group element itself), plus harmless ones.
+_IN_MEDIA_GROUP = frozenset(
+    {
+        "media_content",
+        "media_thumbnail",
+        "media_description",
+    }
+)
+_ITUNES = "http://www.itunes.com/"
 _CATEGORY = frozenset({"category", "dc_subject", "media_category", "keywords"})
 _PUBLISHED = frozenset({"published", "pubdate", "issued", "dcterms_issued"})
 _UPDATED = frozenset({"updated", "modified", "lastbuilddate", "dc_date", "dcterms_modified"})
@@ -209,7 +230,8 @@ def shape_feed(data: bytes) -> Shaped | None:
         return None
     if b"base" in data and _BASE_ATTRIBUTE.search(data):
         return None
-    if not _declarations_are_plain(data):
+    unknown = _declarations_are_plain(data)
+    if unknown is None:
         return None
     try:
         root = etree.fromstring(data, _parser())
@@ -218,6 +240,7 @@ def shape_feed(data: bytes) -> Shaped | None:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.system_url:
         return None
+    token = _UNKNOWN_PREFIXES.set(unknown)
     try:
         if root.tag == "rss" or root.tag in _RSS_ROOTS:
             return _rss(root)
@@ -225,27 +248,47 @@ def shape_feed(data: bytes) -> Shaped | None:
             return _atom(root)
     except _Decline:
         return None
+    finally:
+        _UNKNOWN_PREFIXES.reset(token)
     return None
 
 
-def _declarations_are_plain(data: bytes) -> bool:
-    """No namespace declaration that would make feedparser read names differently.
+def _declarations_are_plain(data: bytes) -> dict[str, str] | None:
+    """The prefix of each unknown namespace, or None if feedparser could read names otherwise.
 
     feedparser renames an element by its document prefix (``namespacemap``),
     so ``xmlns:dc="...content/"`` would turn real ``dc:`` elements declared
-    under another prefix into ``content_*``; and declaring the RSS 1.0 or
-    RSS 0.90 namespace changes the version it reports.  Errs on the side of
-    "not plain": a declaration quoted in CDATA counts too.
+    under another prefix into ``content_*``; an element in a namespace it
+    does not know is named by (the first) prefix declared for it; and
+    declaring the RSS 1.0 or RSS 0.90 namespace changes the version it
+    reports.  So: no standard prefix name bound to anything but its own
+    namespace, and an unknown namespace only under one prefix that is bound
+    to nothing else.  Errs on the side of "not plain": a declaration quoted
+    in CDATA counts too.
     """
+    unknown: dict[str, set[str | None]] = {}
+    bound: dict[str, set[str]] = {}
     for match in _NAMESPACE_DECLARATION.finditer(data):
-        uri = match.group(3)
-        if b"&" in uri or uri.lower().decode("utf-8", "replace") in _VERSION_NAMESPACES:
-            return False
-        prefix = (match.group(1) or b"").decode("utf-8", "replace")
-        standard = _standard_prefix(uri.decode("utf-8", "replace"))
-        if standard is not None and prefix != standard and prefix in _STANDARD_PREFIX_NAMES:
-            return False
-    return True
+        raw_uri = match.group(3)
+        if b"&" in raw_uri or b"<" in raw_uri:
+            return None
+        uri = raw_uri.decode("utf-8", "replace")
+        if uri.lower() in _VERSION_NAMESPACES:
+            return None
+        prefix = match.group(1).decode("utf-8", "replace") if match.group(1) else None
+        standard = _standard_prefix(uri)
+        if prefix is not None:
+            if prefix.lower() in _STANDARD_PREFIX_NAMES and prefix != standard:
+                return None
+            bound.setdefault(prefix.lower(), set()).add(uri)
+        if standard is None and uri:
+            unknown.setdefault(uri, set()).add(prefix)
+    prefixes: dict[str, str] = {}
+    for uri, declared in unknown.items():
+        (prefix, *others) = declared
+        if not others and prefix is not None and bound[prefix.lower()] == {uri}:
+            prefixes[uri] = prefix.lower()
+    return prefixes
 
 
 def _standard_prefix(uri: str) -> str | None:
@@ -258,6 +301,10 @@ def _standard_prefix(uri: str) -> str | None:
 
 
 _NAME_CACHE: dict[str, str] = {}
+#: This document's unknown namespaces and the one prefix each is declared with.
+_UNKNOWN_PREFIXES: ContextVar[Mapping[str, str]] = ContextVar(
+    "_UNKNOWN_PREFIXES", default=MappingProxyType({})
+)
 
 
 def _name(tag: str) -> str:
@@ -269,7 +316,11 @@ def _name(tag: str) -> str:
         uri, _, local = tag[1:].partition("}")
         prefix = _standard_prefix(uri)
         if prefix is None:
-            raise _Decline
+            # Named by its document prefix, as feedparser does; not cached.
+            unknown = _UNKNOWN_PREFIXES.get().get(uri)
+            if unknown is None:
+                raise _Decline
+            return f"{unknown}_{local.lower()}"
     else:
         prefix, local = "", tag
     name = f"{prefix}_{local.lower()}" if prefix else local.lower()
@@ -406,7 +457,12 @@ class _Context:
         self.entry = entry
         self.data: dict[str, Any] = {}
         self.seen: set[str] = set()
+        # feedparser's hasContent, and how deep the stored summary came from
+        # (it keeps a summary from a shallower element over a deeper one).
         self.has_content = False
+        self.summary_depth: int | None = None
+        # feedparser's title_depth: a title was stored and not reset since.
+        self.title_holds = False
 
     def once(self, kind: str) -> None:
         if kind in self.seen:
@@ -422,6 +478,7 @@ class _Context:
             )
             data["title"] = value
             data["title_detail"] = {"type": content_type}
+            self.title_holds = bool(value)
         elif name == "link":
             _start_link(data, element, in_entry=self.entry)
         elif name in ("guid", "id"):
@@ -523,29 +580,48 @@ class _Context:
             author = ""
         self.data["author"] = author
 
-    def _entry_child(self, name: str, element: etree._Element) -> None:
+    def _entry_child(self, name: str, element: etree._Element, depth: int = 0) -> None:
         data = self.data
-        if name in ("description", "summary") and (name == "summary") == self.atom:
+        if name in ("description", "summary", "itunes_summary", "media_description"):
             if "summary" in data and not self.has_content:
-                raise _Decline  # feedparser would read this one as content
-            self.once("summary")
-            default_type = "text/plain" if self.atom else "text/html"
+                # feedparser's _start_summary/_start_description: a second
+                # summary before any content is read as content (text/plain).
+                self._content(element, name, default_type="text/plain")
+                return
+            if self.summary_depth is not None and depth > self.summary_depth:
+                raise _Decline  # feedparser would update summary_detail only
+            default_type = "text/plain" if name in ("summary", "itunes_summary") else "text/html"
             value, content_type = _text_construct(
                 element, name, default_type=default_type, atom=self.atom
             )
             data["summary"] = value
             data["summary_detail"] = {"type": content_type, "value": value}
-        elif (name == "content_encoded" and not self.atom) or (name == "content" and self.atom):
-            self.once("content")
-            if self.atom and "src" in _attributes(element):
+            self.summary_depth = depth
+        elif name == "media_group" and depth == 0:
+            if _attributes(element):
                 raise _Decline
-            default_type = "text/plain" if self.atom else "text/html"
-            value, content_type = _text_construct(
-                element, name, default_type=default_type, atom=self.atom
-            )
-            self.has_content = True
-            data["content"] = [{"type": content_type, "value": value}]
-            data.setdefault("summary", value)
+            for child_name, child in _children(element):
+                if child_name == "media_title":
+                    self._media_title(child)
+                elif child_name in _HARMLESS_SPECIAL:
+                    _text(child)
+                elif child_name in _IN_MEDIA_GROUP:
+                    self._entry_child(child_name, child, depth=1)
+                else:
+                    _unhandled(child_name, child)
+        elif name == "source" and not self.atom:
+            _text(element)
+            self.title_holds = False  # feedparser's _start_source resets title_depth
+        elif name == "itunes_keywords":
+            # (with attributes feedparser crashes on it)
+            tags: list[dict[str, Any]] = data.setdefault("tags", [])
+            for term in _finish(_pop(_plain_leaf(element), name)).split(","):
+                if term.strip():
+                    _add_tag(tags, {"term": term.strip(), "scheme": _ITUNES, "label": None})
+        elif name == "content":
+            self._content(element, name, default_type="text/plain")
+        elif name == "content_encoded":
+            self._content(element, name, default_type="text/html")
         elif name == "enclosure":
             attrs = _enforce_href(_attributes(element))
             _text(element)
@@ -571,13 +647,56 @@ class _Context:
         else:
             _unhandled(name, element)
 
+    def _media_title(self, element: etree._Element) -> None:
+        """media:title in media:group: the entry's title only until a real one holds."""
+        if self.title_holds:
+            _text_construct(element, "title", default_type="text/plain", atom=self.atom)
+            return
+        if "title" in self.seen:
+            raise _Decline  # feedparser would replace title_detail but not title
+        value, content_type = _text_construct(
+            element, "title", default_type="text/plain", atom=self.atom
+        )
+        self.data["title"] = value
+        self.data["title_detail"] = {"type": content_type}
+
+    def _content(self, element: etree._Element, name: str, *, default_type: str) -> None:
+        """feedparser's _start_content / _start_content_encoded and _end_content."""
+        if "src" in _attributes(element):
+            raise _Decline
+        value, content_type = _text_construct(
+            element, name, default_type=default_type, atom=self.atom
+        )
+        self.has_content = True
+        self.data.setdefault("content", []).append({"type": content_type, "value": value})
+        self.data.setdefault("summary", value)  # every type allowed here is copied
+
     def _feed_child(self, name: str, element: etree._Element) -> None:
         data = self.data
         if name in ("ttl", "sy_updateperiod", "sy_updatefrequency"):
             self.once(name)
             data[name] = _finish(_pop(_plain_leaf(element), name))
-        elif name in ("description", "subtitle", "tagline", "info"):
+        elif name in ("description", "summary", "itunes_summary"):
+            # Harmless once; after a feed-level summary feedparser would read
+            # it as content and carry hasContent into the first entry.
+            if "feed summary" in self.seen:
+                raise _Decline
+            if name != "description":
+                self.seen.add("feed summary")
             _text_construct(element, name, default_type="text/plain", atom=self.atom)
+        elif name in ("subtitle", "tagline", "info"):
+            _text_construct(element, name, default_type="text/plain", atom=self.atom)
+        elif name == "itunes_category":
+            _itunes_category(element)
+        elif name == "itunes_owner":
+            if _attributes(element):
+                raise _Decline
+            for child_name, child in _children(element):
+                if child_name not in ("itunes_name", "itunes_email"):
+                    raise _Decline
+                _plain_leaf(child)
+        elif name == "itunes_keywords":
+            _plain_leaf(element)  # with attributes feedparser crashes on it
         elif name == "image" and not self.atom:
             for child_name, child in _children(element):
                 if child_name not in ("title", "url", "link", "width", "height", "description"):
@@ -606,10 +725,25 @@ def _add_tag(tags: list[dict[str, Any]], tag: dict[str, Any]) -> None:
         tags.append(tag)
 
 
+def _itunes_category(element: etree._Element) -> None:
+    """Nested itunes:category elements only add tags."""
+    for child_name, child in _children(element):
+        if child_name != "itunes_category":
+            raise _Decline
+        _itunes_category(child)
+
+
 def _unhandled(name: str, element: etree._Element) -> None:
-    """An element we do not read: fine only if feedparser would not either."""
-    if name in _SPECIAL or name in _READ_KEYS or len(element):
+    """An element we do not read: fine only if feedparser would not either.
+
+    That is: no handler, a name that lands on no key we read, and the same
+    for everything inside it.
+    """
+    if name in _SPECIAL or name in _READ_KEYS:
         raise _Decline
+    if len(element):
+        for child_name, child in _children(element):
+            _unhandled(child_name, child)
 
 
 def _finish_entry(context: _Context) -> dict[str, Any]:
