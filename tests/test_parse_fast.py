@@ -554,6 +554,51 @@ def test_charsets_agree(document: bytes, charset: str | None) -> None:
     assert results[0] == results[1]
 
 
+#: Where expat (feedparser) and libxml2 (lxml) could disagree on well-formedness.
+XML_EDGES = {
+    "empty-prefix-declaration": (
+        BARE.replace("<rss ", '<rss xmlns:a="" ').format("<item><title>x</title></item>"),
+        False,
+    ),
+    "xml-1.1-declaration": (
+        '<?xml version="1.1"?>' + BARE.format("<item><title>x\u0085</title></item>"),
+        True,
+    ),
+    "noncharacter": (BARE.format("<item><title>x\ufffe</title></item>"), False),
+    "noncharacter-reference": (BARE.format("<item><title>x&#xFFFF;</title></item>"), False),
+    "nul-reference": (BARE.format("<item><title>x&#0;</title></item>"), False),
+    "delete-character": (BARE.format("<item><title>x\x7f</title></item>"), True),
+    "cdata-end-in-text": (BARE.format("<item><title>a ]]> b</title></item>"), False),
+    "element-after-root": (BARE.format("<item/>") + "<x/>", False),
+    "text-after-root": (BARE.format("<item/>") + "junk", False),
+    "stylesheet-pi": ('<?xml-stylesheet href="a.xsl"?>' + BARE.format("<item/>"), True),
+    "non-ascii-element-name": (BARE.format("<item><t\u00eftle>x</t\u00eftle></item>"), True),
+    "astral-characters": (BARE.format("<item><title>\U0001f600 &#x1F600;</title></item>"), True),
+    "uppercase-names": (
+        BARE.format(
+            "<item><TITLE>X</TITLE><Link>https://e.com/</Link>"
+            "<PubDate>Tue, 01 Mar 2022 13:31:34 GMT</PubDate></item>"
+        ),
+        True,
+    ),
+    "newline-in-attribute": (
+        BARE.format(
+            '<item><enclosure url="https://e.com/a&#10;b.png" type="image/png"/>'
+            '<enclosure url="https://e.com/c\nd.png" type="image/png"/></item>'
+        ),
+        True,
+    ),
+    "bom-inside-text": (BARE.format("<item><title>\ufeffx</title></item>"), True),
+    "deep-nesting": (BARE.format("<item><x>" + "<y>" * 300 + "</y>" * 300 + "</x></item>"), False),
+    "many-items": (BARE.format("<item><title>x</title></item>" * 3000), True),
+}
+
+
+@pytest.mark.parametrize(("document", "taken"), XML_EDGES.values(), ids=XML_EDGES.keys())
+def test_xml_edge_cases(document: str, taken: bool) -> None:
+    assert_same(document.encode(), taken=taken)
+
+
 def test_non_utf8_document_is_read_through_transcoding() -> None:
     document = (
         '<?xml version="1.0" encoding="gb2312"?><rss version="2.0"><channel><title>'
