@@ -613,7 +613,7 @@ class _Context:
             _text(element)
             self.title_holds = False  # feedparser's _start_source resets title_depth
         elif name == "itunes_keywords":
-            # (with attributes feedparser crashes on it)
+            # (with attributes feedparser skips the terms: its handler fails quietly)
             tags: list[dict[str, Any]] = data.setdefault("tags", [])
             for term in _finish(_pop(_plain_leaf(element), name)).split(","):
                 if term.strip():
@@ -696,7 +696,7 @@ class _Context:
                     raise _Decline
                 _plain_leaf(child)
         elif name == "itunes_keywords":
-            _plain_leaf(element)  # with attributes feedparser crashes on it
+            _plain_leaf(element)  # with attributes its handler fails (quietly)
         elif name == "image" and not self.atom:
             for child_name, child in _children(element):
                 if child_name not in ("title", "url", "link", "width", "height", "description"):
