@@ -20,7 +20,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aggregator import images as image_archive
 from aggregator import rsshub
@@ -50,11 +50,14 @@ from aggregator.schedule import (
     is_challenge,
     next_after_success,
 )
-from aggregator.store import FeedState, Store
+from aggregator.store import FeedState, IngestJob, IngestResult, Store
 
 __all__ = ["FeedReport", "Pipeline", "fetch_page"]
 
 log = logging.getLogger(__name__)
+
+J = TypeVar("J")
+R = TypeVar("R")
 
 #: Full-text pages fetched at once for one feed (the fetcher's per-host
 #: limit still applies on top).
@@ -139,46 +142,53 @@ def _error_class(stored: str | None) -> ErrorClass | None:
         return None
 
 
-class _GroupCommit:
-    """Feed-row updates from many polls, written together.
+class _Batches(Generic[J, R]):
+    """Database writes from many polls, written together.
 
-    Every poll ends by writing its feed's row; a pass where most feeds
-    answer 304 is mostly those writes, and one transaction each (queued
-    behind SQLite's single writer) cost more than the HTTP.  Here an update
-    joins whatever batch is waiting; one batch is written at a time, and
-    updates that arrive while it is written form the next.  No timer: under
-    light load every batch is one row, so nothing waits longer than it did.
-    Each caller still returns only once its own row is committed, and hears
-    the database's error if the batch failed.
+    Every poll ends with a write: a 304 its feed row, a changed feed its
+    posts and row.  One transaction each, queued behind SQLite's single
+    writer, cost more than the HTTP in a pass over unchanged feeds and
+    rewrote the same index pages into the log for every changed one.  Here
+    a job joins whatever batch is waiting; one batch is written at a time
+    (at most ``limit`` jobs), and jobs that arrive meanwhile form the next.
+    No timer: under light load every batch is one job, so nothing waits
+    longer than it did.  Each caller still returns only once its own job is
+    committed, with its own result, and hears the database's error if the
+    batch failed.
     """
 
     def __init__(
-        self, write: Callable[[list[tuple[int, dict[str, Any]]]], Awaitable[None]]
+        self, write: Callable[[list[J]], Awaitable[Sequence[R]]], *, limit: int = 32
     ) -> None:
         self._write = write
-        self._pending: list[tuple[int, dict[str, Any], asyncio.Future[None]]] = []
+        self._limit = limit
+        self._pending: list[tuple[J, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    async def update(self, feed_id: int, values: dict[str, Any]) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((feed_id, values, done))
+    async def submit(self, job: J) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, done))
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write_batches())
-        # Shielded: a cancelled poll's row is still written with the batch
-        # it joined (the daemon gives back a cancelled poll's lease anyway).
-        await asyncio.shield(done)
+        # Shielded: a cancelled poll's job is still written with the batch it
+        # joined, all of it (a feed's posts with its row, never half).
+        return await asyncio.shield(done)
 
     async def _write_batches(self) -> None:
-        batch: list[tuple[int, dict[str, Any], asyncio.Future[None]]] = []
+        batch: list[tuple[J, asyncio.Future[R]]] = []
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
-                await self._write([(feed_id, values) for feed_id, values, _ in batch])
-                for *_, done in batch:
-                    done.set_result(None)
+                batch, self._pending = (
+                    self._pending[: self._limit],
+                    self._pending[self._limit :],
+                )
+                results = await self._write([job for job, _ in batch])
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(result)
                 batch = []
         except BaseException as exc:
-            for *_, done in (*batch, *self._pending):
+            for _, done in (*batch, *self._pending):
                 if done.done():
                     continue
                 if isinstance(exc, Exception):
@@ -230,7 +240,10 @@ class Pipeline:
         # (memory that grew with the number of feeds).  At most this many
         # feeds are between parse and commit at once.
         self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
-        self._feed_rows = _GroupCommit(lambda rows: self._write(self.store.update_feeds, rows))
+        self._feed_rows: _Batches[tuple[int, dict[str, Any]], None] = _Batches(self._update_feeds)
+        self._ingests: _Batches[IngestJob, IngestResult] = _Batches(
+            lambda jobs: self._write(self.store.ingest_many, jobs), limit=16
+        )
         if export_dir is not None:
             prepare_directory(export_dir)
 
@@ -241,6 +254,10 @@ class Pipeline:
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in the executor: a module-level function, so it pickles."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _update_feeds(self, rows: list[tuple[int, dict[str, Any]]]) -> list[None]:
+        await self._write(self.store.update_feeds, rows)
+        return [None] * len(rows)
 
     async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._write_lock is None:
@@ -324,7 +341,7 @@ class Pipeline:
             success["next_check_at"] = next_after_success(
                 now, interval, Hints(max_age=result.max_age, retry_after=result.retry_after)
             )
-            await self._feed_rows.update(feed_id, success)
+            await self._feed_rows.submit((feed_id, success))
             return
         async with self._processing:
             await self._process(spec, feed_id, report, state, result, now, interval, success)
@@ -432,13 +449,8 @@ class Pipeline:
                 retry_after=result.retry_after,
             ),
         )
-        ingested = await self._write(
-            self.store.ingest,
-            feed_id,
-            items,
-            now=now,
-            feed_values=success,
-            identity=spec.identity,
+        ingested = await self._ingests.submit(
+            IngestJob(feed_id, items, now, feed_values=success, identity=spec.identity)
         )
         report.new, report.duplicate = ingested.new, ingested.duplicate
         report.updated, report.unchanged = ingested.updated, ingested.unchanged
@@ -503,7 +515,7 @@ class Pipeline:
         if plan.disabled_reason is not None:
             values["disabled_reason"] = plan.disabled_reason
             log.warning("disabling %s: %s", report.url, plan.disabled_reason)
-        await self._feed_rows.update(feed_id, values)
+        await self._feed_rows.submit((feed_id, values))
         report.status, report.error, report.error_class = status, reason, kind.value
 
     def _rsshub_deferral(
@@ -537,17 +549,19 @@ class Pipeline:
         """Record a wait that is not an error: streak and first-error time stay as they were."""
         now = self.clock()
         reason = f"{exc.reason}: {deferral.reason}"
-        await self._feed_rows.update(
-            feed_id,
-            {
-                "last_status": exc.status,
-                "last_checked_at": now,
-                "last_error": reason,
-                "error_class": deferral.outcome,
-                "lease_until": None,
-                "lease_owner": None,
-                "next_check_at": now + timedelta(seconds=deferral.delay),
-            },
+        await self._feed_rows.submit(
+            (
+                feed_id,
+                {
+                    "last_status": exc.status,
+                    "last_checked_at": now,
+                    "last_error": reason,
+                    "error_class": deferral.outcome,
+                    "lease_until": None,
+                    "lease_owner": None,
+                    "next_check_at": now + timedelta(seconds=deferral.delay),
+                },
+            )
         )
         report.status, report.error, report.error_class = exc.status, reason, deferral.outcome
 

@@ -187,44 +187,69 @@ def test_a_pass_over_many_feeds_parses_in_worker_processes(
 # --- feed-row updates are written in groups --------------------------------------
 
 
-async def test_concurrent_row_updates_share_transactions() -> None:
-    from aggregator.pipeline import _GroupCommit
+async def test_concurrent_writes_share_transactions() -> None:
+    from aggregator.pipeline import _Batches
 
-    batches: list[list[tuple[int, dict[str, object]]]] = []
+    batches: list[list[int]] = []
 
-    async def write(rows: list[tuple[int, dict[str, object]]]) -> None:
-        batches.append(rows)
-        await asyncio.sleep(0.01)  # a commit takes time; updates pile up meanwhile
+    async def write(jobs: list[int]) -> list[int]:
+        batches.append(jobs)
+        await asyncio.sleep(0.01)  # a commit takes time; jobs pile up meanwhile
+        return [job * 10 for job in jobs]
 
-    rows = _GroupCommit(write)
-    await asyncio.gather(*(rows.update(i, {"last_status": 304}) for i in range(50)))
-    written = [feed_id for batch in batches for feed_id, _ in batch]
-    assert sorted(written) == list(range(50))  # every update, once
-    assert len(batches) < 5  # ... in a few transactions, not fifty
-    await rows.update(99, {"last_status": 200})  # and the writer starts again when idle
-    assert batches[-1] == [(99, {"last_status": 200})]
+    writes = _Batches(write, limit=16)
+    results = await asyncio.gather(*(writes.submit(i) for i in range(50)))
+    assert results == [i * 10 for i in range(50)]  # each caller gets its own result
+    written = [job for batch in batches for job in batch]
+    assert sorted(written) == list(range(50))  # every job, once
+    assert len(batches) < 10  # ... in a few transactions, not fifty
+    assert max(len(batch) for batch in batches) <= 16  # and none larger than the limit
+    assert await writes.submit(99) == 990  # the writer starts again when idle
+    assert batches[-1] == [99]
 
 
-async def test_a_failed_group_write_reaches_every_caller() -> None:
-    from aggregator.pipeline import _GroupCommit
+async def test_a_failed_batch_reaches_every_caller() -> None:
+    from aggregator.pipeline import _Batches
 
     calls = 0
 
-    async def write(rows: list[tuple[int, dict[str, object]]]) -> None:
+    async def write(jobs: list[int]) -> list[None]:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.01)
         if calls == 1:
             raise ConnectionError("database went away")
+        return [None] * len(jobs)
 
-    rows = _GroupCommit(write)
-    outcomes = await asyncio.gather(
-        *(rows.update(i, {}) for i in range(10)), return_exceptions=True
-    )
+    writes = _Batches(write)
+    outcomes = await asyncio.gather(*(writes.submit(i) for i in range(10)), return_exceptions=True)
     failed = [o for o in outcomes if isinstance(o, ConnectionError)]
     assert failed and all(o is None or isinstance(o, ConnectionError) for o in outcomes)
-    await rows.update(1, {})  # the next update is written normally
+    await writes.submit(1)  # the next job is written normally
     assert calls >= 2
+
+
+async def test_a_cancelled_caller_still_has_its_job_written() -> None:
+    """A feed's posts and row go in together or not at all, even if its poll is cancelled."""
+    from aggregator.pipeline import _Batches
+
+    written: list[int] = []
+    release = asyncio.Event()
+
+    async def write(jobs: list[int]) -> list[None]:
+        await release.wait()
+        written.extend(jobs)
+        return [None] * len(jobs)
+
+    writes = _Batches(write)
+    poll = asyncio.ensure_future(writes.submit(7))
+    await asyncio.sleep(0)
+    poll.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await poll
+    await writes.submit(8)
+    assert written == [7, 8]
 
 
 async def test_warm_pass_writes_every_feed_row(local_server: LocalServer, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, inspect, select, text
 
 from aggregator.dedup import Outcome, canonical_link, content_hash, entry_key
 from aggregator.post import Post, parse
-from aggregator.store import IngestItem, Store
+from aggregator.store import IngestItem, IngestJob, Store
 from aggregator.store import models as m
 from aggregator.store.engine import current_revision, make_engine, upgrade
 
@@ -252,3 +252,54 @@ def test_a_failing_ingest_writes_nothing(store: Store) -> None:
     assert store.count_posts() == 0
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(m.Entry)).scalar() == 0
+
+
+# --- several feeds in one transaction ---------------------------------------------
+
+
+def _three_feeds(store: Store) -> list[IngestJob]:
+    a, b, c = (_feed(store, f"https://example.org/{name}") for name in "abc")
+    shared = _post(title="同一条新闻", body="<p>两家媒体都转载了</p>")
+    return [
+        IngestJob(a, [_item(_post(title="甲"), "a1"), _item(shared, "a2")], NOW, {"etag": "A"}),
+        IngestJob(b, [_item(shared, "b1", "https://example.org/b1")], NOW, {"etag": "B"}),
+        IngestJob(c, [_item(_post(title="丙"), "c1", "https://example.org/c1")], NOW),
+    ]
+
+
+def test_ingest_many_is_ingest_one_after_another(store: Store) -> None:
+    results = store.ingest_many(_three_feeds(store))
+    assert [(r.new, r.duplicate) for r in results] == [(2, 0), (0, 1), (1, 0)]
+    # The story the second feed shares with the first is stored once, with two sources.
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(m.Post)).scalar() == 3
+        assert conn.execute(select(func.count()).select_from(m.Entry)).scalar() == 4
+    # Each feed's own row got its own values, in the same transaction as its posts.
+    states = {f.url.rsplit("/", 1)[1]: f for f in store.feeds()}
+    assert (states["a"].etag, states["b"].etag, states["c"].etag) == ("A", "B", None)
+
+
+def test_a_conflict_in_a_batch_stores_every_feed_on_its_own(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What another daemon storing the same entry first looks like: the batch
+    is rolled back whole, then each feed is stored with ingest's retries."""
+    from sqlalchemy.exc import IntegrityError
+
+    jobs = _three_feeds(store)
+    real = Store._ingest_into
+    calls = 0
+
+    def conflict_on_the_third(self: Store, *args: object) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise IntegrityError("INSERT INTO entries", {}, Exception("UNIQUE constraint failed"))
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "_ingest_into", conflict_on_the_third)
+    results = store.ingest_many(jobs)
+    assert [(r.new, r.duplicate) for r in results] == [(2, 0), (0, 1), (1, 0)]
+    with store.engine.connect() as conn:  # nothing from the failed batch was left behind
+        assert conn.execute(select(func.count()).select_from(m.Post)).scalar() == 3
+        assert conn.execute(select(func.count()).select_from(m.Entry)).scalar() == 4

@@ -4,6 +4,7 @@ from aggregator.store.engine import DEFAULT_DATABASE_URL, DatabaseURLError, make
 from aggregator.store.store import (
     FeedState,
     IngestItem,
+    IngestJob,
     IngestResult,
     Reprocessed,
     ReprocessResult,
@@ -17,6 +18,7 @@ __all__ = [
     "DatabaseURLError",
     "FeedState",
     "IngestItem",
+    "IngestJob",
     "IngestResult",
     "ReprocessResult",
     "Reprocessed",

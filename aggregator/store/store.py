@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FeedState",
     "IngestItem",
+    "IngestJob",
     "IngestResult",
     "ReprocessResult",
     "Reprocessed",
@@ -123,6 +124,23 @@ class FeedState:
     def active(self) -> bool:
         """Whether the daemon should poll this feed at all."""
         return self.enabled and self.in_config and self.disabled_reason is None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestJob:
+    """The arguments of one :meth:`Store.ingest` call, for :meth:`Store.ingest_many`."""
+
+    feed_id: int
+    items: Sequence[IngestItem]
+    now: datetime
+    feed_values: Mapping[str, Any] = field(default_factory=dict)
+    identity: Identity = "guid"
+
+    def args(self) -> tuple[int, Sequence[IngestItem]]:
+        return self.feed_id, self.items
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"now": self.now, "feed_values": self.feed_values, "identity": self.identity}
 
 
 @dataclass(slots=True)
@@ -419,6 +437,31 @@ class Store:
                 log.debug("conflict while ingesting feed %s, retrying", feed_id, exc_info=True)
         raise AssertionError("unreachable")
 
+    def ingest_many(self, jobs: Sequence[IngestJob]) -> list[IngestResult]:
+        """Several feeds' :meth:`ingest` in one transaction, results in order.
+
+        A pass stores hundreds of feeds one after another through SQLite's
+        single writer; a transaction each rewrites the same index pages into
+        the write-ahead log every time.  Feeds that are ready together are
+        stored together, each still all-or-nothing (the batch is).  If the
+        batch meets a conflict (another daemon stored the same entry first),
+        it is rolled back and every feed is stored on its own, with
+        :meth:`ingest`'s retries.
+        """
+        if len(jobs) == 1:
+            return [self.ingest(*jobs[0].args(), **jobs[0].kwargs())]
+        try:
+            with self._session.begin() as session:
+                return [
+                    self._ingest_into(
+                        session, job.feed_id, job.items, job.now, job.feed_values, job.identity
+                    )
+                    for job in jobs
+                ]
+        except IntegrityError:
+            log.debug("conflict in a batch of %d feeds, storing them one by one", len(jobs))
+            return [self.ingest(*job.args(), **job.kwargs()) for job in jobs]
+
     @staticmethod
     def _match_unknown(
         session: Session,
@@ -492,139 +535,150 @@ class Store:
         feed_values: Mapping[str, Any],
         identity: Identity,
     ) -> IngestResult:
+        with self._session.begin() as session:
+            return self._ingest_into(session, feed_id, items, now, feed_values, identity)
+
+    def _ingest_into(
+        self,
+        session: Session,
+        feed_id: int,
+        items: Sequence[IngestItem],
+        now: datetime,
+        feed_values: Mapping[str, Any],
+        identity: Identity,
+    ) -> IngestResult:
+        """One feed's ingest inside the caller's transaction (see :meth:`ingest`)."""
         result = IngestResult()
         # A feed may list one item twice; the first occurrence wins.
         unique: dict[str, IngestItem] = {}
         for item in items:
             unique.setdefault(item.key, item)
         digests = {key: it.digest for key, it in unique.items()}
-        with self._session.begin() as session:
-            # The feed's entries under these keys, with their posts.
-            entries: dict[str, m.Entry] = {}
-            entry_posts: dict[int, m.Post] = {}
-            for entry, entry_post in session.execute(
-                _ENTRIES_BY_KEY, {"feed_id": feed_id, "keys": list(unique)}
-            ):
-                entries[entry.key] = entry
-                entry_posts[entry_post.id] = entry_post
-            rekeyed = self._match_unknown(session, feed_id, unique, entries, entry_posts, identity)
-            # Posts that already have one of these hashes (hashes are unique:
-            # an entry's own post is the one).  The others are usually
-            # nowhere, so a plain (cheaper) query looks for them first.
-            by_hash = {p.content_hash: p for p in entry_posts.values()}
-            wanted = list({d for d in digests.values() if d not in by_hash})
-            if wanted and session.connection().execute(_HASH_EXISTS, {"digests": wanted}).first():
-                by_hash.update(
-                    (p.content_hash, p)
-                    for p in session.scalars(_POSTS_BY_HASH, {"digests": wanted})
-                )
-            # New posts are not added one by one through the ORM (a flush per
-            # post): they wait in ``pending`` and go in with one multi-row
-            # INSERT ... RETURNING, their entries with one executemany.
-            # Anything that needs such a post's id (a later item of this batch
-            # with the same content) inserts the pending ones first, so the
-            # outcomes and the order of ``changed_posts`` are as if each post
-            # had been written at once.
-            pending: list[tuple[IngestItem, dict[str, Any]]] = []
-            new_ids: dict[str, int] = {}
+        # The feed's entries under these keys, with their posts.
+        entries: dict[str, m.Entry] = {}
+        entry_posts: dict[int, m.Post] = {}
+        for entry, entry_post in session.execute(
+            _ENTRIES_BY_KEY, {"feed_id": feed_id, "keys": list(unique)}
+        ):
+            entries[entry.key] = entry
+            entry_posts[entry_post.id] = entry_post
+        rekeyed = self._match_unknown(session, feed_id, unique, entries, entry_posts, identity)
+        # Posts that already have one of these hashes (hashes are unique:
+        # an entry's own post is the one).  The others are usually
+        # nowhere, so a plain (cheaper) query looks for them first.
+        by_hash = {p.content_hash: p for p in entry_posts.values()}
+        wanted = list({d for d in digests.values() if d not in by_hash})
+        if wanted and session.connection().execute(_HASH_EXISTS, {"digests": wanted}).first():
+            by_hash.update(
+                (p.content_hash, p) for p in session.scalars(_POSTS_BY_HASH, {"digests": wanted})
+            )
+        # New posts are not added one by one through the ORM (a flush per
+        # post): they wait in ``pending`` and go in with one multi-row
+        # INSERT ... RETURNING, their entries with one executemany.
+        # Anything that needs such a post's id (a later item of this batch
+        # with the same content) inserts the pending ones first, so the
+        # outcomes and the order of ``changed_posts`` are as if each post
+        # had been written at once.
+        pending: list[tuple[IngestItem, dict[str, Any]]] = []
+        new_ids: dict[str, int] = {}
 
-            def flush_pending() -> None:
-                if not pending:
-                    return
-                session.flush()
-                connection = session.connection()
-                returned = connection.execute(
-                    insert(m.Post.__table__).returning(
-                        m.Post.__table__.c.id, m.Post.__table__.c.content_hash
-                    ),
-                    [values for _, values in pending],
-                )
-                new_ids.update((digest, post_id) for post_id, digest in returned)
-                entry_rows = []
-                for new_item, values in pending:
-                    post_id = new_ids[values["content_hash"]]
-                    entry_rows.append(self._entry_values(feed_id, new_item, post_id, now))
-                    if new_item.blocked is None:
-                        result.changed_posts.append(
-                            StoredPost(
-                                id=post_id,
-                                slug=values["slug"],
-                                post=new_item.post,
-                                revision=0,
-                                updated_at=values["updated_at"],
-                            )
+        def flush_pending() -> None:
+            if not pending:
+                return
+            session.flush()
+            connection = session.connection()
+            returned = connection.execute(
+                insert(m.Post.__table__).returning(
+                    m.Post.__table__.c.id, m.Post.__table__.c.content_hash
+                ),
+                [values for _, values in pending],
+            )
+            new_ids.update((digest, post_id) for post_id, digest in returned)
+            entry_rows = []
+            for new_item, values in pending:
+                post_id = new_ids[values["content_hash"]]
+                entry_rows.append(self._entry_values(feed_id, new_item, post_id, now))
+                if new_item.blocked is None:
+                    result.changed_posts.append(
+                        StoredPost(
+                            id=post_id,
+                            slug=values["slug"],
+                            post=new_item.post,
+                            revision=0,
+                            updated_at=values["updated_at"],
                         )
-                connection.execute(insert(m.Entry.__table__), entry_rows)
-                pending.clear()
+                    )
+            connection.execute(insert(m.Entry.__table__), entry_rows)
+            pending.clear()
 
-            def owner_of(digest: str) -> m.Post | None:
-                owner = by_hash.get(digest)
-                if owner is None and digest in pending_digests:
-                    flush_pending()
-                if owner is None and digest in new_ids:
-                    owner = session.get(m.Post, new_ids[digest])
-                    by_hash[digest] = owner  # type: ignore[assignment]
-                return owner
+        def owner_of(digest: str) -> m.Post | None:
+            owner = by_hash.get(digest)
+            if owner is None and digest in pending_digests:
+                flush_pending()
+            if owner is None and digest in new_ids:
+                owner = session.get(m.Post, new_ids[digest])
+                by_hash[digest] = owner  # type: ignore[assignment]
+            return owner
 
-            pending_digests: set[str] = set()
-            for key, item in unique.items():
-                digest = digests[key]
-                entry = entries.get(key)
-                current = entry_posts.get(entry.post_id) if entry is not None else None
-                owner = owner_of(digest)
-                outcome = decide(
-                    Known(
-                        entry_post_id=entry.post_id if entry else None,
-                        entry_post_hash=current.content_hash if current else None,
-                        hash_post_id=owner.id if owner else None,
-                    ),
-                    digest,
-                )
-                if outcome is Outcome.NEW and item.blocked is not None:
-                    result.blocked += 1
+        pending_digests: set[str] = set()
+        for key, item in unique.items():
+            digest = digests[key]
+            entry = entries.get(key)
+            current = entry_posts.get(entry.post_id) if entry is not None else None
+            owner = owner_of(digest)
+            outcome = decide(
+                Known(
+                    entry_post_id=entry.post_id if entry else None,
+                    entry_post_hash=current.content_hash if current else None,
+                    hash_post_id=owner.id if owner else None,
+                ),
+                digest,
+            )
+            if outcome is Outcome.NEW and item.blocked is not None:
+                result.blocked += 1
+            else:
+                result.count(outcome)
+            if outcome is Outcome.NEW:
+                pending.append((item, _new_values(item, digest, feed_id=feed_id)))
+                pending_digests.add(digest)
+                continue
+            if outcome is Outcome.UPDATED:
+                assert current is not None and entry is not None
+                was_blocked = current.blocked is not None
+                self._revise(session, current, item.post, digest, now, link=item.link)
+                by_hash[digest] = current
+                self._refresh_entry(entry, item, now)
+                entry.blocked = item.blocked  # new content: judged by today's rules
+                _refresh_blocked(session, current)
+                self._note_export(result, current, was_blocked, changed=True)
+            elif outcome is Outcome.DUPLICATE:
+                assert owner is not None
+                was_blocked = owner.blocked is not None
+                if entry is None:
+                    # Record the extra source of a story stored once.
+                    session.add(self._entry_row(feed_id, item, owner.id, now))
+                    # A story another feed blocked is exported if this one keeps it.
+                    _refresh_blocked(session, owner)
+                    self._note_export(result, owner, was_blocked, changed=False)
                 else:
-                    result.count(outcome)
-                if outcome is Outcome.NEW:
-                    pending.append((item, _new_values(item, digest, feed_id=feed_id)))
-                    pending_digests.add(digest)
-                    continue
-                if outcome is Outcome.UPDATED:
-                    assert current is not None and entry is not None
-                    was_blocked = current.blocked is not None
-                    self._revise(session, current, item.post, digest, now, link=item.link)
-                    by_hash[digest] = current
-                    self._refresh_entry(entry, item, now)
-                    entry.blocked = item.blocked  # new content: judged by today's rules
-                    _refresh_blocked(session, current)
-                    self._note_export(result, current, was_blocked, changed=True)
-                elif outcome is Outcome.DUPLICATE:
-                    assert owner is not None
-                    was_blocked = owner.blocked is not None
-                    if entry is None:
-                        # Record the extra source of a story stored once.
-                        session.add(self._entry_row(feed_id, item, owner.id, now))
-                        # A story another feed blocked is exported if this one keeps it.
-                        _refresh_blocked(session, owner)
-                        self._note_export(result, owner, was_blocked, changed=False)
-                    else:
-                        entry.last_seen_at = now
-                else:
-                    assert entry is not None
-                    new_raw, old_raw = item.raw or {}, entry.raw or {}
-                    if (
-                        key in rekeyed
-                        or old_raw.get("format") != new_raw.get("format")
-                        or ("page" in new_raw and "page" not in old_raw)
-                    ):
-                        # Keep the latest guid/link, raw in today's format, and
-                        # the article page once there is one (reprocess needs it).
-                        self._refresh_entry(entry, item, now)
                     entry.last_seen_at = now
-            flush_pending()
-            if feed_values:
-                session.execute(
-                    update(m.Feed).where(m.Feed.id == feed_id).values(**feed_values, updated_at=now)
-                )
+            else:
+                assert entry is not None
+                new_raw, old_raw = item.raw or {}, entry.raw or {}
+                if (
+                    key in rekeyed
+                    or old_raw.get("format") != new_raw.get("format")
+                    or ("page" in new_raw and "page" not in old_raw)
+                ):
+                    # Keep the latest guid/link, raw in today's format, and
+                    # the article page once there is one (reprocess needs it).
+                    self._refresh_entry(entry, item, now)
+                entry.last_seen_at = now
+        flush_pending()
+        if feed_values:
+            session.execute(
+                update(m.Feed).where(m.Feed.id == feed_id).values(**feed_values, updated_at=now)
+            )
         return result
 
     @staticmethod
