@@ -235,10 +235,12 @@ class Pipeline:
         # SQLite has one writer at a time; queueing here is cheaper than
         # making threads wait on the busy timeout.
         self._write_lock = asyncio.Lock() if store.engine.dialect.name == "sqlite" else None
-        # Parsing and storing are CPU- and writer-bound: feeds fetched faster
-        # than they can be stored would pile up as parsed entries and items
-        # (memory that grew with the number of feeds).  At most this many
-        # feeds are between parse and commit at once.
+        # Parsing and building are CPU-bound: at most this many feeds are
+        # handed to the workers at once (a queue of fetched bodies in front of
+        # them would only hold memory).  Feeds waiting for their commit do
+        # not hold a slot, so the workers parse the next feeds while the
+        # writer stores the last ones; the callers' own bound on feeds in
+        # flight (fetch_once, the daemon's slots) bounds those.
         self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
         self._feed_rows: _Batches[tuple[int, dict[str, Any]], None] = _Batches(self._update_feeds)
         self._ingests: _Batches[IngestJob, IngestResult] = _Batches(
@@ -343,8 +345,7 @@ class Pipeline:
             )
             await self._feed_rows.submit((feed_id, success))
             return
-        async with self._processing:
-            await self._process(spec, feed_id, report, state, result, now, interval, success)
+        await self._process(spec, feed_id, report, state, result, now, interval, success)
 
     async def _process(
         self,
@@ -360,15 +361,16 @@ class Pipeline:
         """Parse, build and store a fetched (2xx) feed."""
         if not spec.full_text:
             try:
-                parsed, items, replaced = await self._call(
-                    parse_and_build,
-                    result.content,
-                    result.final_url,
-                    result.content_type,
-                    result.charset,
-                    spec,
-                    now,
-                )
+                async with self._processing:
+                    parsed, items, replaced = await self._call(
+                        parse_and_build,
+                        result.content,
+                        result.final_url,
+                        result.content_type,
+                        result.charset,
+                        spec,
+                        now,
+                    )
             except FeedParseError as exc:
                 await self._not_a_feed(feed_id, state, report, spec, result, exc)
                 return
@@ -378,7 +380,8 @@ class Pipeline:
             await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
             return
         try:
-            parsed: ParsedFeed = await self._in_worker(parse_fetched, result)
+            async with self._processing:
+                parsed: ParsedFeed = await self._in_worker(parse_fetched, result)
         except FeedParseError as exc:
             await self._not_a_feed(feed_id, state, report, spec, result, exc)
             return
@@ -388,15 +391,16 @@ class Pipeline:
             if spec.full_text
             else (None, None)
         )
-        items = await self._in_worker(
-            build_items,
-            parsed,
-            spec,
-            now=now,
-            bodies=bodies,
-            pages=pages,
-            on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
-        )
+        async with self._processing:
+            items = await self._in_worker(
+                build_items,
+                parsed,
+                spec,
+                now=now,
+                bodies=bodies,
+                pages=pages,
+                on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
+            )
         await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
 
     async def _not_a_feed(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -86,14 +87,68 @@ def test_item_carries_its_hash_and_link_key_from_where_it_was_built() -> None:
 
 
 def test_migrations_build_exactly_the_models(database_url: str) -> None:
-    store = Store.open(database_url)
-    with store.engine.connect() as conn:
+    # Naming the revision (not "head") makes it replay the migrations; a new
+    # database opened normally is built from the models (see the next test).
+    from aggregator.store.engine import SCHEMA_REVISION
+
+    engine = make_engine(database_url)
+    upgrade(engine, SCHEMA_REVISION)
+    with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
     assert diff == []
-    assert current_revision(store.engine) is not None
-    assert {"feeds", "posts", "entries", "post_revisions"} <= set(
-        inspect(store.engine).get_table_names()
-    )
+    assert current_revision(engine) == SCHEMA_REVISION
+    assert {"feeds", "posts", "entries", "post_revisions"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def _schema(engine: Any) -> dict[str, Any]:
+    """Everything about the tables a migration could get wrong, column order aside."""
+    found = inspect(engine)
+    tables: dict[str, Any] = {}
+    for table in found.get_table_names():
+        if table == "alembic_version":
+            continue
+        tables[table] = {
+            "columns": sorted(
+                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in found.get_columns(table)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in found.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)
+            ),
+            "foreign_keys": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"], str(f.get("options")))
+                for f in found.get_foreign_keys(table)
+            ),
+            "primary_key": found.get_pk_constraint(table)["constrained_columns"],
+            "checks": sorted(str(c["sqltext"]) for c in found.get_check_constraints(table)),
+        }
+    return tables
+
+
+def test_a_new_database_is_built_as_the_migrations_would(database_url: str) -> None:
+    """A new database gets the models' schema in one go and Alembic's version
+    row ("create_all, then stamp"); it must equal what replaying every
+    migration builds, and later migrations must start from there."""
+    from aggregator.store.engine import SCHEMA_REVISION
+
+    engine = make_engine(database_url)
+    upgrade(engine, SCHEMA_REVISION)  # the long way
+    migrated = _schema(engine)
+    m.Base.metadata.drop_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    assert inspect(engine).get_table_names() == []
+    upgrade(engine)  # "head" on an empty database: the short way
+    assert _schema(engine) == migrated
+    assert current_revision(engine) == SCHEMA_REVISION
+    upgrade(engine, SCHEMA_REVISION)  # Alembic agrees there is nothing to do
+    assert current_revision(engine) == SCHEMA_REVISION
+    engine.dispose()
 
 
 def test_schema_revision_is_the_newest_migration() -> None:

@@ -18,7 +18,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -152,8 +152,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     scripts (a tenth of a second and ~12 MB of memory for every
     ``aggregator fetch``).
     """
-    if revision == "head" and _stored_revision(engine) == SCHEMA_REVISION:
-        return
+    if revision == "head":
+        stored = _stored_revision(engine)
+        if stored == SCHEMA_REVISION or (stored is None and _create_fresh(engine)):
+            return
     from alembic import command
 
     with engine.begin() as connection:
@@ -162,6 +164,41 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
         command.upgrade(alembic_config(connection), revision)
+
+
+def _create_fresh(engine: Engine) -> bool:
+    """Create the whole schema in an empty database at once; False if it is not empty.
+
+    Alembic's own advice for a new database ("create_all, then stamp"):
+    the models are the schema the migrations build (tests compare the two
+    on both backends), so an empty database needs no replay of history,
+    and the first start of a daemon does not carry Alembic in memory for
+    the rest of its life.  The version row is what ``alembic stamp`` writes.
+    """
+    from aggregator.store import models as m
+
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+                )
+            if inspect(connection).get_table_names():
+                return False  # someone else's tables, or a half-made schema: Alembic decides
+            m.Base.metadata.create_all(connection)
+            version = Table(
+                "alembic_version",
+                MetaData(),
+                Column("version_num", String(32), primary_key=True),
+            )
+            version.create(connection)
+            connection.execute(version.insert().values(version_num=SCHEMA_REVISION))
+    except SQLAlchemyError:
+        # Typically a second process creating the same new SQLite file at the
+        # same moment; Alembic's path sorts out what is there now.
+        log.debug("creating a fresh schema failed; handing over to Alembic", exc_info=True)
+        return False
+    return True
 
 
 def _stored_revision(engine: Engine) -> str | None:
