@@ -574,6 +574,7 @@ def print_report(
             ("cold ms per feed", cold_ms_per_feed, "{:,.2f}"),
             ("warm ms per feed", warm_ms_per_feed, "{:,.2f}"),
             ("peak RSS after cold pass, MB", rss_mb, "{:,.0f}"),
+            ("peak memory, all processes (PSS), MB", tree_mb, "{:,.0f}"),
         )
         for label, f, fmt in growth_rows:
             table.add_section()

@@ -6,7 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from feedbuild import EtagFeed, feeds_yaml, outlet_feeds, seed_paths, seed_posts
+from feedbuild import (
+    EtagFeed,
+    feeds_yaml,
+    outlet_feeds,
+    rss_document,
+    seed_item,
+    seed_paths,
+    seed_posts,
+)
 from localserver import LocalServer
 from support_proc import aggregator
 
@@ -132,3 +140,32 @@ def test_json_logs_carry_one_line_per_poll(tmp_path: Path, seed_farm: Path) -> N
     assert {p["status"] for p in polls} == {200}
     assert sum(p["new"] for p in polls) == 5
     assert all({"feed", "duplicate", "bytes", "ms", "level", "time"} <= p.keys() for p in polls)
+
+
+def test_worker_processes_change_nothing_but_speed(
+    local_server: LocalServer, tmp_path: Path
+) -> None:
+    """40 feeds (enough for the parse workers) carrying the five seed stories
+    eight times over: with workers and without (--workers 0) the same five
+    posts come out, byte for byte, and the same 35 duplicates are found."""
+    posts = seed_posts()
+    urls = {}
+    for n in range(40):
+        post = posts[n % len(posts)]
+        item = seed_item(post, link=f"https://news.example.com/{n}", guid=f"story-{n}")
+        local_server.route(f"/f{n}.xml", EtagFeed(rss_document(item)))
+        urls[(post.group, f"Outlet {n}", post.section)] = local_server.url(f"/f{n}.xml")
+    config = tmp_path / "feeds.yaml"
+    config.write_text(feeds_yaml(urls), encoding="utf-8")
+    exported = {}
+    for workers in ("0", "2"):
+        db = f"sqlite:///{tmp_path / f'w{workers}.db'}"
+        out = tmp_path / f"posts-{workers}"
+        run = aggregator(
+            "fetch", "--config", str(config), "--workers", workers, "--export", str(out),
+            db=db, cwd=tmp_path,
+        )  # fmt: skip
+        assert run.stdout.endswith("5 new, 35 duplicate, 0 updated, 0 failed (40 feeds)\n")
+        exported[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(exported["0"]) == 5
+    assert exported["0"] == exported["2"]
