@@ -110,18 +110,23 @@ async def _fetch_all(
 ) -> list[FeedReport]:
     async with fetcher or Fetcher(FetchLimits(host_policies=config.hosts)) as client:
         pipeline = Pipeline(store, client, export_dir=export_dir, executor=executor)
-        # A fetched body waits in memory until it is parsed and stored, so
-        # only a bounded number of feeds are started at once (enough to keep
-        # every connection busy): memory stays flat however many feeds.
         # Every feed's row in one query rather than one query per feed.
         states = await asyncio.to_thread(store.feed_states, [ids[s.url] for s in specs])
-        in_flight = asyncio.Semaphore(2 * client.limits.max_connections)
+        # A fetched body waits in memory until it is parsed and stored, so a
+        # fixed number of feeds are in progress at once (enough to keep every
+        # connection busy), each runner taking the next feed when it is done
+        # with one: not a task per feed, so memory stays flat however many.
+        reports: list[FeedReport | None] = [None] * len(specs)
+        todo = iter(enumerate(specs))
 
-        async def one(spec: FeedSpec) -> FeedReport:
-            async with in_flight:
-                return await pipeline.run_feed(spec, ids[spec.url], states.get(ids[spec.url]))
+        async def runner() -> None:
+            for index, spec in todo:  # shared: each feed goes to exactly one runner
+                feed_id = ids[spec.url]
+                reports[index] = await pipeline.run_feed(spec, feed_id, states.pop(feed_id, None))
 
-        return list(await asyncio.gather(*(one(s) for s in specs)))
+        runners = min(len(specs), 2 * client.limits.max_connections)
+        await asyncio.gather(*(runner() for _ in range(runners)))
+        return [report for report in reports if report is not None]
 
 
 def _when(moment: datetime | None, now: datetime) -> str:

@@ -140,7 +140,9 @@ def feeds_yaml(feeds: Sequence[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> dict[str, Any]:
+def child_ours(
+    base: str, feeds: list[dict[str, str]], items: int, db: Path, workers: int | None = None
+) -> dict[str, Any]:
     import asyncio
 
     from aggregator.feeds import loads_config
@@ -159,7 +161,7 @@ def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> 
     def one_pass() -> list[Any]:
         async def go() -> list[Any]:
             # fetch_once closes the fetcher it is given, so each pass gets its own.
-            return await fetch_once(store, config, specs, fetcher=Fetcher(limits))
+            return await fetch_once(store, config, specs, fetcher=Fetcher(limits), workers=workers)
 
         return asyncio.run(go())
 
@@ -206,7 +208,7 @@ def child_ours(base: str, feeds: list[dict[str, str]], items: int, db: Path) -> 
             farm_warm,
         ),
         "limits": {"max_per_host": OUR_MAX_PER_HOST, "max_connections": OUR_MAX_CONNECTIONS},
-        "parse_workers": parse_workers(n),
+        "parse_workers": parse_workers(n, workers),
     }
 
 
@@ -300,7 +302,8 @@ def child_main(args: argparse.Namespace) -> int:
     if Path(args.db).exists():
         raise SystemExit(f"{args.db} exists: every measured run starts from a fresh database")
     try:
-        result = run(manifest["base"], feeds, manifest["items"], Path(args.db))
+        extra = {"workers": args.workers} if args.child == "ours" else {}
+        result = run(manifest["base"], feeds, manifest["items"], Path(args.db), **extra)
     except BenchFailure as exc:
         print(f"BENCHMARK FAILED ({args.child}, {args.feeds} feeds): {exc}", file=sys.stderr)
         return 1
@@ -397,10 +400,14 @@ class TreeMemory:
         self.max_processes = max(self.max_processes, alive)
 
 
-def run_child(side: str, feeds: int, farm: Farm, workdir: Path, tag: str) -> dict[str, Any]:
+def run_child(
+    side: str, feeds: int, farm: Farm, workdir: Path, tag: str, workers: int | None = None
+) -> dict[str, Any]:
     db = workdir / f"{tag}-{side}-{feeds}.db"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", side]
     command += ["--feeds", str(feeds), "--manifest", str(farm.manifest), "--db", str(db)]
+    if workers is not None and side == "ours":
+        command += ["--workers", str(workers)]
     started = time.perf_counter()
     out_path, err_path = workdir / f"{tag}-{side}.out", workdir / f"{tag}-{side}.err"
     with out_path.open("w") as out, err_path.open("w") as err:
@@ -549,7 +556,8 @@ def print_report(
         f"farm: {args.feeds} feeds x {args.items} items on one 127.0.0.1 host, "
         f"{farm_info['item_bytes']:,} bytes of RSS per item, "
         f"{'gzip' if farm_info['gzip_bytes'] else 'identity'} on the wire; "
-        f"ours: max_per_host={OUR_MAX_PER_HOST}, max_connections={OUR_MAX_CONNECTIONS}; "
+        f"ours: max_per_host={OUR_MAX_PER_HOST}, max_connections={OUR_MAX_CONNECTIONS}, "
+        f"parse workers={'auto' if args.workers is None else args.workers}; "
         f"reader: update_feeds(workers={READER_WORKERS}, scheduled=False)"
     )
     n_runs = max(len(runs["ours"]), len(runs["reader"]))
@@ -661,6 +669,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--growth-reader", action="store_true", help="run reader at the growth size too (slow)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="our parse worker processes (default: as `aggregator fetch` decides; 0: none)",
+    )
     parser.add_argument("--only", choices=("ours", "reader", "both"), default="both")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="write every number here")
     parser.add_argument("--no-gzip", action="store_true", help="the farm serves identity only")
@@ -712,14 +726,14 @@ def main(argv: list[str] | None = None) -> int:
         # Interleaved: ours, reader, ours, reader, ... so drift hits both.
         for i in range(args.runs):
             for side in sides:
-                r = run_child(side, args.feeds, farm, workdir, f"run{i}")
+                r = run_child(side, args.feeds, farm, workdir, f"run{i}", args.workers)
                 runs[side].append(r)
                 log(f"run {i + 1}/{args.runs} {side:6} N={args.feeds}: {describe(r)}")
         if args.growth:
             growth_sides = sides if args.growth_reader else [s for s in sides if s == "ours"]
             for i in range(args.growth_runs):
                 for side in growth_sides:
-                    r = run_child(side, args.growth, farm, workdir, f"growth{i}")
+                    r = run_child(side, args.growth, farm, workdir, f"growth{i}", args.workers)
                     growth[side].append(r)
                     log(
                         f"growth {i + 1}/{args.growth_runs} {side:6} N={args.growth}: {describe(r)}"
