@@ -766,30 +766,25 @@ def _rss(root: etree._Element) -> Shaped:
     children = _children(root)
     if len(children) != 1 or children[0][0] != "channel":
         raise _Decline
-    channel = children[0][1]
-    if _attributes(channel):
-        raise _Decline
-    feed = _Context(atom=False, entry=False)
-    entries: list[dict[str, Any]] = []
-    for name, element in _children(channel):
-        if name == "item":
-            entries.append(_entry(element, atom=False))
-        else:
-            feed.child(name, element)
-    return Shaped("rss20", feed.data, entries)
+    return _shaped("rss20", children[0][1], "item", atom=False)
 
 
 def _atom(root: etree._Element) -> Shaped:
-    if _attributes(root):
+    return _shaped("atom10", root, "entry", atom=True)
+
+
+def _shaped(version: str, container: etree._Element, item: str, *, atom: bool) -> Shaped:
+    """The feed's own elements and its entries, from the element that holds both."""
+    if _attributes(container):
         raise _Decline
-    feed = _Context(atom=True, entry=False)
+    feed = _Context(atom=atom, entry=False)
     entries: list[dict[str, Any]] = []
-    for name, element in _children(root):
-        if name == "entry":
-            entries.append(_entry(element, atom=True))
+    for name, element in _children(container):
+        if name == item:
+            entries.append(_entry(element, atom=atom))
         else:
             feed.child(name, element)
-    return Shaped("atom10", feed.data, entries)
+    return Shaped(version, feed.data, entries)
 
 
 def _entry(element: etree._Element, *, atom: bool) -> dict[str, Any]:
