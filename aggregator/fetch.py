@@ -1,4 +1,4 @@
-"""Polite, bounded HTTP fetching of feeds: the only module that talks to the network.
+"""Polite, bounded HTTP fetching of feeds: the one door to the network.
 
 Everything a hostile or broken server could do to a long-running daemon is
 bounded here, so callers never need their own guards:
@@ -9,7 +9,7 @@ bounded here, so callers never need their own guards:
 * memory: bodies are read raw and decompressed here, by decoders that are
   never asked for more than one step past ``max_body_bytes``, so a
   compression bomb costs at most the limit plus a chunk;
-* politeness: one pooled client, a global concurrency cap, and per host a
+* politeness: one connection pool, a global concurrency cap, and per host a
   concurrency cap and a minimum spacing between request starts
   (:class:`HostPolicy`: generous for local hosts such as an RSSHub on
   127.0.0.1, conservative for public ones), an honest User-Agent,
@@ -19,6 +19,11 @@ bounded here, so callers never need their own guards:
 * untrusted URLs (links inside feeds): with ``guard=`` a fetch only reaches
   public addresses, checked after DNS on every hop and pinned at connect time
   (see :mod:`aggregator.netguard`).
+
+Requests are httpx ``Request``/``Response`` objects handed straight to a
+transport: aiohttp's wire for feed URLs (:mod:`aggregator.transport`, a
+fraction of httpcore's cost per request), httpcore pinned by the guard for
+untrusted links, or whatever a test injects.
 
 Every failure is a ``FetchError`` subclass whose ``reason`` says what to do
 next (wait, fix the URL, raise a limit) and never quotes a body.
