@@ -6,7 +6,7 @@ import dataclasses
 import pickle
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +358,121 @@ def test_a_conflict_in_a_batch_stores_every_feed_on_its_own(
     with store.engine.connect() as conn:  # nothing from the failed batch was left behind
         assert conn.execute(select(func.count()).select_from(m.Post)).scalar() == 3
         assert conn.execute(select(func.count()).select_from(m.Entry)).scalar() == 4
+
+
+# --- the bulk INSERTs of new posts and entries ---------------------------------------
+
+
+def _varied_items() -> list[IngestItem]:
+    """New items with every kind of value a post and an entry column can hold,
+    more of them than one multi-row INSERT of posts takes on SQLite (52)."""
+    shanghai = timezone(timedelta(hours=8))
+    items = []
+    for i in range(70):
+        post = _post(
+            title=f"标题 {i}",
+            body=f"<p>正文 {i}</p>",
+            date=None if i % 7 == 3 else datetime(2022, 3, 1, 8, 20, i % 60, i, tzinfo=shanghai),
+            updated=datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC) if i % 5 == 1 else None,
+            comments=i % 2 == 0,
+            headimg="" if i % 3 else f"https://img.example.org/{i}.jpg",
+        )
+        items.append(
+            IngestItem(
+                key=entry_key(f"g{i}", f"https://example.org/{i}", post.title, post.date),
+                post=post,
+                guid=None if i % 4 == 2 else f"g{i}",
+                link=None if i % 6 == 5 else f"https://example.org/{i}?utm_source=x",
+                author=None if i % 2 else "作者",
+                raw=None if i % 9 == 4 else {"title": post.title, "n": i, "页": ["ü", None]},
+                blocked="rule: ads" if i % 8 == 7 else None,
+            )
+        )
+    # The same story twice: the second is a duplicate of a post still pending.
+    items.append(dataclasses.replace(items[0], key="again", guid="again"))
+    return items
+
+
+def _stored_rows(store: Store) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every column of posts and entries as the database holds it (JSON as its
+    text, SQLite datetimes as their strings); ids as the content they point at."""
+    post_columns = [f"p.{c.name}" for c in m.Post.__table__.c if c.name != "id"]
+    entry_columns = [
+        "p.content_hash"
+        if c.name == "post_id"
+        else "CAST(e.raw AS TEXT)"
+        if c.name == "raw"
+        else f"e.{c.name}"
+        for c in m.Entry.__table__.c
+        if c.name != "id"
+    ]
+    with store.engine.connect() as conn:
+        posts = conn.exec_driver_sql(
+            f"SELECT {', '.join(post_columns)} FROM posts p ORDER BY p.content_hash"
+        ).all()
+        entries = conn.exec_driver_sql(
+            f"SELECT {', '.join(entry_columns)}"
+            " FROM entries e JOIN posts p ON p.id = e.post_id ORDER BY e.key"
+        ).all()
+    return [tuple(r) for r in posts], [tuple(r) for r in entries]
+
+
+def test_bulk_inserts_name_every_column_but_the_id() -> None:
+    from aggregator.store.bulk import ENTRY_COLUMNS, POST_COLUMNS
+    from aggregator.store.store import _new_values
+
+    item = _item(_post())
+    assert list(_new_values(item, item.digest, feed_id=1)) == list(POST_COLUMNS)
+    assert list(Store._entry_values(1, item, 1, NOW)) == list(ENTRY_COLUMNS)
+    assert set(POST_COLUMNS) == set(m.Post.__table__.c.keys()) - {"id"}
+    assert set(ENTRY_COLUMNS) == set(m.Entry.__table__.c.keys()) - {"id"}
+
+
+def test_bulk_inserts_write_exactly_the_rows_core_writes(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same items through SQLAlchemy Core and through store.bulk, one after
+    the other in the same database: every stored column is the same."""
+    stamp = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    monkeypatch.setattr(m, "utcnow", lambda: stamp)
+    engine = make_engine(database_url)
+    upgrade(engine)
+    feed = _feed(Store(engine), "https://example.org/bulk")
+    rows = []
+    results = []
+    for bulk in (False, True):
+        store = Store(engine, bulk_rows=bulk)
+        result = store.ingest(feed, _varied_items(), now=NOW, feed_values={"etag": "E"})
+        results.append(
+            (result.new, result.duplicate, result.blocked, [p.slug for p in result.changed_posts])
+        )
+        rows.append(_stored_rows(store))
+        with engine.begin() as conn:  # start again, with the same feed
+            conn.execute(m.Entry.__table__.delete())
+            conn.execute(m.Post.__table__.delete())
+    engine.dispose()
+    assert results[0] == results[1]
+    assert results[0][:3] == (62, 1, 8)
+    assert rows[0] == rows[1]
+    assert len(rows[0][0]) == 70 and len(rows[0][1]) == 71
+
+
+def test_bulk_datetimes_are_stored_as_sqlalchemy_stores_them_in_sqlite() -> None:
+    """Rows written before (through UTCDateTime) and after sort and compare alike."""
+    from sqlalchemy.dialects import sqlite
+
+    from aggregator.store.bulk import sqlite_utc
+
+    dialect = sqlite.dialect()
+    process = m.UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    assert process is not None
+    for value in (
+        None,
+        datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+        datetime(2024, 5, 1, 12, 0, 0, 7, tzinfo=UTC),
+        datetime(2024, 1, 1, 3, 0, 0, 999999, tzinfo=timezone(timedelta(hours=8))),
+        datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+    ):
+        assert sqlite_utc(value) == process(value)
+    with pytest.raises(ValueError, match="naive"):
+        sqlite_utc(datetime(2024, 5, 1))

@@ -33,6 +33,7 @@ from aggregator.dedup import (
 from aggregator.items import IngestItem
 from aggregator.schedule import startup_delay
 from aggregator.store import models as m
+from aggregator.store.bulk import NewRows
 from aggregator.store.engine import make_engine, upgrade
 
 if TYPE_CHECKING:
@@ -323,9 +324,18 @@ class ReprocessResult:
 class Store:
     """The database behind one URL.  Thread-safe; one instance per process."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, bulk_rows: bool = True) -> None:
+        """``bulk_rows=False`` writes new posts and entries through SQLAlchemy
+        Core instead of :mod:`aggregator.store.bulk` (the tests compare the two).
+
+        The bulk path needs INSERT ... RETURNING (SQLite 3.35 or later); on an
+        older SQLite library, Core's own fallback is used instead.
+        """
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
+        self._new_rows = (
+            NewRows(engine.dialect) if bulk_rows and engine.dialect.insert_returning else None
+        )
 
     @classmethod
     def open(cls, url: str, *, migrate: bool = True) -> Store:
@@ -587,13 +597,21 @@ class Store:
                 return
             session.flush()
             connection = session.connection()
-            returned = connection.execute(
-                insert(m.Post.__table__).returning(
-                    m.Post.__table__.c.id, m.Post.__table__.c.content_hash
-                ),
-                [values for _, values in pending],
-            )
-            new_ids.update((digest, post_id) for post_id, digest in returned)
+            if self._new_rows is not None:
+                new_ids.update(
+                    (digest, post_id)
+                    for post_id, digest in self._new_rows.insert_posts(
+                        connection, [values for _, values in pending]
+                    )
+                )
+            else:
+                returned = connection.execute(
+                    insert(m.Post.__table__).returning(
+                        m.Post.__table__.c.id, m.Post.__table__.c.content_hash
+                    ),
+                    [values for _, values in pending],
+                )
+                new_ids.update((digest, post_id) for post_id, digest in returned)
             entry_rows = []
             for new_item, values in pending:
                 post_id = new_ids[values["content_hash"]]
@@ -608,7 +626,10 @@ class Store:
                             updated_at=values["updated_at"],
                         )
                     )
-            connection.execute(insert(m.Entry.__table__), entry_rows)
+            if self._new_rows is not None:
+                self._new_rows.insert_entries(connection, entry_rows)
+            else:
+                connection.execute(insert(m.Entry.__table__), entry_rows)
             pending.clear()
 
         def owner_of(digest: str) -> m.Post | None:
@@ -676,8 +697,12 @@ class Store:
                 entry.last_seen_at = now
         flush_pending()
         if feed_values:
-            session.execute(
-                update(m.Feed).where(m.Feed.id == feed_id).values(**feed_values, updated_at=now)
+            # Core, not an ORM-enabled UPDATE: no Feed is loaded in this
+            # session to synchronise, and the ORM's bulk-update setup costs
+            # as much as the statement (attribute and column names are the same).
+            feeds = m.Feed.__table__
+            session.connection().execute(
+                update(feeds).where(feeds.c.id == feed_id).values(**feed_values, updated_at=now)
             )
         return result
 
