@@ -93,30 +93,54 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int, keepalive_expiry: float = 5.0) -> None:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
-        self._session: aiohttp.ClientSession | None = None
+        self._connector: aiohttp.TCPConnector | None = None
+        # Two sessions over one connection pool: aiohttp runs its tracing
+        # machinery (an object and a signal per step of every request) for
+        # every request of a session that has any trace config, and only
+        # requests to spaced hosts need the "headers sent" event.  Polls of
+        # a local RSSHub, say, go through the plain one.
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
 
-    def _session_now(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            tracing = aiohttp.TraceConfig()
-            tracing.on_request_headers_sent.append(_on_headers_sent)
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._max_connections,
-                    limit_per_host=0,
-                    keepalive_timeout=self._keepalive_expiry,
-                ),
-                trace_configs=[tracing],
-                # Proxies from the environment are honoured, as httpx does; but
-                # aiohttp then looks them (and ~/.netrc) up in a thread on every
-                # request, which costs more than the request itself on a LAN, so
-                # only when there is a proxy to find.
-                trust_env=bool(urllib.request.getproxies()),
-                auto_decompress=False,
-                max_line_size=MAX_HEADER_LINE,
-                max_field_size=MAX_HEADER_LINE,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+    def _session_now(self, *, traced: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(traced)
+        if session is not None:
+            return session
+        if self._connector is None:
+            self._connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                limit_per_host=0,
+                keepalive_timeout=self._keepalive_expiry,
             )
-        return self._session
+        tracing = []
+        if traced:
+            config = aiohttp.TraceConfig()
+            config.on_request_headers_sent.append(_on_headers_sent)
+            tracing.append(config)
+        session = self._sessions[traced] = aiohttp.ClientSession(
+            connector=self._connector,
+            connector_owner=False,
+            trace_configs=tracing,
+            # Proxies from the environment are honoured, as httpx does; but
+            # aiohttp then looks them (and ~/.netrc) up in a thread on every
+            # request, which costs more than the request itself on a LAN, so
+            # only when there is a proxy to find.
+            trust_env=bool(urllib.request.getproxies()),
+            auto_decompress=False,
+            max_line_size=MAX_HEADER_LINE,
+            max_field_size=MAX_HEADER_LINE,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+        )
+        return session
+
+    def _timeout(self, timeout: dict[str, float | None]) -> aiohttp.ClientTimeout:
+        key = (timeout.get("pool"), timeout.get("connect"), timeout.get("read"))
+        found = self._timeouts.get(key)
+        if found is None:
+            found = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, connect=key[0], sock_connect=key[1], sock_read=key[2]
+            )
+        return found
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
@@ -126,19 +150,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if url.userinfo:  # httpx already turned it into an Authorization header
             url = url.copy_with(userinfo=b"")
         with _mapped_errors():
-            response = await self._session_now().request(
+            response = await self._session_now(traced=trace is not None).request(
                 request.method,
                 # Already percent-encoded by httpx: yarl must not re-quote it.
                 yarl.URL(str(url), encoded=True),
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(
-                    total=None,
-                    connect=timeout.get("pool"),
-                    sock_connect=timeout.get("connect"),
-                    sock_read=timeout.get("read"),
-                ),
+                timeout=self._timeout(timeout),
                 trace_request_ctx={"trace": trace} if trace is not None else None,
             )
         return httpx.Response(
@@ -155,9 +174,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+        if self._connector is not None:
+            await self._connector.close()
+            self._connector = None
 
 
 @contextlib.contextmanager

@@ -193,3 +193,25 @@ async def test_a_cookie_check_redirect_is_passed(local_server: LocalServer) -> N
     assert len(local_server.requests) == 2
     assert "Cookie" not in local_server.requests[0].headers
     assert local_server.requests[1].headers["Cookie"] == "seen=1"
+
+
+async def test_traced_and_plain_requests_share_one_pool(local_server: LocalServer) -> None:
+    """Only requests that need the send-time event pay for aiohttp's tracing,
+    and both kinds reuse the same connections."""
+    local_server.route("/feed", body=b"<rss/>")
+    events: list[str] = []
+
+    async def trace(event: str, info: dict[str, object]) -> None:
+        events.append(event)
+
+    transport = AiohttpTransport(max_connections=1)
+    try:
+        for extensions in ({}, {"trace": trace}, {}):
+            request = httpx.Request("GET", local_server.url("/feed"), extensions=extensions)
+            response = await transport.handle_async_request(request)
+            assert b"".join([chunk async for chunk in response.aiter_raw()]) == b"<rss/>"
+            await response.aclose()
+    finally:
+        await transport.aclose()
+    assert events == ["http11.send_request_headers.started"]  # the traced one only
+    assert len({r.peer for r in local_server.requests}) == 1  # one connection for all three
