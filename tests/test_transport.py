@@ -114,25 +114,6 @@ async def test_encoded_query_is_sent_as_given(local_server: LocalServer) -> None
     assert seen == ["/feed.xml?q=%E4%B8%AD&x=a%2Fb"]
 
 
-async def test_trace_hears_when_headers_go_out(local_server: LocalServer) -> None:
-    local_server.route("/feed", body=b"<rss/>")
-    events: list[str] = []
-
-    async def trace(event: str, info: dict[str, object]) -> None:
-        events.append(event)
-
-    transport = AiohttpTransport(max_connections=2)
-    try:
-        request = httpx.Request("GET", local_server.url("/feed"), extensions={"trace": trace})
-        response = await transport.handle_async_request(request)
-        body = b"".join([chunk async for chunk in response.aiter_raw()])
-        await response.aclose()
-    finally:
-        await transport.aclose()
-    assert body == b"<rss/>"
-    assert events == ["http11.send_request_headers.started"]
-
-
 async def test_bodies_arrive_still_encoded(local_server: LocalServer) -> None:
     """The fetcher decodes (with its size cap); the transport must not."""
     import gzip
@@ -195,9 +176,12 @@ async def test_a_cookie_check_redirect_is_passed(local_server: LocalServer) -> N
     assert local_server.requests[1].headers["Cookie"] == "seen=1"
 
 
-async def test_traced_and_plain_requests_share_one_pool(local_server: LocalServer) -> None:
-    """Only requests that need the send-time event pay for aiohttp's tracing,
-    and both kinds reuse the same connections."""
+async def test_trace_hears_when_headers_go_out_and_shares_the_pool(
+    local_server: LocalServer,
+) -> None:
+    """The traced request hears "headers sent" (per-host spacing books its next
+    start by it); only such requests pay for aiohttp's tracing, and traced
+    and plain requests reuse the same connections."""
     local_server.route("/feed", body=b"<rss/>")
     events: list[str] = []
 
