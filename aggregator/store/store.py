@@ -137,12 +137,6 @@ class IngestJob:
     feed_values: Mapping[str, Any] = field(default_factory=dict)
     identity: Identity = "guid"
 
-    def args(self) -> tuple[int, Sequence[IngestItem]]:
-        return self.feed_id, self.items
-
-    def kwargs(self) -> dict[str, Any]:
-        return {"now": self.now, "feed_values": self.feed_values, "identity": self.identity}
-
 
 @dataclass(slots=True)
 class IngestResult:
@@ -459,7 +453,7 @@ class Store:
         :meth:`ingest`'s retries.
         """
         if len(jobs) == 1:
-            return [self.ingest(*jobs[0].args(), **jobs[0].kwargs())]
+            return [self._ingest_job(jobs[0])]
         try:
             with self._session.begin() as session:
                 return [
@@ -470,7 +464,12 @@ class Store:
                 ]
         except IntegrityError:
             log.debug("conflict in a batch of %d feeds, storing them one by one", len(jobs))
-            return [self.ingest(*job.args(), **job.kwargs()) for job in jobs]
+            return [self._ingest_job(job) for job in jobs]
+
+    def _ingest_job(self, job: IngestJob) -> IngestResult:
+        return self.ingest(
+            job.feed_id, job.items, now=job.now, feed_values=job.feed_values, identity=job.identity
+        )
 
     @staticmethod
     def _match_unknown(
