@@ -27,6 +27,7 @@ change to a reloading scheduler.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 import math
@@ -65,6 +66,7 @@ __all__ = [
     "ConfigIssue",
     "FeedSpec",
     "FullText",
+    "feed_settings",
     "format_duration",
     "join_rsshub",
     "load_config",
@@ -302,6 +304,60 @@ def _timedelta(text: object, **parts: float) -> timedelta:
         return timedelta(**parts)
     except OverflowError:
         raise ValueError(f"bad duration {text!r}: too long ({_DURATION_HELP})") from None
+
+
+#: FeedSpec fields that are not settings: where the feed is and what it is
+#: called (written as url/rsshub, outlet, section, group) and bookkeeping.
+_NOT_SETTINGS: Final = frozenset({"url", "outlet", "section", "group", "rsshub_route", "line"})
+
+
+def _setting_value(name: str, value: Any) -> Any:
+    """A FeedSpec field's value as it is written in feeds.yaml (the loader's inverse)."""
+    if name == "date_offset":
+        sign = "-" if value < timedelta(0) else ""
+        return f"{sign}{format_duration(abs(value))}" if value else "0"
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, FullText):
+        return {"selector": value.selector, "remove": list(value.remove)}
+    if isinstance(value, Filters):
+        return {
+            "keep": [dict(rule.patterns) for rule in value.keep],
+            "block": [dict(rule.patterns) for rule in value.block],
+        }
+    if name == "image_referers":
+        return dict(value)
+    return value
+
+
+def feed_settings(feed: FeedSpec, *, always: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``feed``'s settings as feeds.yaml keys, those that differ from the built-in defaults.
+
+    The inverse of the loader for everything but the feed's address and
+    names, so a feed list can leave this file (OPML) and come back with every
+    setting.  Driven by FeedSpec's own fields and defaults: a new setting is
+    carried without touching this function, unless its type needs a new
+    spelling in ``_setting_value`` (a test fails until it has one).
+    """
+    out: dict[str, Any] = {}
+    for spec_field in dataclasses.fields(FeedSpec):
+        name = spec_field.name
+        if name in _NOT_SETTINGS:
+            continue
+        value = getattr(feed, name)
+        if spec_field.default is not dataclasses.MISSING:
+            default = spec_field.default
+        else:
+            assert spec_field.default_factory is not dataclasses.MISSING
+            default = spec_field.default_factory()
+        if value == default and name not in always:
+            continue
+        written = _setting_value(name, value)
+        if isinstance(value, Filters):
+            out.update({k: v for k, v in written.items() if v})
+        else:
+            out[name] = written
+    return out
 
 
 def format_duration(duration: timedelta) -> str:

@@ -32,13 +32,13 @@ and building an entry that only spells out what ``defaults`` does not give.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -49,10 +49,10 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from aggregator.feeds import (
-    DEFAULT_INTERVAL,
     Config,
     ConfigError,
     FeedSpec,
+    feed_settings,
     join_rsshub,
     load_config,
     loads_config,
@@ -186,9 +186,9 @@ def build_entry(
 ) -> dict[str, Any]:
     """A ``feeds`` entry that spells out only what ``defaults`` does not already give.
 
-    ``settings`` are further feed keys carried over (from an OPML export):
-    ``rsshub`` (the route), ``interval`` (text like ``30m``), ``enabled``,
-    ``full_text`` and ``placeholder_image``.  The feed is written as an
+    ``settings`` are further feed keys carried over (from an OPML export),
+    in feeds.yaml spelling (``rsshub`` is the route); each is written only
+    where ``defaults`` would not give the same value.  The feed is written as an
     ``rsshub:`` route when it lives on the file's ``rsshub_base`` -- or on
     another server whose base can be read off the URL, written next to it --
     and as ``url:`` otherwise.  The result loads to a :class:`FeedSpec` with
@@ -211,25 +211,49 @@ def build_entry(
         entry["section"] = section
     if defaults.get("group") != group:
         entry["group"] = group
-    if "interval" in settings:
-        wanted = parse_duration(settings["interval"])
-        if wanted != _default_interval(defaults):
-            entry["interval"] = str(settings["interval"])
-    if "enabled" in settings and bool(settings["enabled"]) != defaults.get("enabled", True):
-        entry["enabled"] = bool(settings["enabled"])
-    if settings.get("full_text") is not None and settings["full_text"] != defaults.get("full_text"):
-        entry["full_text"] = dict(settings["full_text"])
-    image = settings.get("placeholder_image")
-    if image and image != defaults.get("placeholder_image", ""):
-        entry["placeholder_image"] = image
+    for key, value in settings.items():
+        if key == "rsshub":
+            continue
+        own = _beyond_defaults(key, value, defaults)
+        if own is not None:
+            entry[key] = own
     return entry
 
 
-def _default_interval(defaults: Mapping[str, Any]) -> timedelta:
-    try:
-        return parse_duration(defaults["interval"])
-    except (KeyError, ValueError):
-        return DEFAULT_INTERVAL
+#: What a key means when neither the feed nor ``defaults`` sets it, in
+#: feeds.yaml spelling (FeedSpec's own defaults, so there is one source).
+_BUILT_IN: Final = feed_settings(
+    FeedSpec(url="https://example.invalid/", outlet="-", section="-", group="-"),
+    always=tuple(f.name for f in dataclasses.fields(FeedSpec)),
+)
+
+
+def _beyond_defaults(key: str, value: Any, defaults: Mapping[str, Any]) -> Any:
+    """The part of a carried-over setting that ``defaults`` does not already give, or None.
+
+    keep/block rules add up and image referers merge per host, so only the
+    rules and hosts the defaults lack are written: writing all of them would
+    apply the defaults' rules twice.
+    """
+    if key in ("keep", "block"):
+        rules = list(defaults.get(key) or ())
+        extra_rules = [rule for rule in value if rule not in rules]
+        return extra_rules or None
+    if key == "image_referers":
+        referers = dict(defaults.get(key) or {})
+        extra = {host: rule for host, rule in value.items() if referers.get(host) != rule}
+        return extra or None
+    if key in ("interval", "disable_after"):
+        fallback = defaults.get(key, _BUILT_IN[key])
+        try:
+            same = parse_duration(value) == parse_duration(fallback)
+        except ValueError:
+            same = False
+        return None if same else str(value)
+    fallback = defaults.get(key, _BUILT_IN.get(key))
+    if key == "full_text" and value is not None and fallback is not None:
+        fallback = dict(fallback)
+    return None if value == fallback else value
 
 
 # --------------------------------------------------------------------------

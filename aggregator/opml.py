@@ -7,9 +7,12 @@ The mapping, both ways (also in the README):
   feed outline is ``<outline type="rss" text=OUTLET title=OUTLET
   xmlUrl=URL category="/GROUP/SECTION">`` plus, in our own namespace
   (:data:`NAMESPACE`, prefix ``aggregator:``), the settings other readers
-  have no place for: ``rsshub`` (the route), ``interval``, ``enabled`` (only
-  when false), ``fullText`` (JSON) and ``placeholderImage``.  Readers that
-  ignore the namespace still get every feed, filed by folder.
+  have no place for: ``rsshub`` (the route), ``interval``, and every other
+  feed setting that differs from its built-in default, named in camelCase
+  (``enabled``, ``timezone``, ``dateOffset``, ``identity``, ``images``,
+  ``allowPrivateNetworks`` ...; lists and mappings such as ``fullText``,
+  ``keep``, ``block`` and ``imageReferers`` as JSON).  Readers that ignore
+  the namespace still get every feed, filed by folder.
 * Import takes a feed's folders from the outlines it is nested in
   (outermost first), or, for a feed at the top level, from the first path of
   its ``category`` attribute (``/新媒体/头条``).  Two or more folders give
@@ -47,7 +50,7 @@ from aggregator.feeds import (
     Config,
     ConfigError,
     FeedSpec,
-    format_duration,
+    feed_settings,
     loads_config,
     parse_duration,
 )
@@ -152,14 +155,30 @@ def _feed_outline(parent: etree._Element, feed: FeedSpec) -> None:
     outline.set("category", f"/{feed.group}/{feed.section}")
     if feed.rsshub_route is not None:
         outline.set(_ns("rsshub"), feed.rsshub_route)
-    outline.set(_ns("interval"), format_duration(feed.interval))
-    if not feed.enabled:
-        outline.set(_ns("enabled"), "false")
-    if feed.full_text is not None:
-        full_text = {"selector": feed.full_text.selector, "remove": list(feed.full_text.remove)}
-        outline.set(_ns("fullText"), json.dumps(full_text, ensure_ascii=False))
-    if feed.placeholder_image:
-        outline.set(_ns("placeholderImage"), feed.placeholder_image)
+    # Every setting that differs from the built-in default, so an export
+    # imported into another file (whose defaults may differ) loses nothing.
+    for key, value in feed_settings(feed, always=("interval",)).items():
+        outline.set(_ns(_attribute(key)), _encode(value))
+
+
+def _attribute(key: str) -> str:
+    """``placeholder_image`` -> ``placeholderImage``: OPML attributes are camelCase."""
+    head, *rest = key.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _key(attribute: str) -> str:
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), attribute)
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _ns(name: str) -> str:
@@ -232,19 +251,9 @@ def _feed(
         if k.startswith(f"{{{NAMESPACE}}}")
     }
     try:
-        if "rsshub" in ours:
-            settings["rsshub"] = ours["rsshub"]
-        if "interval" in ours:
-            parse_duration(ours["interval"])
-            settings["interval"] = ours["interval"]
-        if "enabled" in ours:
-            if ours["enabled"] not in ("true", "false"):
-                raise ValueError(f"enabled must be true or false, not {ours['enabled']!r}")
-            settings["enabled"] = ours["enabled"] == "true"
-        if "fullText" in ours:
-            settings["full_text"] = _full_text(ours["fullText"])
-        if "placeholderImage" in ours:
-            settings["placeholder_image"] = ours["placeholderImage"]
+        for attribute, text in ours.items():
+            key = _key(attribute)
+            settings[key] = _decode(key, text)
     except ValueError as exc:
         problem = f"aggregator: attribute: {exc}"
     title = _one_line(attrs.get("text") or attrs.get("title") or "") or None
@@ -260,18 +269,49 @@ def _feed(
     )
 
 
-def _full_text(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"fullText is not JSON ({exc.msg})") from None
-    if (
-        not isinstance(value, dict)
-        or not isinstance(value.get("selector"), str)
-        or not all(isinstance(item, str) for item in value.get("remove", []))
-    ):
-        raise ValueError('fullText must be {"selector": "...", "remove": ["..."]}')
-    return {"selector": value["selector"], "remove": list(value.get("remove", []))}
+#: How each ``aggregator:`` attribute's text is read; the loader then
+#: validates the value exactly as if it had been written in feeds.yaml.
+_TEXT_SETTINGS: Final = frozenset(
+    {"rsshub", "interval", "placeholder_image", "timezone", "date_offset", "disable_after",
+     "identity", "images"}
+)
+_FLAG_SETTINGS: Final = frozenset({"enabled", "allow_private_networks"})
+_NUMBER_SETTINGS: Final = frozenset({"max_image_bytes"})
+_JSON_SETTINGS: Final = frozenset({"full_text", "keep", "block", "image_referers"})
+
+
+def _decode(key: str, text: str) -> Any:
+    if key in _TEXT_SETTINGS:
+        if key == "interval":
+            parse_duration(text)
+        return text
+    if key in _FLAG_SETTINGS:
+        if text not in ("true", "false"):
+            raise ValueError(f"{_attribute(key)} must be true or false, not {text!r}")
+        return text == "true"
+    if key in _NUMBER_SETTINGS:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{_attribute(key)} must be a whole number, not {text!r}") from None
+    if key in _JSON_SETTINGS:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{_attribute(key)} is not JSON ({exc.msg})") from None
+        if key == "full_text" and (
+            not isinstance(value, dict)
+            or not isinstance(value.get("selector"), str)
+            or not all(isinstance(item, str) for item in value.get("remove", []))
+        ):
+            raise ValueError('fullText must be {"selector": "...", "remove": ["..."]}')
+        if key == "full_text":
+            return {"selector": value["selector"], "remove": list(value.get("remove", []))}
+        return value
+    raise ValueError(
+        f"{_attribute(key)} is not a setting this version knows; "
+        "it was written by a newer aggregator"
+    )
 
 
 def _local(tag: Any) -> str:

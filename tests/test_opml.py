@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from lxml import etree
 from paths import REPO
 
 from aggregator import cli
-from aggregator.feeds import load_config
+from aggregator.feeds import FeedSpec, load_config
 from aggregator.opml import NAMESPACE, OpmlError, parse_opml
 
 DATA = Path(__file__).parent / "data"
@@ -70,6 +71,85 @@ def test_export_import_export_is_lossless(rich_config: Path, tmp_path: Path) -> 
     assert again.stdout_bytes == first.stdout_bytes
     # Not just the same OPML: the same feeds, every setting included.
     assert load_config(empty).feeds == load_config(rich_config).feeds
+
+
+#: One feed with every setting away from its built-in default, under
+#: defaults that carry rules and referers of their own (which add up and
+#: merge with the feed's, so they must not be written twice on import).
+EVERY_SETTING = """\
+defaults:
+  group: 新媒体
+  block:
+    - title: 广告
+  image_referers:
+    img.example.com: origin
+feeds:
+  - url: https://example.com/feed.xml
+    outlet: Example
+    section: 新闻
+    interval: 45m
+    enabled: false
+    full_text:
+      selector: article
+      remove: [.ad]
+    placeholder_image: https://example.com/p.jpg
+    timezone: Asia/Shanghai
+    date_offset: -8h
+    disable_after: 3d
+    identity: link
+    keep:
+      - title: 科技
+    block:
+      - link: /sponsored/
+        author: 小编
+    allow_private_networks: true
+    images: archive
+    max_image_bytes: 1048576
+    image_referers:
+      cdn.example.com: https://example.com/
+"""
+
+
+def test_every_feed_setting_survives_export_and_import(tmp_path: Path) -> None:
+    source = tmp_path / "every.yaml"
+    source.write_text(EVERY_SETTING, encoding="utf-8")
+    (feed,) = load_config(source).feeds
+    # The fixture must really exercise every setting FeedSpec has: a new
+    # setting fails here until it is added above (and so carried by OPML).
+    untouched = [
+        f.name
+        for f in dataclasses.fields(FeedSpec)
+        if f.name not in {"url", "outlet", "section", "group", "rsshub_route", "line"}
+        and getattr(feed, f.name) == getattr(FeedSpec(feed.url, "-", "-", "-"), f.name)
+    ]
+    assert untouched == []
+
+    exported = run("opml", "export", "--config", str(source))
+    opml_file = tmp_path / "feeds.opml"
+    opml_file.write_bytes(exported.stdout_bytes)
+    for defaults in ("", "defaults:\n  interval: 2h\n  identity: title\n"):
+        target = tmp_path / "target.yaml"
+        target.write_text(f"{defaults}feeds: []\n", encoding="utf-8")
+        imported = run("opml", "import", str(opml_file), "--config", str(target))
+        assert imported.exit_code == 0 and "1 added" in imported.stdout, imported.output
+        (copy,) = load_config(target).feeds
+        assert copy == feed, defaults
+    # Into a file with the same defaults: the inherited rule is not repeated.
+    target.write_text(EVERY_SETTING.split("feeds:")[0] + "feeds: []\n", encoding="utf-8")
+    run("opml", "import", str(opml_file), "--config", str(target))
+    (copy,) = load_config(target).feeds
+    assert copy == feed
+    assert target.read_text(encoding="utf-8").count("广告") == 1
+
+
+def test_an_unknown_setting_skips_the_feed_with_the_reason(tmp_path: Path) -> None:
+    opml = (
+        f'<opml version="2.0" xmlns:aggregator="{NAMESPACE}"><body>'
+        '<outline text="X" xmlUrl="https://example.com/x.xml" aggregator:fromTheFuture="1"/>'
+        "</body></opml>"
+    )
+    (feed,) = parse_opml(opml.encode())
+    assert feed.problem is not None and "fromTheFuture" in feed.problem
 
 
 def test_export_nests_group_then_section_and_names_the_category(rich_config: Path) -> None:
