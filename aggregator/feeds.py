@@ -42,7 +42,14 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, TaggedScalar
@@ -66,6 +73,7 @@ __all__ = [
     "ConfigIssue",
     "FeedSpec",
     "FullText",
+    "feed_keys_table",
     "feed_settings",
     "format_duration",
     "join_rsshub",
@@ -360,6 +368,47 @@ def feed_settings(feed: FeedSpec, *, always: tuple[str, ...] = ()) -> dict[str, 
     return out
 
 
+def _default_text(key: str, extra: Mapping[str, Any]) -> str:
+    if "default" in extra:
+        return str(extra["default"])
+    spec_key = "filters" if key in ("keep", "block") else key
+    spec_field = next(f for f in dataclasses.fields(FeedSpec) if f.name == spec_key)
+    if spec_field.default is not dataclasses.MISSING:
+        default = spec_field.default
+    else:
+        assert spec_field.default_factory is not dataclasses.MISSING
+        default = spec_field.default_factory()
+    value = _setting_value(spec_key, default)
+    if key in ("keep", "block"):
+        value = value[key]
+    if value is None:
+        text = "none"
+    elif isinstance(value, bool):
+        text = f"`{str(value).lower()}`"
+    elif value == "":
+        text = '`""`'
+    else:
+        text = f"`{value}`"
+    note = extra.get("note")
+    return f"{text} {note}" if note else text
+
+
+def feed_keys_table() -> str:
+    """The Markdown table of feed keys in docs/configuration.md, built from the schema.
+
+    Types and meanings live on the loader's model and defaults on FeedSpec;
+    a test compares this with the docs, so the docs cannot drift.
+    """
+    lines = ["| Key | Type | Default | Meaning |", "|---|---|---|---|"]
+    for key, info in _FeedFields.model_fields.items():
+        extra = info.json_schema_extra
+        assert isinstance(extra, dict), key
+        lines.append(
+            f"| `{key}` | {extra['kind']} | {_default_text(key, extra)} | {info.description} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def format_duration(duration: timedelta) -> str:
     """The shortest ``parse_duration`` spelling of ``duration`` (``1h30m``, ``0.5s``).
 
@@ -503,6 +552,23 @@ def _check_rules(value: tuple[_RuleModel, ...]) -> tuple[_RuleModel, ...]:
     return value
 
 
+def _setting(
+    kind: str, meaning: str, *, default: str | None = None, note: str | None = None
+) -> Any:
+    """A feeds.yaml key's documentation, kept with its type; docs/configuration.md shows it.
+
+    ``default`` is written only for keys that FeedSpec has no default for
+    (the address, the names); every other default is read off FeedSpec, so
+    the loader, OPML and the docs cannot disagree about it.
+    """
+    extra: dict[str, Any] = {"kind": kind}
+    if default is not None:
+        extra["default"] = default
+    if note is not None:
+        extra["note"] = note
+    return Field(default=None, description=meaning, json_schema_extra=extra)
+
+
 class _FeedFields(BaseModel):
     """The keys one feed entry (or ``defaults``) may set, each optional.
 
@@ -513,32 +579,152 @@ class _FeedFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str | None = None
-    rsshub: str | None = None
-    rsshub_base: str | None = None
-    outlet: str | None = None
-    section: str | None = None
-    group: str | None = None
-    interval: timedelta | None = None
-    enabled: bool | None = None
-    full_text: _FullTextModel | None = None
-    placeholder_image: str | None = None
-    timezone: str | None = None
-    date_offset: timedelta | None = None
-    disable_after: timedelta | None = None
-    identity: Identity | None = None
-    keep: tuple[_RuleModel, ...] | None = None
-    block: tuple[_RuleModel, ...] | None = None
+    url: str | None = _setting(
+        'http(s) URL',
+        (
+            "The feed's address. Each feed needs exactly one of `url` or `rsshub`. Not allowed in"
+            ' `defaults`.'
+        ),
+        default='—',
+    )
+    rsshub: str | None = _setting(
+        'route, e.g. `/guancha/headline`',
+        (
+            'An [RSSHub](https://docs.rsshub.app/) route. It is joined to `rsshub_base` to give '
+            'the feed URL. Not allowed in `defaults`.'
+        ),
+        default='—',
+    )
+    rsshub_base: str | None = _setting(
+        'http(s) URL',
+        (
+            'The RSSHub server, usually set once in `defaults` (a local RSSHub is '
+            '`http://127.0.0.1:1200`). A feed that uses `rsshub` needs it. Feeds that use `url` '
+            'ignore it.'
+        ),
+        default='none',
+    )
+    outlet: str | None = _setting(
+        'text',
+        "The outlet's name. It is the second category and the `author:` line.",
+        default='**required**',
+    )
+    section: str | None = _setting(
+        'text',
+        'The section within the outlet. It is the third category.',
+        default='**required**',
+    )
+    group: str | None = _setting(
+        'text',
+        'The first category, e.g. `新媒体`.',
+        default='**required** (usually from `defaults`)',
+    )
+    interval: timedelta | None = _setting(
+        'duration',
+        (
+            'How often to poll the feed. It must be at least `1s`. Anything under `60s` loads but'
+            ' logs a warning.'
+        ),
+    )
+    enabled: bool | None = _setting(
+        'boolean',
+        (
+            'Set it to `false` to keep the entry in the file without polling it. `aggregator '
+            'fetch --feed` can still select a disabled feed.'
+        ),
+    )
+    full_text: _FullTextModel | None = _setting(
+        'mapping or `null`',
+        (
+            "Replaces each item's body with part of the article's web page (see below). On a "
+            'feed, `full_text: null` turns off a `full_text` inherited from `defaults`.'
+        ),
+    )
+    placeholder_image: str | None = _setting(
+        'text (URL or path)',
+        'The image used for a post that has none. `""` means no placeholder.',
+    )
+    timezone: str | None = _setting(
+        'IANA zone name, e.g. `Asia/Shanghai`',
+        (
+            'The zone of entry dates that carry no offset (`2022-03-01 13:31:34`). Dates with an '
+            'offset or `GMT` are left alone. See [Dates](#dates).'
+        ),
+        note='(UTC)',
+    )
+    date_offset: timedelta | None = _setting(
+        'signed duration, e.g. `-8h`',
+        (
+            'Added to every entry date of the feed, for feeds that label local time with the '
+            'wrong zone. At most a day either way. See [Dates](#dates).'
+        ),
+    )
+    disable_after: timedelta | None = _setting(
+        'duration',
+        (
+            'A feed that fails permanently (404, not a feed) for this long, with no success in '
+            'between, stops being polled. See [Errors](#errors-and-disabled-feeds).'
+        ),
+    )
+    identity: Identity | None = _setting(
+        '`guid`, `link` or `title`',
+        (
+            'Which field says "this is the same item, edited" (see *Item identity* in the '
+            'README). `link` for feeds whose GUIDs change with the headline; `title` for feeds '
+            'whose GUIDs and links both change (headlines must then be unique).'
+        ),
+    )
+    keep: tuple[_RuleModel, ...] | None = _setting(
+        'list of rules',
+        (
+            'With keep rules, only items matching one of them are exported. Rules in `defaults` '
+            'and on the feed add up.'
+        ),
+    )
+    block: tuple[_RuleModel, ...] | None = _setting(
+        'list of rules',
+        (
+            'Items matching any of these are stored but never exported. Rules in `defaults` and '
+            'on the feed add up. Block wins over keep.'
+        ),
+    )
 
     @field_validator("keep", "block")
     @classmethod
     def _rules(cls, value: tuple[_RuleModel, ...]) -> tuple[_RuleModel, ...]:
         return _check_rules(value)
 
-    allow_private_networks: bool | None = None
-    images: Literal["remote", "archive"] | None = None
-    max_image_bytes: int | None = None
-    image_referers: dict[str, str] | None = None
+    allow_private_networks: bool | None = _setting(
+        'boolean',
+        (
+            'Lets links *inside* the feed (full-text pages) reach this machine and private '
+            'networks: loopback, RFC 1918, link-local (including the cloud metadata address '
+            '`169.254.169.254`), carrier-grade NAT and similar addresses. By default such links '
+            "are refused, because whoever writes an item chooses its link. The feed's own `url` "
+            'is never restricted. See [Security](../README.md#security).'
+        ),
+    )
+    images: Literal["remote", "archive"] | None = _setting(
+        '`remote` or `archive`',
+        (
+            "`remote`: posts link the outlet's images, with `referrerpolicy=\"no-referrer\"` (as "
+            "the seeds do). `archive`: each post's images are downloaded at ingest and the post "
+            'points at the copies. See [Images](#images).'
+        ),
+    )
+    max_image_bytes: int | None = _setting(
+        'whole number of bytes, 1 to 16777216',
+        'With `images: archive`, a bigger image is not archived (it keeps its remote URL).',
+        note='(16 MiB)',
+    )
+    image_referers: dict[str, str] | None = _setting(
+        'mapping of image host → `none`, `origin` or an http(s) URL',
+        (
+            "The Referer sent when archiving an image from that host. The feed's rules are merged"
+            ' over those in `defaults`, host by host. See [Images](#images).'
+        ),
+        note='(every host: `none`)',
+    )
 
     @field_validator("max_image_bytes")
     @classmethod
@@ -681,6 +867,14 @@ def _signed_duration(value: object) -> timedelta:
 
 
 _FEED_KEYS: Final = tuple(_FeedFields.model_fields)
+#: Feed keys whose loaded value is the FeedSpec field of the same name as is
+#: (the others are joined, merged or renamed on the way: see _Loader._feed).
+_PLAIN_SETTINGS: Final = tuple(
+    key
+    for key in _FEED_KEYS
+    if key in {f.name for f in dataclasses.fields(FeedSpec)}
+    and key not in {"url", "outlet", "section", "group", "full_text", "image_referers"}
+)
 _FULL_TEXT_KEYS: Final = tuple(_FullTextModel.model_fields)
 _TOP_KEYS: Final = ("defaults", "feeds", "hosts", "output_dir")
 _HOST_KEYS: Final = ("max_concurrency", "min_spacing")
@@ -1204,32 +1398,26 @@ class _Loader:
             block=tuple(r.rule() for r in (*defaults.get("block", ()), *own.get("block", ()))),
         )
         line, _ = self._position(path)
+        # Only what the file sets is passed: every other value is FeedSpec's
+        # own default, the one place defaults are written.
+        plain = {key: merged[key] for key in _PLAIN_SETTINGS if key in merged}
         spec = FeedSpec(
             url=url,
             outlet=merged["outlet"],
             section=merged["section"],
             group=merged["group"],
-            interval=merged.get("interval", DEFAULT_INTERVAL),
-            enabled=merged.get("enabled", True),
             full_text=(
                 FullText(full_text.selector, full_text.remove) if full_text is not None else None
             ),
-            placeholder_image=merged.get("placeholder_image", ""),
             rsshub_route=route,
-            timezone=merged.get("timezone"),
-            date_offset=merged.get("date_offset", timedelta(0)),
-            disable_after=merged.get("disable_after", DEFAULT_DISABLE_AFTER),
-            identity=merged.get("identity", "guid"),
             filters=filters,
-            allow_private_networks=merged.get("allow_private_networks", False),
-            images=merged.get("images", "remote"),
-            max_image_bytes=merged.get("max_image_bytes", DEFAULT_MAX_IMAGE_BYTES),
             image_referers=tuple(
                 sorted(
                     {**defaults.get("image_referers", {}), **own.get("image_referers", {})}.items()
                 )
             ),
             line=line or 0,
+            **plain,
         )
         return spec, url
 

@@ -6,6 +6,7 @@ fix" is the whole point of a config error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import textwrap
 from dataclasses import FrozenInstanceError
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from paths import REPO
 
+from aggregator import feeds as feeds_module
 from aggregator.feeds import (
     DEFAULT_INTERVAL,
     Config,
@@ -807,3 +810,25 @@ def test_a_failed_reload_leaves_the_old_config_usable() -> None:
     with pytest.raises(ConfigError):
         loads_config(SELECT_FILE + "  - nonsense\n")
     assert len(current.feeds) == 3
+
+
+def test_the_documented_feed_keys_are_the_schema() -> None:
+    """docs/configuration.md's table is built from the schema: types, defaults, meanings."""
+    docs = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = feeds_module.feed_keys_table()
+    assert table in docs, (
+        "docs/configuration.md's feed-key table differs from the schema; replace it with:\n"
+        + table
+    )
+
+
+def test_every_feed_setting_is_a_documented_key_with_one_default() -> None:
+    settings = {f.name for f in dataclasses.fields(FeedSpec)} - {"rsshub_route", "line", "filters"}
+    keys = set(feeds_module._FEED_KEYS)
+    assert settings <= keys
+    # The loader passes nothing it does not read from the file, so a feed that
+    # sets nothing gets exactly FeedSpec's defaults.
+    (feed,) = loads_config(
+        "feeds:\n  - {url: https://example.com/f.xml, outlet: O, section: S, group: G}\n"
+    ).feeds
+    assert feed == FeedSpec(url="https://example.com/f.xml", outlet="O", section="S", group="G")
