@@ -46,8 +46,9 @@ def _modules_after(code: str) -> set[str]:
 
 def _imported_by(*argv: str) -> set[str]:
     """What running ``aggregator ARGV`` imports."""
+    run = f"cli.main({list(argv)!r})"
     return _modules_after(
-        f"from aggregator import cli\ntry:\n    cli.main({list(argv)!r})\nexcept SystemExit:\n    pass"
+        f"from aggregator import cli\ntry:\n    {run}\nexcept SystemExit:\n    pass"
     )
 
 
