@@ -10,9 +10,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 from rich.console import Console
@@ -21,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from aggregator import __version__
 from aggregator.logs import configure_logging
 from aggregator.settings import ENV_PREFIX, Settings
-from aggregator.store import DEFAULT_DATABASE_URL, DatabaseURLError, Store
+from aggregator.store import DEFAULT_DATABASE_URL, DatabaseURLError, SchemaNotReady, Store
 
 __all__ = ["main"]
 
@@ -51,18 +52,35 @@ def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
         yield lambda n: bar.advance(task, n)
 
 
-def _open_store(settings: Settings, *, migrate: bool = True) -> Store:
-    try:
-        return Store.open(settings.database_url, migrate=migrate)
-    except DatabaseURLError as exc:
-        _fail(str(exc))
-    except Exception as exc:  # the driver's own message is the useful part
-        from sqlalchemy.exc import OperationalError
+def _open_store(
+    settings: Settings, *, schema: Literal["upgrade", "check", "as-is"] = "upgrade"
+) -> Store:
+    """The store, or one clean line on stderr and exit 1 -- never a traceback.
 
-        if isinstance(exc, OperationalError):
-            _fail(f"cannot reach the database at {settings.database_url}: {exc.orig}")
-        raise
+    ``schema="check"`` is for commands that only read: they say the database
+    is empty or at another revision instead of creating or migrating it.
+    """
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    try:
+        return Store.open(settings.database_url, schema=schema)
+    except (DatabaseURLError, SchemaNotReady) as exc:
+        _fail(str(exc))
+    except SQLAlchemyError as exc:  # the driver's own message is the useful part
+        detail = " ".join(str(getattr(exc, "orig", None) or exc).split())  # drivers wrap lines
+        verb = "reach" if isinstance(exc, OperationalError) else "use"
+        _fail(f"cannot {verb} the database at {_redacted(settings.database_url)}: {detail}")
     raise AssertionError("unreachable")
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -84,6 +102,7 @@ def _parse_since(value: str | None) -> datetime | None:
 @click.option(
     "--database-url",
     envvar=f"{ENV_PREFIX}_DATABASE_URL",
+    show_envvar=True,
     default=DEFAULT_DATABASE_URL,
     show_default=True,
     help="SQLAlchemy URL: sqlite:///file.db or postgresql://user@host/db.",
@@ -91,6 +110,7 @@ def _parse_since(value: str | None) -> datetime | None:
 @click.option(
     "--log-level",
     envvar=f"{ENV_PREFIX}_LOG_LEVEL",
+    show_envvar=True,
     default="INFO",
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
@@ -98,6 +118,7 @@ def _parse_since(value: str | None) -> datetime | None:
 @click.option(
     "--log-format",
     envvar=f"{ENV_PREFIX}_LOG_FORMAT",
+    show_envvar=True,
     default="text",
     show_default=True,
     type=click.Choice(["text", "json"]),
@@ -135,7 +156,7 @@ def db_current(settings: Settings) -> None:
     """Print the schema revision the database is at."""
     from aggregator.store.engine import current_revision
 
-    store = _open_store(settings, migrate=False)
+    store = _open_store(settings, schema="as-is")
     click.echo(current_revision(store.engine) or "empty (run `aggregator db upgrade`)")
 
 
@@ -171,7 +192,7 @@ def export(settings: Settings, directory: Path, outlet: str | None, since: str |
     from aggregator.export import ExportError, export_posts
 
     since_dt = _parse_since(since)
-    store = _open_store(settings)
+    store = _open_store(settings, schema="check")
     total = store.count_posts(outlet=outlet, since=since_dt)
     try:
         with _progress("export", total) as advance:
@@ -188,6 +209,7 @@ def _config_option(fn: Callable[..., None]) -> Callable[..., None]:
         "--config",
         "config_path",
         envvar=f"{ENV_PREFIX}_CONFIG",
+        show_envvar=True,
         default="feeds.yaml",
         show_default=True,
         type=click.Path(dir_okay=False, path_type=Path),
@@ -326,13 +348,32 @@ def reprocess(
 
 
 @main.command()
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON document on standard output, for scripts."
+)
 @click.pass_obj
-def status(settings: Settings) -> None:
-    """Show every feed: last poll, result, next poll, error streak, posts."""
-    from aggregator.runner import status_table
+def status(settings: Settings, as_json: bool) -> None:
+    """Show every feed: last poll, result, next poll, error streak, posts.
 
-    store = _open_store(settings)
-    Console(width=max(Console().width, 140)).print(status_table(store.feeds()))
+    Read-only: it never creates or migrates the schema.
+    """
+    from aggregator.runner import status_document, status_table
+
+    store = _open_store(settings, schema="check")
+    now = datetime.now(UTC)
+    feeds = store.feeds()
+    daemons = sorted(store.lease_owners(now=now))
+    if as_json:
+        import json
+
+        document = status_document(feeds, daemons=daemons, now=now)
+        click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+        return
+    Console(width=max(Console().width, 140)).print(status_table(feeds, now=now))
+    if daemons:
+        click.echo(f"polling now: {', '.join(daemons)} (daemons holding leases, host:pid)")
+    else:
+        click.echo("polling now: no daemon holds a lease (none running, or all idle)")
 
 
 @main.command()
@@ -341,6 +382,7 @@ def status(settings: Settings) -> None:
     "--http",
     "http_bind",
     envvar=f"{ENV_PREFIX}_HTTP",
+    show_envvar=True,
     help="Serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:8080).",
 )
 @_export_option
@@ -367,7 +409,6 @@ def run(
 # --------------------------------------------------------------------------
 
 if TYPE_CHECKING:  # the commands import their modules lazily, like the others
-    from typing import Any
 
     from aggregator.discover import FeedCandidate
     from aggregator.feeds_edit import FeedsFile
@@ -549,3 +590,63 @@ def opml_import(file: Path, config_path: Path) -> None:
     )
     if plan.skipped:
         sys.exit(1)
+
+
+# --------------------------------------------------------------------------
+# The shared options, after the subcommand too
+# --------------------------------------------------------------------------
+
+
+def _set_shared(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """``aggregator status --database-url URL``: the same as giving it before ``status``.
+
+    People type options next to the command they are about; click only
+    accepts a group's options before the subcommand.  Each command gets a
+    copy of them that updates the settings (and the logging) the group set up.
+    """
+    if value is None or ctx.resilient_parsing:
+        return
+    settings = ctx.find_object(Settings)
+    assert settings is not None and param.name is not None
+    update: dict[str, Any] = {param.name: value}
+    changed = replace(settings, **update)
+    for context in _contexts(ctx):
+        if isinstance(context.obj, Settings):
+            context.obj = changed
+    if param.name in ("log_level", "log_format"):
+        configure_logging(changed.log_level, changed.log_format)
+
+
+def _contexts(ctx: click.Context | None) -> Iterator[click.Context]:
+    while ctx is not None:
+        yield ctx
+        ctx = ctx.parent
+
+
+def _shared_options() -> list[click.Option]:
+    copies = []
+    shared = ("database_url", "log_level", "log_format")
+    for option in main.params:
+        if isinstance(option, click.Option) and option.name in shared:
+            copies.append(
+                click.Option(
+                    option.opts,
+                    type=option.type,
+                    default=None,
+                    expose_value=False,
+                    callback=_set_shared,
+                    help=f"As before the command (also {ENV_PREFIX}_{option.name.upper()}).",
+                )
+            )
+    return copies
+
+
+def _add_shared_options(group: click.Group) -> None:
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _add_shared_options(command)
+        else:
+            command.params.extend(_shared_options())
+
+
+_add_shared_options(main)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aggregator.feeds import Config, FeedSpec
 from aggregator.fetch import Fetcher, FetchLimits, redact_url
@@ -180,6 +181,27 @@ def totals_line(reports: Sequence[FeedReport]) -> str:
         f"{sum(r.updated for r in reports)} updated, {sum(r.failed for r in reports)} failed "
         f"({len(reports)} feeds)"
     )
+
+
+def status_document(
+    feeds: Sequence[FeedState], *, daemons: Sequence[str], now: datetime
+) -> dict[str, Any]:
+    """``aggregator status --json``: every feed row as plain JSON values, URLs redacted.
+
+    Field names are FeedState's, so a script reads what the table shows
+    under stable keys; times are ISO 8601 in UTC.
+    """
+
+    def plain(value: object) -> object:
+        return value.isoformat() if isinstance(value, datetime) else value
+
+    rows = []
+    for feed in feeds:
+        row = {f.name: plain(getattr(feed, f.name)) for f in dataclasses.fields(feed)}
+        row["url"] = redact_url(feed.url)
+        row["active"] = feed.active
+        rows.append(row)
+    return {"generated_at": now.isoformat(), "daemons": list(daemons), "feeds": rows}
 
 
 def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> Table:

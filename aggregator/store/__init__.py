@@ -1,6 +1,12 @@
 """Persistence: the only package that talks to the database."""
 
-from aggregator.store.engine import DEFAULT_DATABASE_URL, DatabaseURLError, make_engine, upgrade
+from aggregator.store.engine import (
+    DEFAULT_DATABASE_URL,
+    DatabaseURLError,
+    SchemaNotReady,
+    make_engine,
+    upgrade,
+)
 from aggregator.store.store import (
     FeedState,
     IngestItem,
@@ -22,6 +28,7 @@ __all__ = [
     "IngestResult",
     "ReprocessResult",
     "Reprocessed",
+    "SchemaNotReady",
     "Store",
     "StoredEntry",
     "StoredPost",

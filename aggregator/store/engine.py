@@ -25,7 +25,9 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "DatabaseURLError",
+    "SchemaNotReady",
     "alembic_config",
+    "check_schema",
     "make_engine",
     "normalise_url",
     "upgrade",
@@ -45,6 +47,10 @@ class DatabaseURLError(ValueError):
     """The database URL cannot be used; the message says how to write one."""
 
 
+class SchemaNotReady(RuntimeError):
+    """A command that only reads found no schema, or another revision; nothing was changed."""
+
+
 def normalise_url(url: str | URL) -> URL:
     """Parse a URL and pick the drivers we ship (psycopg 3 for PostgreSQL)."""
     try:
@@ -59,6 +65,15 @@ def normalise_url(url: str | URL) -> URL:
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise DatabaseURLError(
             f"unsupported database {parsed.get_backend_name()!r}: use SQLite or PostgreSQL"
+        )
+    if parsed.get_backend_name() == "sqlite" and (parsed.host or parsed.port):
+        # sqlite://a.db reads "a.db" as a host name; SQLAlchemy then fails
+        # deep inside create_engine with a traceback.
+        name = parsed.host or ""
+        raise DatabaseURLError(
+            f"{parsed.render_as_string(hide_password=True)!r} names a host, but SQLite is a "
+            f"file: write sqlite:///{name or 'aggregator.db'} (three slashes) for a file in "
+            f"the working directory, or sqlite:////absolute/path/{name or 'aggregator.db'}"
         )
     return parsed
 
@@ -164,6 +179,56 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
         command.upgrade(alembic_config(connection), revision)
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise :class:`SchemaNotReady` unless the schema is the one this code is written for.
+
+    For commands that only read (``status``, ``export``): they must never
+    create tables in whatever database they were pointed at -- a typo in a
+    PostgreSQL URL that names another existing database would otherwise
+    leave our five tables in it -- and never migrate under a running daemon.
+    """
+    where = engine.url.render_as_string(hide_password=True)
+    database = engine.url.database
+    if (
+        engine.url.get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        and not Path(database).expanduser().exists()
+    ):
+        # Connecting would create the file: a read-only command must not.
+        raise SchemaNotReady(
+            f"there is no database file {Path(database).expanduser().resolve()} "
+            f"(from {where}): check the path, or fetch or replay something first"
+        )
+    stored = _stored_revision(engine)
+    if stored == SCHEMA_REVISION:
+        return
+    if stored is None:
+        with engine.connect() as connection:
+            tables = inspect(connection).get_table_names()
+        if not tables:
+            raise SchemaNotReady(
+                f"the database at {where} is empty: no feed has been fetched into it yet. "
+                "`aggregator fetch`, `replay` or `run` create the tables (so does "
+                "`aggregator db upgrade`); is this the database you meant?"
+            )
+        raise SchemaNotReady(
+            f"the database at {where} has tables ({', '.join(sorted(tables)[:5])}) but none "
+            "of aggregator's: is this the database you meant? Nothing was changed"
+        )
+    if stored < SCHEMA_REVISION:
+        raise SchemaNotReady(
+            f"the database at {where} is at schema {stored}, older than this version's "
+            f"{SCHEMA_REVISION}: run `aggregator db upgrade` (a running daemon of this "
+            "version does it at start)"
+        )
+    raise SchemaNotReady(
+        f"the database at {where} is at schema {stored}, newer than this version's "
+        f"{SCHEMA_REVISION}: it was upgraded by a newer aggregator; use that one"
+    )
 
 
 def _create_fresh(engine: Engine) -> bool:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from sqlalchemy import Engine, and_, bindparam, func, insert, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,7 +34,7 @@ from aggregator.items import IngestItem
 from aggregator.schedule import startup_delay
 from aggregator.store import models as m
 from aggregator.store.bulk import NewRows
-from aggregator.store.engine import make_engine, upgrade
+from aggregator.store.engine import check_schema, make_engine, upgrade
 
 if TYPE_CHECKING:
     from aggregator.feeds import FeedSpec
@@ -332,11 +332,22 @@ class Store:
         )
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True) -> Store:
-        """Connect, and bring the schema up to date unless told not to."""
+    def open(cls, url: str, *, schema: Literal["upgrade", "check", "as-is"] = "upgrade") -> Store:
+        """Connect; ``schema`` says whether to migrate, to insist on the current schema, or neither.
+
+        Commands that write (fetch, replay, run) upgrade; commands that only
+        read (status, export) check, and refuse an empty or older database
+        instead of changing it; ``db current`` takes the database as it is.
+        """
         engine = make_engine(url)
-        if migrate:
-            upgrade(engine)
+        try:
+            if schema == "upgrade":
+                upgrade(engine)
+            elif schema == "check":
+                check_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     def close(self) -> None:
