@@ -522,6 +522,7 @@ def add(
 ) -> None:
     """Add the feed at URL (a feed, or a web page that links one) to feeds.yaml."""
     from aggregator.discover import check_feed, discover
+    from aggregator.feeds import normalise_url
     from aggregator.feeds_edit import FALLBACK_GROUP, FALLBACK_SECTION, build_entry
 
     feeds_file = _feeds_file(config_path)
@@ -530,6 +531,10 @@ def add(
 
     candidates = _fetch_or_fail(lambda fetcher: discover(url, fetcher))
     chosen = _choose(url, candidates, pick)
+    if normalise_url(chosen.url) != normalise_url(url):
+        # Say where the feed came from before anything else is said about
+        # it: "already in feeds.yaml" about a URL nobody typed is a riddle.
+        click.echo(f"{url} is a web page; its feed is {chosen.url} (from its {chosen.found})")
     _refuse_duplicate(feeds_file, chosen.url)
     feed = _fetch_or_fail(lambda fetcher: check_feed(chosen, fetcher))
     outlet = outlet or " ".join((feed.title or chosen.title or "").split())

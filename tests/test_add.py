@@ -217,6 +217,28 @@ def test_a_page_without_links_is_probed_at_the_common_paths(
     assert {r.path for r in local_server.requests} == {"/blog/", *COMMON_PATHS}
 
 
+def test_a_guessed_feed_that_is_already_there_says_where_it_came_from(
+    local_server: LocalServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "feeds.yaml"
+    local_server.route("/page.html", body=page(), headers=HTML)
+    local_server.route("/atom.xml", body=ATOM, headers={"Content-Type": "application/atom+xml"})
+    feed = local_server.url("/atom.xml")
+    config.write_text(
+        f"feeds:\n  - {{url: '{feed}', outlet: A, section: S, group: G}}\n", encoding="utf-8"
+    )
+    before = config.read_bytes()
+
+    result = add(local_server.url("/page.html"), "--config", str(config))
+
+    assert result.exit_code == 1
+    assert f"its feed is {local_server.url('/atom.xml')} (from its common feed path)" in (
+        result.output
+    )
+    assert "is already in" in result.output
+    assert config.read_bytes() == before
+
+
 def test_an_rsshub_url_is_written_as_a_route(local_server: LocalServer, tmp_path: Path) -> None:
     config = tmp_path / "feeds.yaml"
     config.write_text(
