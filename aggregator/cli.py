@@ -226,7 +226,7 @@ def _export_option(fn: Callable[..., None]) -> Callable[..., None]:
     )(fn)
 
 
-def _load_config(path: Path):
+def _load_config(path: Path) -> Config:
     from aggregator.feeds import ConfigError, load_config
 
     try:
@@ -409,8 +409,8 @@ def run(
 # --------------------------------------------------------------------------
 
 if TYPE_CHECKING:  # the commands import their modules lazily, like the others
-
     from aggregator.discover import FeedCandidate
+    from aggregator.feeds import Config
     from aggregator.feeds_edit import FeedsFile
     from aggregator.fetch import Fetcher
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from bs4 import BeautifulSoup, SoupStrainer
+from bs4 import BeautifulSoup
+from bs4.filter import SoupStrainer
 
 from aggregator.feeds import normalise_url
 from aggregator.fetch import Fetcher, FetchError, FetchResult
@@ -111,7 +112,7 @@ def find_feed_links(
         base = urljoin(page_url, str(base_tag["href"]).strip())
     found: dict[str, FeedCandidate] = {}
     for link in soup.find_all("link"):
-        rel = link.get("rel") or []
+        rel: Any = link.get("rel") or []
         rels = rel if isinstance(rel, list) else str(rel).split()
         media_type = str(link.get("type") or "").split(";", 1)[0].strip().lower()
         href = str(link.get("href") or "").strip()
@@ -181,7 +182,7 @@ async def _probe(page_url: str, fetcher: Fetcher) -> list[FeedCandidate]:
     """
     urls = [urljoin(page_url, path) for path in COMMON_PATHS]
     outcomes = await asyncio.gather(*(_try_feed(u, fetcher) for u in urls))
-    seen: set[str | bytes] = set()
+    seen: set[object] = set()
     found = []
     for url, outcome in zip(urls, outcomes, strict=True):
         if outcome is None:

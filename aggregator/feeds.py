@@ -1206,7 +1206,10 @@ class _Loader:
         feeds = self._feeds(data, defaults, bad_defaults)
 
         if self.issues:
-            raise ConfigError(sorted(self.issues, key=lambda i: (i.line or 0, i.column or 0)))
+            ordered: list[ConfigIssue] = sorted(
+                self.issues, key=lambda i: (i.line or 0, i.column or 0)
+            )
+            raise ConfigError(ordered)
         return Config(
             feeds=feeds,
             output_dir=output_dir,

@@ -403,7 +403,7 @@ def _fill_empty_list(
 ) -> str:
     """``feeds: []`` loses its ``[]`` and gets the entries on the lines below it."""
     lines = _lines(text)
-    line_no, col = data.lc.value("feeds")
+    line_no, col = (int(n) for n in data.lc.value("feeds"))
     line = lines[line_no]
     empty = _EMPTY_FLOW_LIST.match(line, col)
     if empty is None or line[col] != "[":
@@ -412,7 +412,7 @@ def _fill_empty_list(
     head = line[:col] + line[empty.end() :]
     if not head.endswith("\n"):
         head += newline
-    block = _indent(_render(entries), data.lc.key("feeds")[1] + 2, newline)
+    block = _indent(_render(entries), int(data.lc.key("feeds")[1]) + 2, newline)
     return "".join(lines[:line_no]) + head + block + "".join(lines[line_no + 1 :])
 
 

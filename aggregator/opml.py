@@ -215,7 +215,8 @@ def parse_opml(data: bytes, *, source: str = "OPML") -> list[OpmlFeed]:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as exc:
         raise OpmlError(f"{source}:{exc.lineno}: not well-formed XML: {exc.msg}") from None
-    if root.getroottree().docinfo.doctype:  # e.g. hidden from the byte check by UTF-16
+    docinfo: Any = root.getroottree().docinfo
+    if docinfo.doctype:  # e.g. hidden from the byte check by UTF-16
         raise OpmlError(f"{source}: declares a DOCTYPE, which OPML never needs; refused")
     if _local(root.tag) != "opml":
         raise OpmlError(f"{source}: the root element is <{_local(root.tag)}>, not <opml>")
@@ -231,7 +232,11 @@ def _walk(node: etree._Element, folders: tuple[str, ...], out: list[OpmlFeed]) -
     for child in node:
         if not isinstance(child.tag, str) or _local(child.tag) != "outline":
             continue
-        attrs = {k.lower(): v for k, v in child.attrib.items() if not k.startswith("{")}
+        attrs = {
+            _text(k).lower(): _text(v)
+            for k, v in child.attrib.items()
+            if not _text(k).startswith("{")
+        }
         name = _one_line(attrs.get("text") or attrs.get("title") or "")
         url = (attrs.get("xmlurl") or "").strip()
         if url:
@@ -246,9 +251,9 @@ def _feed(
     settings: dict[str, Any] = {}
     problem = None
     ours = {
-        etree.QName(k).localname: v
+        etree.QName(k).localname: _text(v)
         for k, v in outline.attrib.items()
-        if k.startswith(f"{{{NAMESPACE}}}")
+        if _text(k).startswith(f"{{{NAMESPACE}}}")
     }
     try:
         for attribute, text in ours.items():
@@ -264,7 +269,7 @@ def _feed(
         category=attrs.get("category"),
         html_url=attrs.get("htmlurl"),
         settings=settings,
-        line=outline.sourceline,
+        line=outline.sourceline if isinstance(outline.sourceline, int) else None,
         problem=problem,
     )
 
@@ -312,6 +317,11 @@ def _decode(key: str, text: str) -> Any:
         f"{_attribute(key)} is not a setting this version knows; "
         "it was written by a newer aggregator"
     )
+
+
+def _text(value: str | bytes) -> str:
+    """lxml hands back str for the text it parsed; its stubs also allow bytes."""
+    return value if isinstance(value, str) else value.decode("utf-8")
 
 
 def _local(tag: Any) -> str:

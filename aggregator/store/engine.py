@@ -17,10 +17,14 @@ import logging
 import os
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -148,7 +152,7 @@ def _script_location() -> str:
     )
 
 
-def alembic_config(connection: Connection | None = None):
+def alembic_config(connection: Connection | None = None) -> AlembicConfig:
     """An Alembic Config that uses our migrations (and ``connection`` if given)."""
     from alembic.config import Config
 
