@@ -668,10 +668,6 @@ def _parse(text: str, tz: ZoneInfo, tz_name: str) -> Post:
         lineno += 1
     if in_categories:
         _check_categories(items, lineno)
-    missing = [k for k in _KEYS if k not in keys and k not in _MAY_BE_ABSENT]
-    if missing:
-        raise PostFormatError(f"missing key(s): {', '.join(missing)}", lineno)
-
     values: dict[str, Any] = {"headimg": "", "updated": None, "categories.2": ""}
     written_out: list[tuple[str, str]] = []
     naive_dates = False
@@ -689,6 +685,9 @@ def _parse(text: str, tz: ZoneInfo, tz_name: str) -> Post:
         values[slot] = value
         if written != _canonical_spelling(slot, value):
             written_out.append((slot, written))
+    missing = [k for k in _KEYS if k not in keys and k not in _MAY_BE_ABSENT]
+    if missing:
+        raise PostFormatError(f"missing key(s): {', '.join(missing)}", lineno)
 
     lineno += 1
     rest = text[pos:]
