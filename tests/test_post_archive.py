@@ -418,3 +418,58 @@ def test_archive_dates_without_a_zone_follow_the_timezone() -> None:
     assert utc.date is not None and local.date is not None
     assert (utc.date - local.date).total_seconds() == 8 * 3600
     assert render(local) == render(utc) == text
+
+
+# -- any file in the grammar comes back as written ---------------------------
+
+_plain_text = st.text(st.sampled_from("ab中 _.-()…"), min_size=1, max_size=12).filter(
+    lambda t: t.strip() == t and not t.startswith("-")
+)
+_body_text = st.text(st.sampled_from("a<>/p\n \u3000\xa0😀\\{}&#;'\"-"), max_size=40)
+
+
+@st.composite
+def _generator_files(draw: st.DrawFn) -> str:
+    """Files in any mix of the variants (not only the combinations seen)."""
+    title = draw(_plain_text)
+    title_line = draw(
+        st.sampled_from(
+            [
+                f"title: '{title}'",
+                f"title: {title}",
+                f"title: {title}\n {title}",
+                f'title: "{title}"',
+                f"title:  '{title}'  ",
+            ]
+        )
+    )
+    indent = draw(st.sampled_from(["", " ", "  ", "    "]))
+    count = draw(st.sampled_from([2, 3]))
+    items = tuple(f"{indent}- {draw(_plain_text)}" for _ in range(count))
+    return _file(
+        title=title_line,
+        head=draw(st.sampled_from(["categories: ", "categories:"])),
+        items=items,
+        headimg=draw(st.sampled_from([None, "headimg: ''", "headimg: 'https://e.org/i.png'"])),
+        date=draw(
+            st.sampled_from(
+                [
+                    "date: Tue, 01 Mar 2022 13:31:34 GMT",
+                    "date: 2021-11-09 08:09:39",
+                    "date: Invalid Date",
+                ]
+            )
+        ),
+        thumbnail=draw(st.sampled_from(["thumbnail: ", "thumbnail:", "thumbnail: ''"])),
+        body=draw(_body_text),
+        closing=draw(st.sampled_from(["", "\n"])) + " " * draw(st.integers(0, 40)) + _TAIL,
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(_generator_files(), st.sampled_from(["UTC", "Asia/Shanghai", "America/New_York"]))
+def test_every_file_the_grammar_accepts_comes_back_as_written(text: str, tz: str) -> None:
+    post = parse(text, timezone=tz)
+    assert render(post) == text
+    _agrees_with_yaml(text, post, tz)
+    assert parse(render(replace(post, layout=None))) == post
