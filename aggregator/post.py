@@ -410,9 +410,45 @@ def _key_order(post: Post, layout: Layout) -> list[str]:
 _CANONICAL = Layout()
 
 
+def _render_canonical(post: Post) -> str:
+    # The layout-free path of ``render`` (every fetched post), written out
+    # flat because export renders every post; tests hold it equal to
+    # rendering with ``Layout()``.
+    return "".join(
+        (
+            _HEAD,
+            "title: ",
+            _quoted(post.title),
+            "\ncategories: \n - ",
+            _plain_or_quoted(post.group),
+            "\n - ",
+            _plain_or_quoted(post.outlet),
+            "\n - ",
+            _plain_or_quoted(post.section),
+            "\nheadimg: ",
+            _quoted(post.headimg),
+            "\nauthor: ",
+            _plain_or_quoted(post.author),
+            "\ncomments: ",
+            "true" if post.comments else "false",
+            "\ndate: ",
+            format_date(post.date),
+            "" if post.updated is None else "\nupdated: " + format_date(post.updated),
+            "\nthumbnail: ",
+            _quoted(post.thumbnail),
+            "\n---\n",
+            _OPENING,
+            post.body,
+            _CLOSING,
+        )
+    )
+
+
 def render(post: Post) -> str:
     """The post as a seed-format file, byte for byte (its layout, if any)."""
-    layout = post.layout or _CANONICAL
+    if post.layout is None:
+        return _render_canonical(post)
+    layout = post.layout
     tz = zone(layout.timezone)
     out = [layout.head]
     for key in _key_order(post, layout):

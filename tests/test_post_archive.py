@@ -473,3 +473,5 @@ def test_every_file_the_grammar_accepts_comes_back_as_written(text: str, tz: str
     assert render(post) == text
     _agrees_with_yaml(text, post, tz)
     assert parse(render(replace(post, layout=None))) == post
+    # The flat canonical path and the layout path with every default agree.
+    assert render(replace(post, layout=Layout())) == render(replace(post, layout=None))
