@@ -64,6 +64,9 @@ _INDENT = " "
 _HEAD_RE = re.compile(r"\ufeff?\n?---\n")
 _OPENING_RE = re.compile(r"\n?<div>[ \t]*\n")
 _TAIL_RE = re.compile(r"\n</div>[ \t]*(?:\n[ \t]*)?\Z")
+_CLOSING_RE = re.compile(r"(?:\n[ \t]*|[ \t]*)\n</div>[ \t]*(?:\n[ \t]*)?")
+_ITEM_RE = re.compile(r"( *)-( .*|)")
+_KEY_RE = re.compile(r"([a-z]+):(.*)")
 
 _KEYS = (
     "title",
@@ -205,8 +208,7 @@ class Layout:
             (_HEAD_RE.fullmatch(self.head) is not None, "head"),
             (_OPENING_RE.fullmatch(self.opening) is not None, "opening"),
             (
-                re.fullmatch(r"(?:\n[ \t]*|[ \t]*)\n</div>[ \t]*(?:\n[ \t]*)?", self.closing)
-                is not None,
+                _CLOSING_RE.fullmatch(self.closing) is not None,
                 "closing",
             ),
             (re.fullmatch(r" *", self.indent) is not None, "indent"),
@@ -660,7 +662,7 @@ def _parse(text: str, tz: ZoneInfo, tz_name: str) -> Post:
             )
         if line == "---":
             break
-        item = re.fullmatch(r"( *)-( .*|)", line) if in_categories else None
+        item = _ITEM_RE.fullmatch(line) if in_categories else None
         if item:
             if indent is not None and item.group(1) != indent:
                 raise PostFormatError(
@@ -683,7 +685,7 @@ def _parse(text: str, tz: ZoneInfo, tz_name: str) -> Post:
             slots[-1] = (slot, written + "\n" + line, at)
             lineno += 1
             continue
-        m = re.fullmatch(r"([a-z]+):(.*)", line)
+        m = _KEY_RE.fullmatch(line)
         if m is None:
             raise PostFormatError(f"expected 'key: value' or '---', found {line!r}", lineno)
         key, written = m.group(1), m.group(2)
@@ -734,7 +736,8 @@ def _parse(text: str, tz: ZoneInfo, tz_name: str) -> Post:
             lineno,
         )
     body_start = opening.end()
-    tail = _TAIL_RE.search(rest, body_start)
+    # The tail is the last '</div>' line: look there, not all through the body.
+    tail = _TAIL_RE.match(rest, max(rest.rfind("\n</div>"), body_start))
     if tail is None:
         last = lineno + rest.count("\n")
         raise PostFormatError(
