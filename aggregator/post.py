@@ -213,7 +213,15 @@ class Layout:
             ),
             (re.fullmatch(r" *", self.indent) is not None, "indent"),
             (self.items in (2, 3), "items"),
-            (all(k in _ORDER for k in self.keys), "keys"),
+            (
+                not self.keys
+                or (
+                    len(set(self.keys)) == len(self.keys)
+                    and set(self.keys) <= set(_ORDER)
+                    and set(_KEYS) - set(_MAY_BE_ABSENT) <= set(self.keys)
+                ),
+                "keys",
+            ),
         )
         for ok, name in checks:
             if not ok:
@@ -221,7 +229,10 @@ class Layout:
         for slot, text in self.written:
             if not isinstance(slot, str) or not isinstance(text, str):
                 raise ValueError(f"Layout.written needs (slot, text) strings, got {self.written!r}")
-        zone(self.timezone)
+        try:
+            zone(self.timezone)
+        except ValueError as exc:
+            raise ValueError(f"Layout.timezone: {exc}") from None
 
     def spelled(self, slot: str) -> str | None:
         """The text written for ``slot``, or None where it was canonical."""
@@ -235,10 +246,13 @@ class Layout:
         data: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value != f.default:
-                data[f.name] = [list(pair) for pair in value] if f.name == "written" else value
-                if f.name == "keys":
-                    data[f.name] = list(value)
+            if value == f.default:
+                continue
+            if f.name == "written":
+                value = [list(pair) for pair in value]
+            elif f.name == "keys":
+                value = list(value)
+            data[f.name] = value
         return data
 
     @classmethod
@@ -469,7 +483,7 @@ def render(post: Post) -> str:
                         f"categories.{i}",
                         items[i],
                         " " + _plain_or_quoted(items[i]),
-                        partial(_read_scalar, line=0),
+                        partial(_read_item, line=0),
                     ),
                 )
         elif key in ("date", "updated"):
@@ -584,9 +598,9 @@ def _read_scalar(text: str, line: int) -> str:
                 f"a lone ' inside a single-quoted value must be doubled: {raw!r}", line
             )
         return inner.replace("''", "'")
+    if any(not m.startswith((" ", "\t")) or not m.strip(" \t") for m in more):
+        raise PostFormatError("a value's continuation lines must be indented, not blank", line)
     parts = [raw, *(m.strip(" \t") for m in more)]
-    if "" in parts[1:]:
-        raise PostFormatError("a value's continuation lines may not be blank", line)
     value = " ".join(parts)
     if _PLAIN_YAML_START.match(value) or _PLAIN_YAML_INSIDE.search(value):
         raise PostFormatError(
@@ -595,6 +609,12 @@ def _read_scalar(text: str, line: int) -> str:
             line,
         )
     return value
+
+
+def _read_item(text: str, line: int) -> str:
+    if "\n" in text:
+        raise PostFormatError("a category item stays on one line", line)
+    return _read_scalar(text, line)
 
 
 def parse(text: str, *, source: str | None = None, timezone: str = "UTC") -> Post:

@@ -47,7 +47,10 @@ def _file(
 
 
 def _front(text: str) -> str:
-    return text.split("---\n", 2)[1]
+    """The front matter: from the opening '---' line to the closing one."""
+    found = re.match(r"\ufeff?\n?---\n(.*?\n)---\n", text, re.S)
+    assert found is not None, text[:80]
+    return found.group(1)
 
 
 def _agrees_with_yaml(text: str, post: Post, timezone: str = "UTC") -> None:
@@ -247,6 +250,19 @@ def test_a_file_in_none_of_these_shapes_is_refused_naming_file_and_line(
     assert str(caught.value).startswith(f"x.md:{line}: ")
 
 
+@pytest.mark.parametrize(
+    ("slot", "text"),
+    [("title", " x\n---"), ("categories.0", " a\n b"), ("date", " 2021-11-09 08:09:39\nx: y")],
+)
+def test_a_stored_spelling_that_would_break_the_file_is_not_used(slot: str, text: str) -> None:
+    post = parse(_file())
+    value = {"title": post.title, "categories.0": post.group, "date": post.date}[slot]
+    tampered = replace(post, layout=Layout(written=((slot, text),)))
+    assert render(tampered) == render(post)  # canonical, not the tampered text
+    assert parse(render(tampered)) == post
+    assert value is not None
+
+
 def test_an_unknown_timezone_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         parse(_file(), timezone="Mars/Olympus")
@@ -254,7 +270,15 @@ def test_an_unknown_timezone_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [{"closing": "<p>not a closing</p>"}, {"items": 4}, {"bogus": 1}, {"keys": ["layout"]}],
+    [
+        {"closing": "<p>not a closing</p>"},
+        {"items": 4},
+        {"bogus": 1},
+        {"keys": ["layout"]},
+        {"keys": ["categories", "author", "comments", "date", "thumbnail"]},
+        {"keys": ["title", "title", "categories", "author", "comments", "date", "thumbnail"]},
+        {"timezone": "Nowhere/Special"},
+    ],
 )
 def test_a_stored_layout_that_is_not_one_the_format_allows_is_refused(
     data: dict[str, Any],
