@@ -44,7 +44,7 @@ def collect_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Files named directly, and post files found under directories (sorted)."""
     for path in paths:
         if path.is_dir():
-            found = []
+            found: list[Path] = []
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(
