@@ -162,19 +162,30 @@ def db_current(settings: Settings) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="The archive's zone, for dates written without one (e.g. 2021-11-09 08:09:39).",
+)
 @click.pass_obj
-def replay(settings: Settings, paths: tuple[Path, ...]) -> None:
+def replay(settings: Settings, paths: tuple[Path, ...], timezone: str) -> None:
     """Load seed-format files (or directories of them) into the database."""
+    from aggregator.post import zone
     from aggregator.replay import collect_files
     from aggregator.replay import replay as run_replay
 
+    try:
+        zone(timezone)
+    except ValueError as exc:
+        _fail(f"--timezone: {exc}")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or directory: {', '.join(missing)}")
     files = list(collect_files(paths))
     store = _open_store(settings)
     with _progress("replay", len(files)) as advance:
-        result = run_replay(store, files, progress=advance)
+        result = run_replay(store, files, progress=advance, timezone=timezone)
     for message in result.errors:
         click.echo(f"error: {message}", err=True)
     click.echo(result.summary())

@@ -1,12 +1,15 @@
 """Write stored posts as seed-format files, ready for a Hexo ``source/_posts``.
 
 Files are named by the post's slug (date plus content-hash prefix, fixed when
-the post was first stored), so a re-export or an edited post rewrites the same
-file and two posts never collide.  Each file is written to a temporary name in
-the same directory and renamed over the old one, so a reader (Hexo's watcher,
-rsync) never sees half a file, and a crash or a full disk leaves the old file
-in place.  Files whose bytes would not change are not touched at all, which
-keeps mtimes meaningful for static-site generators.
+the post was first stored; a replayed file's own stem), so a re-export or an
+edited post rewrites the same file and two posts never collide.  A replayed
+seed named ``<slug>.txt`` that is still in the directory is rewritten under
+that name, so exporting into the folder replayed from adds no file.  Each file
+is written to a temporary name in the same directory and renamed over the old
+one, so a reader (Hexo's watcher, rsync) never sees half a file, and a crash
+or a full disk leaves the old file in place.  Files whose bytes would not
+change are not touched at all, which keeps mtimes meaningful for static-site
+generators.
 """
 
 from __future__ import annotations
@@ -22,9 +25,20 @@ from pathlib import Path
 from aggregator.post import render
 from aggregator.store import StoredPost
 
-__all__ = ["SUFFIX", "ExportError", "ExportResult", "export_posts", "remove_post", "write_post"]
+__all__ = [
+    "SUFFIX",
+    "ExportError",
+    "ExportResult",
+    "export_posts",
+    "post_path",
+    "remove_post",
+    "write_post",
+]
 
 SUFFIX = ".md"
+#: Other endings replay reads; a file ``<slug><ending>`` already in the export
+#: directory is the post's original and is written in place of ``<slug>.md``.
+KEPT_SUFFIXES = (".txt",)
 
 
 class ExportError(OSError):
@@ -48,9 +62,20 @@ def _explain(exc: OSError, path: Path) -> str:
     return f"cannot write {path}: {exc.strerror or exc}"
 
 
+def post_path(directory: Path, slug: str) -> Path:
+    """Where a post's file is: ``<slug>.md``, or its replayed original's name."""
+    path = directory / f"{slug}{SUFFIX}"
+    if not path.exists():
+        for suffix in KEPT_SUFFIXES:
+            original = directory / f"{slug}{suffix}"
+            if original.is_file():
+                return original
+    return path
+
+
 def write_post(directory: Path, stored: StoredPost) -> bool:
     """Write one post atomically; False when the file already had these bytes."""
-    path = directory / f"{stored.slug}{SUFFIX}"
+    path = post_path(directory, stored.slug)
     data = render(stored.post).encode("utf-8")
     try:
         if path.read_bytes() == data:
@@ -81,7 +106,7 @@ def write_post(directory: Path, stored: StoredPost) -> bool:
 
 def remove_post(directory: Path, slug: str) -> bool:
     """Delete a post's file (a filter now blocks it); False when it was not there."""
-    path = directory / f"{slug}{SUFFIX}"
+    path = post_path(directory, slug)
     try:
         path.unlink()
     except FileNotFoundError:

@@ -44,7 +44,7 @@ def collect_files(paths: Iterable[Path]) -> Iterator[Path]:
     """Files named directly, and post files found under directories (sorted)."""
     for path in paths:
         if path.is_dir():
-            found = []
+            found: list[Path] = []
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(
@@ -57,7 +57,7 @@ def collect_files(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def _read(path: Path) -> fmt.Post:
+def _read(path: Path, timezone: str) -> fmt.Post:
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -71,7 +71,7 @@ def _read(path: Path) -> fmt.Post:
         raise fmt.PostFormatError(
             f"not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})", line, str(path)
         ) from None
-    return fmt.parse(text, source=str(path))
+    return fmt.parse(text, source=str(path), timezone=timezone)
 
 
 def replay(
@@ -79,13 +79,20 @@ def replay(
     files: Iterable[Path],
     *,
     progress: Callable[[int], None] | None = None,
+    timezone: str = "UTC",
 ) -> ReplayResult:
-    """Parse each file and store its post once (dedup by content hash)."""
+    """Parse each file and store its post once (dedup by content hash).
+
+    A new post keeps its file's stem as slug, so exporting into the folder it
+    was replayed from rewrites the same files instead of adding copies;
+    ``timezone`` is the archive's zone, for dates written without one.
+    """
     result = ReplayResult()
     batch: list[fmt.Post] = []
+    names: list[str | None] = []
 
     def flush() -> None:
-        for outcome in store.add_posts(batch):
+        for outcome in store.add_posts(batch, names=names):
             if outcome is Outcome.NEW:
                 result.new += 1
             else:
@@ -93,15 +100,17 @@ def replay(
         if progress is not None:
             progress(len(batch))
         batch.clear()
+        names.clear()
 
     for path in files:
         try:
-            batch.append(_read(path))
+            batch.append(_read(path, timezone))
         except fmt.PostFormatError as exc:
             result.errors.append(str(exc))
             if progress is not None:
                 progress(1)
             continue
+        names.append(path.stem)
         if len(batch) >= BATCH:
             flush()
     if batch:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from paths import SEEDS
+from paths import ARCHIVE_REAL, SEEDS
 from support_proc import aggregator
 
 
@@ -40,6 +41,71 @@ def test_replay_then_export_reproduces_the_seeds(database_url: str, tmp_path: Pa
     assert all(p.suffix == ".md" for p in out.iterdir())
     again = aggregator("export", str(out), db=database_url, cwd=tmp_path)
     assert again.stdout == "0 written, 5 unchanged\n"
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def test_replay_then_export_into_the_same_folder_adds_no_file(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Replaying seeds/*.txt and exporting back leaves the folder as it was."""
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    originals = {p.name: p.read_bytes() for p in SEEDS.glob("*.txt")}
+    for name, data in originals.items():
+        (seeds / name).write_bytes(data)
+    aggregator("replay", str(seeds), db=database_url, cwd=tmp_path)
+    out = aggregator("export", str(seeds), db=database_url, cwd=tmp_path)
+    assert out.stdout == f"0 written, {len(originals)} unchanged\n"
+    assert _files(seeds) == originals
+    fresh = tmp_path / "site"  # elsewhere, named <stem>.md for Hexo
+    aggregator("export", str(fresh), db=database_url, cwd=tmp_path)
+    assert _files(fresh) == {n.removesuffix(".txt") + ".md": b for n, b in originals.items()}
+
+
+def test_the_generators_archive_replays_and_exports_byte_for_byte(
+    database_url: str, tmp_path: Path
+) -> None:
+    if not ARCHIVE_REAL.is_dir():
+        pytest.skip(f"the generator's real files are not at {ARCHIVE_REAL}")
+    posts = tmp_path / "source" / "_posts"
+    posts.mkdir(parents=True)
+    originals = {p.name: p.read_bytes() for p in ARCHIVE_REAL.glob("*.md")}
+    assert len(originals) > 100
+    for name, data in originals.items():
+        (posts / name).write_bytes(data)
+    replayed = aggregator(
+        "replay", str(posts), "--timezone", "Asia/Shanghai", db=database_url, cwd=tmp_path
+    )
+    assert replayed.stdout == f"{len(originals)} new, 0 duplicate\n"
+    again = aggregator("export", str(posts), db=database_url, cwd=tmp_path)
+    assert again.stdout == f"0 written, {len(originals)} unchanged\n"
+    assert _files(posts) == originals
+    fresh = tmp_path / "public"
+    written = aggregator("export", str(fresh), db=database_url, cwd=tmp_path)
+    assert written.stdout == f"{len(originals)} written, 0 unchanged\n"
+    assert _files(fresh) == originals
+
+    from aggregator.store import Store
+
+    store = Store.open(database_url)
+    try:
+        dates = {s.slug: s.post.date for s in store.iter_posts()}
+    finally:
+        store.close()
+    # Written '2021-11-09 08:09:39' without a zone, replayed as Beijing time.
+    assert dates["mlog-club_34066030563"] == datetime(2021, 11, 9, 0, 9, 39, tzinfo=UTC)
+    assert dates["cnbeta_13079412805"] == datetime(2022, 1, 25, 4, 31, 25, tzinfo=UTC)
+
+
+def test_replay_refuses_an_unknown_timezone(tmp_path: Path) -> None:
+    done = aggregator(
+        "replay", str(SEEDS), "--timezone", "Beijing", db="sqlite://", cwd=tmp_path, check=False
+    )
+    assert done.returncode == 1
+    assert "error: --timezone: unknown time zone 'Beijing'" in done.stderr
 
 
 def test_export_rewrites_a_changed_file_only(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
 from aggregator.dedup import Outcome, canonical_link, content_hash, entry_key
-from aggregator.post import Post, parse
+from aggregator.post import Post, parse, render
 from aggregator.store import IngestItem, IngestJob, Store
 from aggregator.store import models as m
 from aggregator.store.engine import current_revision, make_engine, upgrade
@@ -213,6 +213,33 @@ def test_seeds_stored_once(store: Store, seed_files) -> None:
     assert store.add_posts(posts) == [Outcome.DUPLICATE] * 5
     assert [s.post for s in store.iter_posts()] == posts
     assert store.count_posts() == 5
+
+
+def test_replayed_posts_take_their_file_stem_as_slug_when_safe_and_free(store: Store) -> None:
+    names = ["cnbeta_1", "../escape", "cnbeta_1", "x" * 65, ".hidden", None, "快科技_2"]
+    posts = [_post(title=f"t{i}") for i in range(len(names))]
+    assert store.add_posts(posts, names=names) == [Outcome.NEW] * len(names)
+    slugs = [s.slug for s in store.iter_posts()]
+    assert slugs[0] == "cnbeta_1" and slugs[-1] == "快科技_2"
+    generated = [content_hash(p.title, p.body)[:12] for p in posts[1:-1]]
+    assert [s[-12:] for s in slugs[1:-1]] == generated  # unsafe or taken: date-hash slug
+    store.add_posts([_post(title="later")], names=["cnbeta_1"])  # taken in the database
+    assert list(store.iter_posts())[-1].slug.endswith(content_hash("later", _post().body)[:12])
+
+
+def test_a_replayed_layout_is_stored_and_comes_back(store: Store) -> None:
+    older = parse(
+        "\n---\ntitle: plain title\ncategories: \n    - 编程\n    - 例子\nauthor: 例子\n"
+        "comments: false\ndate: 2021-11-09 08:09:39\nthumbnail: \n---\n\n<div>   \n"
+        "<p>x</p>   \n</div>\n            ",
+        timezone="Asia/Shanghai",
+    )
+    assert older.layout is not None
+    store.add_posts([older, _post()])
+    replayed, fetched = store.iter_posts()
+    assert replayed.post.layout == older.layout
+    assert render(replayed.post) == render(older)
+    assert fetched.post.layout is None
 
 
 def test_same_content_twice_in_one_batch_is_one_post(store: Store) -> None:

@@ -50,6 +50,7 @@ POST_COLUMNS: Final = (
     "feed_id",
     "revision",
     "revised_at",
+    "layout",
     "blocked",
     "created_at",
     "updated_at",

@@ -10,6 +10,7 @@ batched queries and applies the verdicts.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,6 +55,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _RETRIES_ON_CONFLICT = 3
+# A replayed file's stem kept as its slug: one path component (no separators,
+# no leading dot), no longer than the slug column.
+_SAFE_SLUG = re.compile(r"(?=.{1,64}\Z)\w[\w.-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,7 @@ def _to_post(row: m.Post) -> fmt.Post:
         date=row.date,
         body=row.body,
         updated=row.revised_at,
+        layout=fmt.Layout.from_dict(row.layout) if row.layout else None,
     )
 
 
@@ -185,9 +190,16 @@ def _stored(row: m.Post) -> StoredPost:
     )
 
 
-def _new_row(post: fmt.Post, digest: str, *, feed_id: int | None, link: str | None) -> m.Post:
+def _new_row(
+    post: fmt.Post,
+    digest: str,
+    *,
+    feed_id: int | None,
+    link: str | None,
+    slug: str | None = None,
+) -> m.Post:
     return m.Post(
-        slug=slug_for(post.date, digest),
+        slug=slug or slug_for(post.date, digest),
         content_hash=digest,
         title=post.title,
         group_name=post.group,
@@ -203,6 +215,7 @@ def _new_row(post: fmt.Post, digest: str, *, feed_id: int | None, link: str | No
         feed_id=feed_id,
         revision=0,
         revised_at=post.updated,
+        layout=post.layout.as_dict() if post.layout is not None else None,
     )
 
 
@@ -227,6 +240,7 @@ def _new_values(item: IngestItem, digest: str, *, feed_id: int) -> dict[str, Any
         "feed_id": feed_id,
         "revision": 0,
         "revised_at": post.updated,
+        "layout": post.layout.as_dict() if post.layout is not None else None,
         "blocked": item.blocked,
         "created_at": stamp,
         "updated_at": stamp,
@@ -360,11 +374,18 @@ class Store:
 
     # -- posts ------------------------------------------------------------
 
-    def add_posts(self, posts: Sequence[fmt.Post]) -> list[Outcome]:
-        """Store replayed posts once per content hash: NEW or DUPLICATE each."""
+    def add_posts(
+        self, posts: Sequence[fmt.Post], *, names: Sequence[str | None] | None = None
+    ) -> list[Outcome]:
+        """Store replayed posts once per content hash: NEW or DUPLICATE each.
+
+        ``names`` are the file stems the posts were read from: a new post
+        takes its stem as slug (so export writes it back under the same name)
+        when the stem is a safe file name no other post uses.
+        """
         for attempt in range(_RETRIES_ON_CONFLICT):
             try:
-                return self._add_posts_once(posts)
+                return self._add_posts_once(posts, names or [None] * len(posts))
             except IntegrityError:
                 # Another writer stored one of these hashes between our read
                 # and our insert; the next round sees it as a duplicate.
@@ -373,21 +394,28 @@ class Store:
                 log.debug("conflict while adding posts, retrying", exc_info=True)
         raise AssertionError("unreachable")
 
-    def _add_posts_once(self, posts: Sequence[fmt.Post]) -> list[Outcome]:
+    def _add_posts_once(
+        self, posts: Sequence[fmt.Post], names: Sequence[str | None]
+    ) -> list[Outcome]:
         digests = [content_hash(p.title, p.body) for p in posts]
+        wanted = {n for n in names if n is not None and _SAFE_SLUG.fullmatch(n)}
         with self._session.begin() as session:
             known = set(
                 session.scalars(
                     select(m.Post.content_hash).where(m.Post.content_hash.in_(set(digests)))
                 )
             )
+            taken = set(session.scalars(select(m.Post.slug).where(m.Post.slug.in_(wanted))))
             outcomes: list[Outcome] = []
-            for post, digest in zip(posts, digests, strict=True):
+            for post, digest, name in zip(posts, digests, names, strict=True):
                 if digest in known:
                     outcomes.append(Outcome.DUPLICATE)
                     continue
                 known.add(digest)
-                session.add(_new_row(post, digest, feed_id=None, link=None))
+                slug = name if name in wanted and name not in taken else None
+                if slug is not None:
+                    taken.add(slug)
+                session.add(_new_row(post, digest, feed_id=None, link=None, slug=slug))
                 outcomes.append(Outcome.NEW)
         return outcomes
 
