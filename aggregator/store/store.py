@@ -28,6 +28,7 @@ from aggregator.dedup import (
     content_hash,
     decide,
     fallback_match,
+    free_slug,
     slug_for,
 )
 from aggregator.items import IngestItem
@@ -277,6 +278,16 @@ _HASH_EXISTS: Final = (
 _POSTS_BY_HASH: Final = select(m.Post).where(
     m.Post.content_hash.in_(bindparam("digests", expanding=True))
 )
+# Posts an earlier version of which had one of these hashes: a story that
+# was edited since is found under its first content too.
+_FORMER_HASHES: Final = (
+    select(m.PostRevision.content_hash, m.PostRevision.post_id)
+    .where(m.PostRevision.content_hash.in_(bindparam("digests", expanding=True)))
+    .order_by(m.PostRevision.replaced_at.desc(), m.PostRevision.id.desc())
+)
+_SLUGS_TAKEN: Final = select(m.Post.__table__.c.slug).where(
+    m.Post.__table__.c.slug.in_(bindparam("slugs", expanding=True))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,16 +452,20 @@ class Store:
                 log.debug("conflict while ingesting feed %s, retrying", feed_id, exc_info=True)
         raise AssertionError("unreachable")
 
-    def ingest_many(self, jobs: Sequence[IngestJob]) -> list[IngestResult]:
+    def ingest_many(self, jobs: Sequence[IngestJob]) -> list[IngestResult | Exception]:
         """Several feeds' :meth:`ingest` in one transaction, results in order.
 
         A pass stores hundreds of feeds one after another through SQLite's
         single writer; a transaction each rewrites the same index pages into
         the write-ahead log every time.  Feeds that are ready together are
-        stored together, each still all-or-nothing (the batch is).  If the
-        batch meets a conflict (another daemon stored the same entry first),
-        it is rolled back and every feed is stored on its own, with
-        :meth:`ingest`'s retries.
+        stored together, each still all-or-nothing (the batch is).
+
+        One feed's failure stays with that feed: the place of a feed that
+        could not be stored holds its exception instead of a result.  If the
+        batch fails for any reason (another daemon stored the same entry
+        first, a row the database refuses), it is rolled back and every feed
+        is stored on its own, with :meth:`ingest`'s retries, so only the
+        feed at fault fails.
         """
         if len(jobs) == 1:
             return [self._ingest_job(jobs[0])]
@@ -462,19 +477,33 @@ class Store:
                     )
                     for job in jobs
                 ]
-        except IntegrityError:
-            log.debug("conflict in a batch of %d feeds, storing them one by one", len(jobs))
+        except Exception as exc:
+            log.debug(
+                "batch of %d feeds failed (%s), storing them one by one",
+                len(jobs),
+                type(exc).__name__,
+            )
             return [self._ingest_job(job) for job in jobs]
 
-    def _ingest_job(self, job: IngestJob) -> IngestResult:
-        return self.ingest(
-            job.feed_id, job.items, now=job.now, feed_values=job.feed_values, identity=job.identity
-        )
+    def _ingest_job(self, job: IngestJob) -> IngestResult | Exception:
+        """One feed's ingest, its failure returned rather than raised (see ``ingest_many``)."""
+        try:
+            return self.ingest(
+                job.feed_id,
+                job.items,
+                now=job.now,
+                feed_values=job.feed_values,
+                identity=job.identity,
+            )
+        except Exception as exc:
+            log.debug("feed %s could not be stored", job.feed_id, exc_info=True)
+            return exc
 
     @staticmethod
     def _match_unknown(
         session: Session,
         feed_id: int,
+        items: Sequence[IngestItem],
         unique: Mapping[str, IngestItem],
         entries: dict[str, m.Entry],
         entry_posts: dict[int, m.Post],
@@ -510,9 +539,12 @@ class Store:
             for entry, post in rows
         ]
         link_counts: dict[str, int] = {}
-        for item in unique.values():
+        guid_counts: dict[str, int] = {}
+        for item in items:
             if (k := item.canonical) is not None:
                 link_counts[k] = link_counts.get(k, 0) + 1
+            if item.guid and (g := item.guid.strip()):
+                guid_counts[g] = guid_counts.get(g, 0) + 1
         batch_keys = set(unique)
         for key, item in unknown.items():
             found = fallback_match(
@@ -523,6 +555,7 @@ class Store:
                 candidates=candidates,
                 batch_keys=batch_keys,
                 batch_link_counts=link_counts,
+                batch_guid_counts=guid_counts,
             )
             if found is None:
                 continue
@@ -558,10 +591,13 @@ class Store:
     ) -> IngestResult:
         """One feed's ingest inside the caller's transaction (see :meth:`ingest`)."""
         result = IngestResult()
-        # A feed may list one item twice; the first occurrence wins.
+        # A feed may list one item twice (same key: the same identifier,
+        # headline and content, see dedup.entry_keys); the first occurrence
+        # wins and the others count as duplicates.
         unique: dict[str, IngestItem] = {}
         for item in items:
-            unique.setdefault(item.key, item)
+            if unique.setdefault(item.key, item) is not item:
+                result.duplicate += 1
         digests = {key: it.digest for key, it in unique.items()}
         # The feed's entries under these keys, with their posts.
         entries: dict[str, m.Entry] = {}
@@ -571,7 +607,9 @@ class Store:
         ):
             entries[entry.key] = entry
             entry_posts[entry_post.id] = entry_post
-        rekeyed = self._match_unknown(session, feed_id, unique, entries, entry_posts, identity)
+        rekeyed = self._match_unknown(
+            session, feed_id, items, unique, entries, entry_posts, identity
+        )
         # Posts that already have one of these hashes (hashes are unique:
         # an entry's own post is the one).  The others are usually
         # nowhere, so a plain (cheaper) query looks for them first.
@@ -581,6 +619,12 @@ class Store:
             by_hash.update(
                 (p.content_hash, p) for p in session.scalars(_POSTS_BY_HASH, {"digests": wanted})
             )
+        former: dict[str, list[int]] = {}
+        if wanted:
+            for digest, post_id in session.connection().execute(
+                _FORMER_HASHES, {"digests": wanted}
+            ):
+                former.setdefault(digest, []).append(post_id)
         # New posts are not added one by one through the ORM (a flush per
         # post): they wait in ``pending`` and go in with one multi-row
         # INSERT ... RETURNING, their entries with one executemany.
@@ -596,6 +640,7 @@ class Store:
                 return
             session.flush()
             connection = session.connection()
+            self._free_slugs(connection, [values for _, values in pending])
             if self._new_rows is not None:
                 new_ids.update(
                     (digest, post_id)
@@ -646,14 +691,33 @@ class Store:
             entry = entries.get(key)
             current = entry_posts.get(entry.post_id) if entry is not None else None
             owner = owner_of(digest)
+            earlier = former.get(digest, ())
             outcome = decide(
                 Known(
                     entry_post_id=entry.post_id if entry else None,
                     entry_post_hash=current.content_hash if current else None,
                     hash_post_id=owner.id if owner else None,
+                    former_post_ids=frozenset(earlier),
+                    same_content=current is not None
+                    and current.title == item.post.title
+                    and current.body == item.post.body,
                 ),
                 digest,
             )
+            if owner is None and earlier and outcome is Outcome.DUPLICATE:
+                # The story as it was before an edit: the edited post is it.
+                owner = session.get(m.Post, earlier[0])
+                by_hash[digest] = owner  # type: ignore[assignment]
+            if (
+                outcome is Outcome.UNCHANGED
+                and current is not None
+                and current.content_hash != digest
+                and owner is None
+                and not earlier
+            ):
+                # Same title and body under a new hash rule: take the new hash.
+                current.content_hash = digest
+                by_hash[digest] = current
             if outcome is Outcome.NEW and item.blocked is not None:
                 result.blocked += 1
             else:
@@ -715,6 +779,23 @@ class Store:
                 result.removed_slugs.append(row.slug)
         elif changed or was_blocked:
             result.changed_posts.append(_stored(row))
+
+    @staticmethod
+    def _free_slugs(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Give each new post a slug no other post has (see :func:`aggregator.dedup.free_slug`).
+
+        A slug is the date and a hash prefix, so two posts share one only
+        when a hash was used before (an edited post keeps the slug of its
+        first content) or two hashes share twelve hex digits; the new post
+        then takes the next free variant instead of failing the feed.
+        """
+        wanted = list({row["slug"] for row in rows})
+        taken = set(connection.execute(_SLUGS_TAKEN, {"slugs": wanted}).scalars())
+        for row in rows:
+            slug = row["slug"]
+            if slug in taken:
+                slug = row["slug"] = free_slug(slug, taken)
+            taken.add(slug)
 
     @staticmethod
     def _refresh_entry(entry: m.Entry, item: IngestItem, now: datetime) -> None:
