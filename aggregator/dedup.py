@@ -99,6 +99,8 @@ TRACKING_PARAMETERS: Final = frozenset(
 TRACKING_PREFIXES: Final = ("utm_",)
 
 _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
+#: Longest entry key the indexed ``entries.key`` column holds.
+KEY_MAX: Final = 2048
 
 _TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
 
@@ -323,38 +325,53 @@ def entry_keys(items: Sequence[KeyFacts], *, identity: Identity = "guid") -> lis
     with a unique identifier gets exactly the key :func:`entry_key` gives,
     so keys stored before this rule stay valid.  An item whose identifiers
     are all shared is keyed by what tells it apart: its first identifier
-    plus its headline (``link://x|title:...``), else plus its content hash
-    (``...|sha256:...``: pictures under one headline).  Items that still share
-    a key have the same headline and the same content under the same
-    identifier: they are one story listed twice.
+    plus its headline (``link://x|title:...``), and where that is shared too,
+    plus its content hash (``...|sha256:...``: pictures under one headline).
+    Items that still share a key have the same headline and the same content
+    under the same identifier: they are one story listed twice.  A built key
+    longer than :data:`KEY_MAX` is replaced by its own sha256.
 
     Pure; ``items`` are all the items of the document.
     """
     if identity not in IDENTITIES:
         raise ValueError(f"unknown identity {identity!r}; use one of {', '.join(IDENTITIES)}")
-    ids = [_identifiers(item, identity) for item in items]
+    ids = [
+        _identifiers(item, identity) or [_dated_title_key(item.title, item.date)] for item in items
+    ]
     seen: dict[str, int] = {}
     for found in ids:
         for ident in found:
             seen[ident] = seen.get(ident, 0) + 1
-    bases: list[str] = []
-    keys: list[str | None] = []
+    keys: list[str] = []
+    told_apart: list[bool] = []
     for item, found in zip(items, ids, strict=True):
         unique = next((ident for ident in found if seen[ident] == 1), None)
-        bases.append(found[0] if found else _dated_title_key(item.title, item.date))
-        keys.append(unique)
-    titled: dict[str, int] = {}
-    for item, base, key in zip(items, bases, keys, strict=True):
-        if key is None:
-            titled[_with_title(base, item)] = titled.get(_with_title(base, item), 0) + 1
+        told_apart.append(unique is None)
+        if unique is not None:
+            keys.append(unique)
+        elif found[0].startswith("title:"):  # the headline is in it already
+            keys.append(found[0])
+        else:
+            keys.append(f"{found[0]}|title:{_title_text(item.title)}")
+    shared: dict[str, int] = {}
+    for key, flagged in zip(keys, told_apart, strict=True):
+        if flagged:
+            shared[key] = shared.get(key, 0) + 1
     result: list[str] = []
-    for item, base, key in zip(items, bases, keys, strict=True):
-        if key is None:
-            key = _with_title(base, item)
-            if titled[key] > 1:
-                key = f"{base}|sha256:{item.digest[:32]}"
+    for item, key, flagged in zip(items, keys, told_apart, strict=True):
+        if flagged:
+            if shared[key] > 1:
+                key = f"{key}|sha256:{item.digest[:32]}"
+            key = _fit(key)
         result.append(key)
     return result
+
+
+def _fit(key: str) -> str:
+    """A built key short enough for the indexed column, still telling items apart."""
+    if len(key) <= KEY_MAX:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _identifiers(item: KeyFacts, identity: Identity) -> list[str]:
@@ -370,10 +387,6 @@ def _identifiers(item: KeyFacts, identity: Identity) -> list[str]:
     else:
         order = [guid_key, link_key]
     return [key for key in order if key]
-
-
-def _with_title(base: str, item: KeyFacts) -> str:
-    return f"{base}|title:{_title_text(item.title)}"
 
 
 @dataclass(frozen=True, slots=True)
