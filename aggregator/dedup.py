@@ -503,6 +503,9 @@ class Known:
     #: The entry's post has exactly the incoming title and body, under another
     #: hash: the hash rules changed (text-less bodies), not the story.
     same_content: bool = False
+    #: The entry's key is a GUID or link that other stories of the feed carry
+    #: too: changed content under it is another story, not an edit.
+    shared_key: bool = False
 
 
 def decide(known: Known, incoming_hash: str) -> Outcome:
@@ -511,7 +514,8 @@ def decide(known: Known, incoming_hash: str) -> Outcome:
     * entry seen before with the same content (or an older version of its
       own post: a second feed still carrying what the first has since
       edited -- never revert a post to it)                 -> unchanged
-    * entry seen before, content changed, hash unused      -> updated (a revision)
+    * entry seen before, content changed, hash unused      -> updated (a revision),
+      unless the key is shared with other stories of the feed -> new
     * entry seen before, content now is (or was) another post -> duplicate
     * entry unseen, its content is or was a stored post    -> duplicate (source recorded)
     * entry unseen, content unseen                         -> new
@@ -524,9 +528,9 @@ def decide(known: Known, incoming_hash: str) -> Outcome:
             return Outcome.UNCHANGED
         if known.entry_post_id in known.former_post_ids:
             return Outcome.UNCHANGED
-        if known.hash_post_id is None and not known.former_post_ids:
-            return Outcome.UPDATED
-        return Outcome.DUPLICATE
+        if known.hash_post_id is not None or known.former_post_ids:
+            return Outcome.DUPLICATE
+        return Outcome.NEW if known.shared_key else Outcome.UPDATED
     if known.hash_post_id is not None or known.former_post_ids:
         return Outcome.DUPLICATE
     return Outcome.NEW

@@ -136,6 +136,10 @@ def test_slug_is_date_and_hash_prefix() -> None:
         (Known(None, None, None, frozenset({8})), "h1", Outcome.DUPLICATE),
         # the same title and body under a changed hash rule is no edit
         (Known(3, "h0", None, same_content=True), "h1", Outcome.UNCHANGED),
+        # changed content under a GUID or link other stories share: a new story
+        (Known(3, "h0", None, shared_key=True), "h1", Outcome.NEW),
+        (Known(3, "h1", 3, shared_key=True), "h1", Outcome.UNCHANGED),
+        (Known(3, "h0", 9, shared_key=True), "h1", Outcome.DUPLICATE),
     ],
 )
 def test_decide(known: Known, incoming: str, expected: Outcome) -> None:

@@ -640,3 +640,22 @@ def test_a_stored_text_less_post_keeps_its_post_under_the_new_hash(store: Store)
     assert _revisions(store) == 0
     with store.engine.connect() as conn:
         assert conn.execute(select(m.Post.content_hash)).scalar_one() == item.digest
+
+
+def test_a_story_alone_on_a_key_other_stories_shared_is_no_edit_of_them(store: Store) -> None:
+    feed = _feed(store)
+    a, b, c = (_post(title=t, body=f"<p>{t}</p>") for t in ("甲", "乙", "丙"))
+    assert store.ingest(feed, _document((a, None, HOME)), now=NOW).new == 1  # key link:HOME
+    second = store.ingest(feed, _document((b, None, HOME), (a, None, HOME)), now=NOW)
+    assert (second.new, second.duplicate, second.updated) == (1, 1, 0)
+    # Alone again on the homepage link: the key is a's, but the link is shared.
+    third = store.ingest(feed, _document((c, None, HOME)), now=NOW)
+    assert (third.new, third.updated) == (1, 0)
+    assert _bodies(store) == sorted((p.title, p.body) for p in (a, b, c)) and not _revisions(store)
+    fourth = store.ingest(feed, _document((c, None, HOME)), now=NOW)
+    assert (fourth.new, fourth.unchanged) == (0, 1)
+    # Where the key is the item's alone, changed content is an edit as before.
+    other = _feed(store, "https://other.example/feed")
+    store.ingest(other, _document((a, None, "https://x.org/1")), now=NOW)
+    edited = _post(title="甲", body="<p>甲 改</p>")
+    assert store.ingest(other, _document((edited, None, "https://x.org/1")), now=NOW).updated == 1

@@ -10,7 +10,7 @@ batched queries and applies the verdicts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -686,6 +686,7 @@ class Store:
             return owner
 
         pending_digests: set[str] = set()
+        shared = self._shared_keys(session, feed_id, entries, entry_posts, digests, rekeyed)
         for key, item in unique.items():
             digest = digests[key]
             entry = entries.get(key)
@@ -701,6 +702,7 @@ class Store:
                     same_content=current is not None
                     and current.title == item.post.title
                     and current.body == item.post.body,
+                    shared_key=key in shared,
                 ),
                 digest,
             )
@@ -723,6 +725,10 @@ class Store:
             else:
                 result.count(outcome)
             if outcome is Outcome.NEW:
+                if entry is not None:
+                    # A new story on a key that named another: the old entry
+                    # gives the key up (its post keeps it as a source).
+                    entry.key = f"{entry.key}|entry:{entry.id}"
                 pending.append((item, _new_values(item, digest, feed_id=feed_id)))
                 pending_digests.add(digest)
                 continue
@@ -768,6 +774,54 @@ class Store:
                 update(feeds).where(feeds.c.id == feed_id).values(**feed_values, updated_at=now)
             )
         return result
+
+    @staticmethod
+    def _shared_keys(
+        session: Session,
+        feed_id: int,
+        entries: Mapping[str, m.Entry],
+        entry_posts: Mapping[int, m.Post],
+        digests: Mapping[str, str],
+        rekeyed: Collection[str],
+    ) -> set[str]:
+        """Keys of this fetch whose content changed under a GUID or link that
+        other stories of the feed share too (see ``Known.shared_key``).
+
+        A feed that once listed one story alone on its homepage link keyed it
+        by that link; when later stories come on the same link, the next
+        one listed alone has that key again, and is no edit of the first.
+        Asked only when a stored entry's content changed, which is rare.
+        """
+        changed: dict[str, tuple[str, str]] = {}  # key -> (column, value)
+        for key, entry in entries.items():
+            post = entry_posts.get(entry.post_id)
+            if key in rekeyed or key not in digests or post is None:
+                continue
+            if post.content_hash == digests[key]:
+                continue
+            if entry.guid and key == "guid:" + entry.guid.strip():
+                changed[key] = ("guid", entry.guid)
+            elif entry.link_key and key == "link:" + entry.link_key:
+                changed[key] = ("link_key", entry.link_key)
+        if not changed:
+            return set()
+        guids = [value for column, value in changed.values() if column == "guid"]
+        links = [value for column, value in changed.values() if column == "link_key"]
+        siblings = session.execute(
+            select(m.Entry.id, m.Entry.post_id, m.Entry.guid, m.Entry.link_key).where(
+                m.Entry.feed_id == feed_id,
+                or_(m.Entry.guid.in_(guids), m.Entry.link_key.in_(links)),
+            )
+        ).all()
+        found: set[str] = set()
+        for key, (column, value) in changed.items():
+            entry = entries[key]
+            for sibling_id, post_id, guid, link_key in siblings:
+                same = guid == value if column == "guid" else link_key == value
+                if same and sibling_id != entry.id and post_id != entry.post_id:
+                    found.add(key)
+                    break
+        return found
 
     @staticmethod
     def _note_export(
