@@ -14,16 +14,20 @@ Two notions of sameness:
   is exact enough for identity and ~50x cheaper than an HTML parser.
 * **Entry key** -- the same item *of one feed*, across edits: the feed's GUID
   if it has one, else its *canonical* link (see :func:`canonical_link`), else
-  title plus date.  A feed's ``identity`` setting reorders that (``link`` for
-  feeds whose GUIDs change with the headline, ``title`` for feeds whose GUIDs
-  and links both churn).  A new content hash under a known entry key is an
-  edit of that post, not a new post.
+  title plus date -- each only where no other item of the same document has
+  it (:func:`entry_keys`: items sharing a GUID or link are told apart by
+  headline, then content).  A feed's ``identity`` setting reorders that
+  (``link`` for feeds whose GUIDs change with the headline, ``title`` for
+  feeds whose GUIDs and links both churn).  A new content hash under a known
+  entry key is an edit of that post, not a new post -- unless other stories
+  of the feed share the key's GUID or link (:class:`Known`).
 
 Keys are not forever: a publisher re-issues a GUID when it edits a headline,
 or this module learns a new tracking parameter.  So an item whose key is
 unknown is matched against the feed's stored entries by GUID and by canonical
-link before it is called new (:func:`fallback_match`); the store then moves
-the stored entry to the new key.
+link before it is called new (:func:`fallback_match`), when the match is
+unambiguous; the store then moves the stored entry to the new key.  Every
+rule here errs towards a new post: a wrong match overwrites another story.
 """
 
 from __future__ import annotations
