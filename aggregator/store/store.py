@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, not_, or_, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,6 +66,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _RETRIES_ON_CONFLICT = 3
+_NONE: Final[list[int]] = []
+_NO_POSTS: Final[frozenset[int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,11 +283,21 @@ _CANDIDATES: Final = _candidates(*_CANDIDATE_CONDITIONS)
 _CANDIDATES_BY_TITLE: Final = _candidates(
     *_CANDIDATE_CONDITIONS, m.Post.title.in_(bindparam("titles", expanding=True))
 )
-_HASH_EXISTS: Final = (
-    select(m.Post.__table__.c.id)
-    .where(m.Post.__table__.c.content_hash.in_(bindparam("digests", expanding=True)))
-    .limit(1)
-)
+# Whether anything stored bears on new-looking items: a post with one of
+# their hashes, a post that had one before an edit, a post with one of the
+# slugs they would get.  On a cold pass nothing does, and this one query
+# stands for the three that look closer.
+_ANYTHING_KNOWN: Final = union_all(
+    select(m.Post.__table__.c.id).where(
+        m.Post.__table__.c.content_hash.in_(bindparam("digests", expanding=True))
+    ),
+    select(m.PostRevision.__table__.c.post_id).where(
+        m.PostRevision.__table__.c.content_hash.in_(bindparam("digests", expanding=True))
+    ),
+    select(m.Post.__table__.c.id).where(
+        m.Post.__table__.c.slug.in_(bindparam("slugs", expanding=True))
+    ),
+).limit(1)
 _POSTS_BY_HASH: Final = select(m.Post).where(
     m.Post.content_hash.in_(bindparam("digests", expanding=True))
 )
@@ -611,16 +634,27 @@ class Store:
             session, feed_id, items, unique, entries, entry_posts, identity
         )
         # Posts that already have one of these hashes (hashes are unique:
-        # an entry's own post is the one).  The others are usually
-        # nowhere, so a plain (cheaper) query looks for them first.
+        # an entry's own post is the one), or had one before an edit.  The
+        # others are usually nowhere, so a plain (cheaper) query looks for
+        # them first, and for the slugs new posts would take.
         by_hash = {p.content_hash: p for p in entry_posts.values()}
-        wanted = list({d for d in digests.values() if d not in by_hash})
-        if wanted and session.connection().execute(_HASH_EXISTS, {"digests": wanted}).first():
+        unseen = {d for d in digests.values() if d not in by_hash}
+        wanted = list(unseen)
+        former: dict[str, list[int]] = {}
+        check_slugs = False
+        if wanted:
+            slugs = list(
+                {slug_for(it.post.date, it.digest) for it in unique.values() if it.digest in unseen}
+            )
+            connection = session.connection()
+            check_slugs = (
+                connection.execute(_ANYTHING_KNOWN, {"digests": wanted, "slugs": slugs}).first()
+                is not None
+            )
+        if check_slugs:
             by_hash.update(
                 (p.content_hash, p) for p in session.scalars(_POSTS_BY_HASH, {"digests": wanted})
             )
-        former: dict[str, list[int]] = {}
-        if wanted:
             for digest, post_id in session.connection().execute(
                 _FORMER_HASHES, {"digests": wanted}
             ):
@@ -640,7 +674,8 @@ class Store:
                 return
             session.flush()
             connection = session.connection()
-            self._free_slugs(connection, [values for _, values in pending])
+            if check_slugs:
+                self._free_slugs(connection, [values for _, values in pending])
             if self._new_rows is not None:
                 new_ids.update(
                     (digest, post_id)
@@ -692,14 +727,15 @@ class Store:
             entry = entries.get(key)
             current = entry_posts.get(entry.post_id) if entry is not None else None
             owner = owner_of(digest)
-            earlier = former.get(digest, ())
+            earlier = former.get(digest, _NONE)
             outcome = decide(
                 Known(
                     entry_post_id=entry.post_id if entry else None,
                     entry_post_hash=current.content_hash if current else None,
                     hash_post_id=owner.id if owner else None,
-                    former_post_ids=frozenset(earlier),
+                    former_post_ids=frozenset(earlier) if earlier else _NO_POSTS,
                     same_content=current is not None
+                    and current.content_hash != digest
                     and current.title == item.post.title
                     and current.body == item.post.body,
                     shared_key=key in shared,
