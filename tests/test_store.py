@@ -659,3 +659,49 @@ def test_a_story_alone_on_a_key_other_stories_shared_is_no_edit_of_them(store: S
     store.ingest(other, _document((a, None, "https://x.org/1")), now=NOW)
     edited = _post(title="甲", body="<p>甲 改</p>")
     assert store.ingest(other, _document((edited, None, "https://x.org/1")), now=NOW).updated == 1
+
+
+def test_migration_0004_gives_stored_route_links_their_own_link_key(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(
+            m.Feed.__table__.insert().values(
+                id=1,
+                url="https://spa.x/feed",
+                outlet="o",
+                section="s",
+                group_name="g",
+                enabled=True,
+                in_config=True,
+                interval_seconds=900,
+                error_streak=0,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO posts (id, slug, content_hash, title, group_name, outlet, section,"
+                " headimg, thumbnail, author, comments, body, revision, created_at, updated_at)"
+                " VALUES (1, 's', 'h', 't', 'g', 'o', 's', '', '', 'o', 0, 'b', 0,"
+                " '2024-05-01 12:00:00', '2024-05-01 12:00:00')"
+            )
+        )
+        for entry_id, link in [(1, "https://spa.x/#/post/1"), (2, "https://spa.x/a#comments")]:
+            conn.execute(
+                text(
+                    "INSERT INTO entries (id, feed_id, key, link, link_key, post_id,"
+                    " first_seen_at, last_seen_at) VALUES (:id, 1, :key, :link, :old, 1,"
+                    " '2024-05-01 12:00:00', '2024-05-01 12:00:00')"
+                ),
+                {"id": entry_id, "key": f"k{entry_id}", "link": link, "old": "//spa.x"},
+            )
+    upgrade(engine, "0004")
+    with engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT id, link_key FROM entries")).all())
+        indexes = {i["name"] for i in inspect(conn).get_indexes("post_revisions")}
+    assert keys == {1: "//spa.x#/post/1", 2: "//spa.x"}  # anchors are left alone
+    assert "ix_post_revisions_content_hash" in indexes
+    engine.dispose()
