@@ -705,3 +705,22 @@ def test_migration_0004_gives_stored_route_links_their_own_link_key(tmp_path: Pa
     assert keys == {1: "//spa.x#/post/1", 2: "//spa.x"}  # anchors are left alone
     assert "ix_post_revisions_content_hash" in indexes
     engine.dispose()
+
+
+def test_reprocess_takes_the_new_hash_of_a_text_less_post_without_a_revision(
+    store: Store,
+) -> None:
+    from aggregator.store import Reprocessed
+
+    feed = _feed(store)
+    picture = _post(title="图", body='<p><img src="https://img.x/1.jpg"></p>')
+    store.ingest(feed, [_item(picture)], now=NOW)
+    with store.engine.begin() as conn:  # as the old rule hashed it: the title alone
+        conn.execute(m.Post.__table__.update().values(content_hash=content_hash("图", "")))
+    [[entry]] = list(store.iter_entries(feed))
+    result = store.reprocess([Reprocessed(entry.id, picture)], now=NOW)
+    assert (result.updated, result.unchanged, result.conflicts) == (0, 1, [])
+    assert _revisions(store) == 0
+    with store.engine.connect() as conn:
+        stored = conn.execute(select(m.Post.content_hash)).scalar_one()
+    assert stored == content_hash(picture.title, picture.body)

@@ -1039,8 +1039,14 @@ class Store:
                     f"already post {other}; post {row.id} was left as it was"
                 )
                 return False
-            self._revise(session, row, post, digest, now, link=row.link, edited=False)
-            return True
+            if (row.title, row.body) == (post.title, post.body):
+                # Same title and body under a changed hash rule (text-less
+                # bodies now hash their media): nothing to revise, and the
+                # other fields are compared below.
+                row.content_hash = digest
+            else:
+                self._revise(session, row, post, digest, now, link=row.link, edited=False)
+                return True
         if (
             row.body != post.body
             or row.title != post.title
