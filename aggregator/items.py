@@ -16,7 +16,7 @@ convenience of importing from the pipeline.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator.content import entry_to_post
 from aggregator.dates import effective_date
-from aggregator.dedup import canonical_link, content_hash, entry_key
+from aggregator.dedup import Identity, KeyFacts, canonical_link, content_hash, entry_key, entry_keys
 from aggregator.parse import Entry, ParsedFeed, parse_feed
 from aggregator.post import Post
 from aggregator.rawentry import StoredPage, dump_entry
@@ -39,6 +39,7 @@ __all__ = [
     "build_items",
     "parse_and_build",
     "post_date",
+    "rekey",
 ]
 
 #: Longest canonical link kept for matching (the indexed column's size).
@@ -157,10 +158,13 @@ def build_items(
 ) -> list[IngestItem]:
     """Entries -> posts ready to store (pure; runs in a worker).
 
-    ``on_replaced_date(entry, reason)`` hears of every entry date thrown out
-    as impossible, so the caller can log and count it.
+    Each item is keyed among all the items of its document
+    (:func:`aggregator.dedup.entry_keys`): a GUID or link that several
+    entries share identifies none of them.  ``on_replaced_date(entry,
+    reason)`` hears of every entry date thrown out as impossible, so the
+    caller can log and count it.
     """
-    return [
+    items = [
         build_item(
             entry,
             spec,
@@ -170,6 +174,29 @@ def build_items(
             on_replaced_date=on_replaced_date,
         )
         for index, entry in enumerate(parsed.entries)
+    ]
+    return rekey(items, parsed.entries, spec.identity)
+
+
+def rekey(
+    items: list[IngestItem], entries: Sequence[Entry], identity: Identity
+) -> list[IngestItem]:
+    """The items with their keys as the whole document decides them.
+
+    :func:`build_item` keys an entry by itself, which is right exactly when
+    its GUID or link is unique in the document; the few others are rebuilt
+    with the key that tells them apart.
+    """
+    keys = entry_keys(
+        [
+            KeyFacts(it.guid, it.link, entry.title, entry.published or entry.updated, it.digest)
+            for it, entry in zip(items, entries, strict=True)
+        ],
+        identity=identity,
+    )
+    return [
+        it if it.key == key else dataclasses.replace(it, key=key)
+        for it, key in zip(items, keys, strict=True)
     ]
 
 

@@ -153,12 +153,16 @@ class _Batches(Generic[J, R]):
     (at most ``limit`` jobs), and jobs that arrive meanwhile form the next.
     No timer: under light load every batch is one job, so nothing waits
     longer than it did.  Each caller still returns only once its own job is
-    committed, with its own result, and hears the database's error if the
-    batch failed.
+    committed, with its own result.  ``write`` puts an exception in place of
+    the result of a job that failed on its own: only that caller hears it.
+    If ``write`` itself raises, every caller of the batch hears the error.
     """
 
     def __init__(
-        self, write: Callable[[list[J]], Awaitable[Sequence[R]]], *, limit: int = 32
+        self,
+        write: Callable[[list[J]], Awaitable[Sequence[R | Exception]]],
+        *,
+        limit: int = 32,
     ) -> None:
         self._write = write
         self._limit = limit
@@ -184,7 +188,11 @@ class _Batches(Generic[J, R]):
                 )
                 results = await self._write([job for job, _ in batch])
                 for (_, done), result in zip(batch, results, strict=True):
-                    if not done.done():
+                    if done.done():
+                        continue
+                    if isinstance(result, Exception):
+                        done.set_exception(result)
+                    else:
                         done.set_result(result)
                 batch = []
         except BaseException as exc:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.dedup import (
+    KeyFacts,
     Known,
     Outcome,
     StoredIdentity,
@@ -20,7 +21,10 @@ from aggregator.dedup import (
     content_hash,
     decide,
     entry_key,
+    entry_keys,
     fallback_match,
+    free_slug,
+    media_of,
     slug_for,
     text_of,
 )
@@ -124,6 +128,18 @@ def test_slug_is_date_and_hash_prefix() -> None:
         (Known(3, "h1", 3), "h1", Outcome.UNCHANGED),
         (Known(3, "h0", None), "h1", Outcome.UPDATED),
         (Known(3, "h0", 9), "h1", Outcome.DUPLICATE),
+        # the incoming content is an earlier version of the entry's own post:
+        # a stale copy (a second feed), never a reason to revert the post
+        (Known(3, "h2", None, frozenset({3})), "h1", Outcome.UNCHANGED),
+        # ... of another post: that post's duplicate
+        (Known(3, "h2", None, frozenset({8})), "h1", Outcome.DUPLICATE),
+        (Known(None, None, None, frozenset({8})), "h1", Outcome.DUPLICATE),
+        # the same title and body under a changed hash rule is no edit
+        (Known(3, "h0", None, same_content=True), "h1", Outcome.UNCHANGED),
+        # changed content under a GUID or link other stories share: a new story
+        (Known(3, "h0", None, shared_key=True), "h1", Outcome.NEW),
+        (Known(3, "h1", 3, shared_key=True), "h1", Outcome.UNCHANGED),
+        (Known(3, "h0", 9, shared_key=True), "h1", Outcome.DUPLICATE),
     ],
 )
 def test_decide(known: Known, incoming: str, expected: Outcome) -> None:
@@ -148,6 +164,14 @@ def test_decide(known: Known, incoming: str, expected: Outcome) -> None:
         ("https://n.cn/Story?ID=7", "//n.cn/Story?ID=7"),
         ("https://n.cn/a?from_id=3&fromage=1", "//n.cn/a?from_id=3&fromage=1"),
         ("https://n.cn/搜索?q=中文", "//n.cn/搜索?q=%E4%B8%AD%E6%96%87"),
+        # a fragment that routes a single-page site names the page; anchors do not
+        ("https://spa.example.com/#/post/12", "//spa.example.com#/post/12"),
+        ("https://spa.example.com/app/#!/post/12?x=1", "//spa.example.com/app#!/post/12?x=1"),
+        ("https://spa.example.com/#!post-12", "//spa.example.com#!post-12"),
+        ("https://n.cn/a?utm_source=x#/b", "//n.cn/a#/b"),
+        ("https://spa.example.com/#/", "//spa.example.com"),
+        ("https://spa.example.com/#!", "//spa.example.com"),
+        ("https://n.cn/a#section-2", "//n.cn/a"),
         # not an http(s) URL: compared as written
         ("  urn:uuid:1234 ", "urn:uuid:1234"),
         ("", None),
@@ -194,7 +218,17 @@ def _stored(entry_id: int, key: str, guid=None, link=None, title="old") -> Store
     return StoredIdentity(entry_id, key, guid, canonical_link(link), title)
 
 
-def _match(candidates, *, guid=None, link=None, title="t", identity="guid", batch=(), links=None):
+def _match(
+    candidates,
+    *,
+    guid=None,
+    link=None,
+    title="t",
+    identity="guid",
+    batch=(),
+    links=None,
+    guids=None,
+):
     return fallback_match(
         guid=guid,
         link=link,
@@ -203,6 +237,7 @@ def _match(candidates, *, guid=None, link=None, title="t", identity="guid", batc
         candidates=candidates,
         batch_keys=set(batch),
         batch_link_counts=links or {},
+        batch_guid_counts=guids,
     )
 
 
@@ -242,3 +277,169 @@ def test_fallback_title_only_with_title_identity() -> None:
 
 def test_fallback_nothing_matches_means_new() -> None:
     assert _match([], guid="g", link="https://x/1") is None
+
+
+def test_fallback_a_guid_shared_in_this_fetch_matches_nothing() -> None:
+    old = _stored(1, "guid:g", guid="g", link="https://x/1")
+    assert _match([old], guid="g", link="https://x/2", identity="link") is old
+    # Two items of the fetch carry the GUID: it names neither of them.
+    assert _match([old], guid="g", link="https://x/2", identity="link", guids={"g": 2}) is None
+
+
+@pytest.mark.parametrize(
+    ("others", "kwargs"),
+    [
+        # two stored entries have the link (a homepage every item linked)
+        ([_stored(2, "link://x|title:b", link="https://x/")], {"link": "https://x/"}),
+        # two stored entries have the GUID
+        ([_stored(2, "guid:g|title:b", guid="g")], {"guid": "g"}),
+        # two stored entries have the headline
+        ([_stored(2, "guid:h", title="标题")], {"title": "标题", "identity": "title"}),
+    ],
+)
+def test_fallback_is_ambiguous_when_several_stored_entries_match(
+    others: list[StoredIdentity], kwargs: dict[str, str]
+) -> None:
+    one = _stored(1, "link://x|title:a", guid="g", link="https://x/", title="标题")
+    assert _match([one], **kwargs) is one
+    assert _match([one, *others], **kwargs) is None
+
+
+def _facts(guid=None, link=None, title="t", digest="d0", date=None) -> KeyFacts:
+    return KeyFacts(guid, link, title, date, digest)
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        # unique identifiers: exactly entry_key's keys, so stored keys stay valid
+        (
+            [_facts("g1", "https://x/1"), _facts("g2", "https://x/1")],
+            ["guid:g1", "guid:g2"],
+        ),
+        (
+            [_facts(None, "https://x/1"), _facts(None, "https://x/2?utm_source=a")],
+            ["link://x/1", "link://x/2"],
+        ),
+        # every item links the homepage, no GUID: link + headline
+        (
+            [_facts(None, "https://x/", "甲"), _facts(None, "http://x", "乙 ")],
+            ["link://x|title:甲", "link://x|title:乙"],
+        ),
+        # one GUID for all: the link where it is unique, else GUID + headline
+        (
+            [
+                _facts("g", "https://x/1", "甲"),
+                _facts("g", "https://x/2", "乙"),
+                _facts("g", "https://x/2", "丙"),
+            ],
+            ["link://x/1", "guid:g|title:乙", "guid:g|title:丙"],
+        ),
+        # links that differ only by an anchor are one link; by a route, two
+        (
+            [_facts(None, "https://x/a#p1", "甲"), _facts(None, "https://x/a#p2", "乙")],
+            ["link://x/a|title:甲", "link://x/a|title:乙"],
+        ),
+        (
+            [_facts(None, "https://x/#/p/1", "甲"), _facts(None, "https://x/#/p/2", "甲")],
+            ["link://x#/p/1", "link://x#/p/2"],
+        ),
+        # pictures under one headline and one link: told apart by content
+        (
+            [
+                _facts(None, "https://x/", "图", "a" * 64),
+                _facts(None, "https://x/", "图", "b" * 64),
+            ],
+            ["link://x|title:图|sha256:" + "a" * 32, "link://x|title:图|sha256:" + "b" * 32],
+        ),
+        # the same story listed twice: one key (the store keeps the first)
+        (
+            [
+                _facts(None, "https://x/", "图", "a" * 64),
+                _facts(None, "https://x/", "图", "a" * 64),
+            ],
+            ["link://x|title:图|sha256:" + "a" * 32] * 2,
+        ),
+        # nothing but a headline and no date: the headline, then the content
+        (
+            [
+                _facts(None, None, "甲"),
+                _facts(None, None, "甲", "c" * 64),
+                _facts(None, None, "乙"),
+            ],
+            ["title:甲||sha256:d0", "title:甲||sha256:" + "c" * 32, "title:乙|"],
+        ),
+    ],
+)
+def test_entry_keys_use_an_identifier_only_where_the_document_has_it_once(
+    items: list[KeyFacts], expected: list[str]
+) -> None:
+    assert entry_keys(items) == expected
+
+
+def test_entry_keys_follow_the_identity_setting() -> None:
+    items = [_facts("g1", "https://x/", "甲"), _facts("g2", "https://x/", "甲")]
+    assert entry_keys(items, identity="link") == ["guid:g1", "guid:g2"]
+    assert entry_keys(items, identity="title") == ["guid:g1", "guid:g2"]
+    titled = [_facts("g", "https://x/", "甲"), _facts("g", "https://x/", "乙")]
+    assert entry_keys(titled, identity="title") == ["title:甲", "title:乙"]
+    assert entry_keys(titled, identity="guid") == ["guid:g|title:甲", "guid:g|title:乙"]
+    assert entry_keys(titled, identity="link") == ["link://x|title:甲", "link://x|title:乙"]
+    with pytest.raises(ValueError, match="unknown identity 'url'"):
+        entry_keys(items, identity="url")  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([None, "g1", "g2"]),
+            st.sampled_from([None, "https://x/", "https://x/1", "https://x/#/2"]),
+            st.sampled_from(["甲", "乙", ""]),
+            st.sampled_from(["a" * 64, "b" * 64]),
+        ),
+        max_size=8,
+    )
+)
+def test_entry_keys_differ_unless_the_items_are_the_same_story(
+    rows: list[tuple[str | None, str | None, str, str]],
+) -> None:
+    items = [_facts(guid, link, title, digest) for guid, link, title, digest in rows]
+    keys = entry_keys(items)
+    for i, a in enumerate(items):
+        for j, b in enumerate(items[:i]):
+            if keys[i] == keys[j]:
+                assert (a.title, a.digest) == (b.title, b.digest), (a, b, keys[i])
+        # A GUID unique in the document keeps the key it always had.
+        if a.guid and sum(1 for other in items if other.guid == a.guid) == 1:
+            assert keys[i] == entry_key(a.guid, a.link, a.title, a.date)
+
+
+def test_overlong_built_keys_are_hashed_to_fit_the_column() -> None:
+    long_link = "https://x/" + "a" * 3000
+    keys = entry_keys([_facts(None, long_link, "甲"), _facts(None, long_link, "乙")])
+    assert all(key.startswith("sha256:") and len(key) == 71 for key in keys)
+    assert keys[0] != keys[1]
+
+
+def test_text_less_bodies_are_told_apart_by_their_media() -> None:
+    one = '<p><img src="https://img.x/1.jpg"></p>'
+    two = "<p><img alt='' src='https://img.x/2.jpg'></p>"
+    assert media_of(one + '<video poster="p.jpg" src=https://v.x/a.mp4></video>') == [
+        "https://img.x/1.jpg",
+        "https://v.x/a.mp4",
+    ]
+    assert content_hash("图", one) != content_hash("图", two)
+    assert content_hash("图", one) == content_hash("图", f"<div>{one}</div>")
+    # With text, media play no part, as before (stored hashes stay valid).
+    assert content_hash("图", "<p>字</p>" + one) == content_hash("图", "<p>字</p>" + two)
+    assert content_hash("图", "<p>字</p>" + one) == _reference_hash("图", "<p>字</p>" + one)
+    # No text and no media: the title alone, as before.
+    assert content_hash("图", "<p> </p>") == _reference_hash("图", "<p> </p>")
+
+
+def test_free_slug_takes_the_next_free_variant() -> None:
+    assert free_slug("2024-05-01-abc", set()) == "2024-05-01-abc"
+    assert free_slug("2024-05-01-abc", {"2024-05-01-abc"}) == "2024-05-01-abc-2"
+    taken = {"2024-05-01-abc", "2024-05-01-abc-2", "2024-05-01-abc-3"}
+    assert free_slug("2024-05-01-abc", taken) == "2024-05-01-abc-4"

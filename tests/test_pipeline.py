@@ -229,6 +229,23 @@ async def test_a_failed_batch_reaches_every_caller() -> None:
     assert calls >= 2
 
 
+async def test_a_job_that_failed_on_its_own_fails_only_its_caller() -> None:
+    from aggregator.pipeline import _Batches
+
+    batches: list[list[int]] = []
+
+    async def write(jobs: list[int]) -> list[int | Exception]:
+        batches.append(jobs)
+        await asyncio.sleep(0.01)
+        return [ValueError(f"job {job} refused") if job == 3 else job * 10 for job in jobs]
+
+    writes = _Batches(write)
+    outcomes = await asyncio.gather(*(writes.submit(i) for i in range(6)), return_exceptions=True)
+    assert isinstance(outcomes[3], ValueError) and str(outcomes[3]) == "job 3 refused"
+    assert [o for i, o in enumerate(outcomes) if i != 3] == [0, 10, 20, 40, 50]
+    assert any(3 in batch and len(batch) > 1 for batch in batches)  # it shared a batch
+
+
 async def test_a_cancelled_caller_still_has_its_job_written() -> None:
     """A feed's posts and row go in together or not at all, even if its poll is cancelled."""
     from aggregator.pipeline import _Batches

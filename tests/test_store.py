@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
-from aggregator.dedup import Outcome, canonical_link, content_hash, entry_key
+from aggregator.dedup import KeyFacts, Outcome, canonical_link, content_hash, entry_key, entry_keys
 from aggregator.post import Post, parse, render
 from aggregator.store import IngestItem, IngestJob, Store
 from aggregator.store import models as m
@@ -503,3 +503,251 @@ def test_bulk_datetimes_are_stored_as_sqlalchemy_stores_them_in_sqlite() -> None
         assert sqlite_utc(value) == process(value)
     with pytest.raises(ValueError, match="naive"):
         sqlite_utc(datetime(2024, 5, 1))
+
+
+# --- issue 13: identity never merges two stories --------------------------------------
+
+
+def _document(*entries: tuple[Post, str | None, str | None]) -> list[IngestItem]:
+    """Items keyed as one feed document keys them (dedup.entry_keys)."""
+    items = [_item(post, guid, link) for post, guid, link in entries]
+    keys = entry_keys(
+        [KeyFacts(it.guid, it.link, it.post.title, it.post.date, it.digest) for it in items]
+    )
+    return [dataclasses.replace(it, key=key) for it, key in zip(items, keys, strict=True)]
+
+
+def _bodies(store: Store) -> list[tuple[str, str]]:
+    return sorted((s.post.title, s.post.body) for s in store.iter_posts())
+
+
+def _revisions(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(m.PostRevision)).scalar_one())
+
+
+HOME = "https://news.example.org/"
+_SHARED = {
+    "one link, no guid": lambda i: (None, HOME),
+    "one guid": lambda i: ("same-guid", f"{HOME}{i}" if i % 2 else HOME),
+    "links differing by an anchor": lambda i: (None, f"{HOME}page#item-{i}"),
+}
+
+
+@pytest.mark.parametrize("shared", list(_SHARED))
+def test_items_sharing_an_identifier_are_each_a_post_and_never_overwritten(
+    store: Store, shared: str
+) -> None:
+    where = _SHARED[shared]
+    feed = _feed(store)
+    stories = [_post(title=f"第{i}条", body=f"<p>正文 {i}</p>") for i in range(4)]
+    first = store.ingest(feed, _document(*((p, *where(i)) for i, p in enumerate(stories))), now=NOW)
+    assert (first.new, first.duplicate, first.updated) == (4, 0, 0)
+    # The next poll: a new story on the shared key, the oldest one gone.
+    later = [*stories[1:], _post(title="第9条", body="<p>正文 9</p>")]
+    ids = [1, 2, 3, 9]
+    second = store.ingest(
+        feed, _document(*((p, *where(i)) for i, p in zip(ids, later, strict=True))), now=NOW
+    )
+    assert (second.new, second.updated) == (1, 0)
+    assert _bodies(store) == sorted((p.title, p.body) for p in [*stories, later[-1]])
+    assert _revisions(store) == 0
+    # ... and the new story alone on the shared key overwrites nothing either.
+    alone = _post(title="第10条", body="<p>正文 10</p>")
+    third = store.ingest(feed, _document((alone, *where(10))), now=NOW)
+    assert (third.new, third.updated) == (1, 0)
+    assert store.count_posts() == 6 and _revisions(store) == 0
+
+
+def test_pictures_under_one_headline_and_link_are_each_a_post(store: Store) -> None:
+    feed = _feed(store)
+    pictures = [
+        _post(title="今日图片", body=f'<p><img src="https://img.x/{i}.jpg"></p>') for i in range(3)
+    ]
+    result = store.ingest(feed, _document(*((p, None, HOME) for p in pictures)), now=NOW)
+    assert result.new == 3
+    again = store.ingest(feed, _document(*((p, None, HOME) for p in pictures)), now=NOW)
+    assert (again.new, again.unchanged, again.updated) == (0, 3, 0)
+
+
+def test_route_fragments_are_pages_of_their_own(store: Store) -> None:
+    feed = _feed(store)
+    routed = [
+        (_post(title="同名", body=f"<p>{i}</p>"), None, f"https://spa.x/#/post/{i}")
+        for i in range(3)
+    ]
+    assert store.ingest(feed, _document(*routed), now=NOW).new == 3
+    # One of them edited: an edit of that page only.
+    edited = [routed[0], (_post(title="同名", body="<p>1 改</p>"), None, routed[1][2]), routed[2]]
+    result = store.ingest(feed, _document(*edited), now=NOW)
+    assert (result.new, result.updated, result.unchanged) == (0, 1, 2)
+
+
+def test_an_edit_is_still_an_edit_when_its_guid_changes(store: Store) -> None:
+    feed = _feed(store)
+    store.ingest(feed, _document((_post(body="<p>v1</p>"), "g-1", "https://x.org/1")), now=NOW)
+    result = store.ingest(
+        feed, _document((_post(body="<p>v2</p>"), "g-2", "https://x.org/1")), now=NOW
+    )
+    assert (result.new, result.updated) == (0, 1)
+
+
+def test_a_second_feed_carrying_the_first_version_is_a_duplicate_not_a_crash(
+    store: Store,
+) -> None:
+    """Feed A stores a story and edits it; feed B then carries the first version.
+    That was ``UNIQUE constraint failed: posts.slug`` on every pass."""
+    a, b = _feed(store, "https://a.example/feed"), _feed(store, "https://b.example/feed")
+    v1, v2 = _post(body="<p>初稿</p>"), _post(body="<p>改稿</p>")
+    store.ingest(a, [_item(v1, "a-1")], now=NOW)
+    assert store.ingest(a, [_item(v2, "a-1")], now=NOW).updated == 1
+    first_b = store.ingest(b, [_item(v1, "b-1", "https://b.example/1")], now=NOW)
+    assert (first_b.new, first_b.duplicate) == (0, 1)
+    # No flip-flopping: each feed polls again with what it carries.
+    for _ in range(2):
+        again_b = store.ingest(b, [_item(v1, "b-1", "https://b.example/1")], now=NOW)
+        again_a = store.ingest(a, [_item(v2, "a-1")], now=NOW)
+        assert (again_b.unchanged, again_b.updated, again_a.unchanged, again_a.updated) == (
+            1,
+            0,
+            1,
+            0,
+        )
+    assert _bodies(store) == [(v2.title, v2.body)]
+    assert _revisions(store) == 1
+    # B edits its copy too: that is an edit, and A's older copy does not revert it.
+    v3 = _post(body="<p>三稿</p>")
+    assert store.ingest(b, [_item(v3, "b-1", "https://b.example/1")], now=NOW).updated == 1
+    assert store.ingest(a, [_item(v2, "a-1")], now=NOW).unchanged == 1
+    assert _bodies(store) == [(v3.title, v3.body)]
+
+
+def test_a_taken_slug_gives_the_new_post_the_next_one(store: Store) -> None:
+    feed = _feed(store)
+    item = _item(_post(title="新"))
+    store.add_posts([_post(title="旧")])
+    slug = next(iter(store.iter_posts())).slug
+    wanted = dataclasses.replace(item)  # the slug it would get, given to another post
+    with store.engine.begin() as conn:
+        conn.execute(
+            m.Post.__table__.update().values(
+                slug=f"{wanted.post.date:%Y-%m-%d}-{wanted.digest[:12]}"
+            )
+        )
+    assert slug != f"{wanted.post.date:%Y-%m-%d}-{wanted.digest[:12]}"
+    result = store.ingest(feed, [item, _item(_post(title="另"), "g2", "https://x.org/2")], now=NOW)
+    assert result.new == 2
+    slugs = sorted(s.slug for s in store.iter_posts())
+    assert f"{wanted.post.date:%Y-%m-%d}-{wanted.digest[:12]}-2" in slugs
+    assert len(set(slugs)) == 3
+
+
+def test_a_failing_feed_in_a_batch_fails_alone(store: Store) -> None:
+    jobs = _three_feeds(store)
+    bad = IngestItem(key="k", post=_post(title="坏"), raw={"x": object()})  # not JSON
+    jobs[1] = dataclasses.replace(jobs[1], items=[*jobs[1].items, bad])
+    results = store.ingest_many(jobs)
+    assert isinstance(results[1], Exception)
+    assert [(r.new, r.duplicate) for r in (results[0], results[2])] == [(2, 0), (1, 0)]  # type: ignore[union-attr]
+    assert store.count_posts() == 3
+    states = {f.url.rsplit("/", 1)[1]: f for f in store.feeds()}
+    assert (states["a"].etag, states["b"].etag) == ("A", None)  # b's state not recorded
+
+
+def test_a_stored_text_less_post_keeps_its_post_under_the_new_hash(store: Store) -> None:
+    """Posts stored before media counted in the hash are not edited by it."""
+    feed = _feed(store)
+    picture = _post(title="图", body='<p><img src="https://img.x/1.jpg"></p>')
+    item = _item(picture)
+    store.ingest(feed, [item], now=NOW)
+    with store.engine.begin() as conn:  # as the old rule hashed it: the title alone
+        conn.execute(m.Post.__table__.update().values(content_hash=content_hash("图", "")))
+    again = store.ingest(feed, [item], now=NOW)
+    assert (again.unchanged, again.updated) == (1, 0)
+    assert _revisions(store) == 0
+    with store.engine.connect() as conn:
+        assert conn.execute(select(m.Post.content_hash)).scalar_one() == item.digest
+
+
+def test_a_story_alone_on_a_key_other_stories_shared_is_no_edit_of_them(store: Store) -> None:
+    feed = _feed(store)
+    a, b, c = (_post(title=t, body=f"<p>{t}</p>") for t in ("甲", "乙", "丙"))
+    assert store.ingest(feed, _document((a, None, HOME)), now=NOW).new == 1  # key link:HOME
+    second = store.ingest(feed, _document((b, None, HOME), (a, None, HOME)), now=NOW)
+    assert (second.new, second.duplicate, second.updated) == (1, 1, 0)
+    # Alone again on the homepage link: the key is a's, but the link is shared.
+    third = store.ingest(feed, _document((c, None, HOME)), now=NOW)
+    assert (third.new, third.updated) == (1, 0)
+    assert _bodies(store) == sorted((p.title, p.body) for p in (a, b, c)) and not _revisions(store)
+    fourth = store.ingest(feed, _document((c, None, HOME)), now=NOW)
+    assert (fourth.new, fourth.unchanged) == (0, 1)
+    # Where the key is the item's alone, changed content is an edit as before.
+    other = _feed(store, "https://other.example/feed")
+    store.ingest(other, _document((a, None, "https://x.org/1")), now=NOW)
+    edited = _post(title="甲", body="<p>甲 改</p>")
+    assert store.ingest(other, _document((edited, None, "https://x.org/1")), now=NOW).updated == 1
+
+
+def test_migration_0004_gives_stored_route_links_their_own_link_key(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(
+            m.Feed.__table__.insert().values(
+                id=1,
+                url="https://spa.x/feed",
+                outlet="o",
+                section="s",
+                group_name="g",
+                enabled=True,
+                in_config=True,
+                interval_seconds=900,
+                error_streak=0,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO posts (id, slug, content_hash, title, group_name, outlet, section,"
+                " headimg, thumbnail, author, comments, body, revision, created_at, updated_at)"
+                " VALUES (1, 's', 'h', 't', 'g', 'o', 's', '', '', 'o', 0, 'b', 0,"
+                " '2024-05-01 12:00:00', '2024-05-01 12:00:00')"
+            )
+        )
+        for entry_id, link in [(1, "https://spa.x/#/post/1"), (2, "https://spa.x/a#comments")]:
+            conn.execute(
+                text(
+                    "INSERT INTO entries (id, feed_id, key, link, link_key, post_id,"
+                    " first_seen_at, last_seen_at) VALUES (:id, 1, :key, :link, :old, 1,"
+                    " '2024-05-01 12:00:00', '2024-05-01 12:00:00')"
+                ),
+                {"id": entry_id, "key": f"k{entry_id}", "link": link, "old": "//spa.x"},
+            )
+    upgrade(engine, "0004")
+    with engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT id, link_key FROM entries")).all())
+        indexes = {i["name"] for i in inspect(conn).get_indexes("post_revisions")}
+    assert keys == {1: "//spa.x#/post/1", 2: "//spa.x"}  # anchors are left alone
+    assert "ix_post_revisions_content_hash" in indexes
+    engine.dispose()
+
+
+def test_reprocess_takes_the_new_hash_of_a_text_less_post_without_a_revision(
+    store: Store,
+) -> None:
+    from aggregator.store import Reprocessed
+
+    feed = _feed(store)
+    picture = _post(title="图", body='<p><img src="https://img.x/1.jpg"></p>')
+    store.ingest(feed, [_item(picture)], now=NOW)
+    with store.engine.begin() as conn:  # as the old rule hashed it: the title alone
+        conn.execute(m.Post.__table__.update().values(content_hash=content_hash("图", "")))
+    [[entry]] = list(store.iter_entries(feed))
+    result = store.reprocess([Reprocessed(entry.id, picture)], now=NOW)
+    assert (result.updated, result.unchanged, result.conflicts) == (0, 1, [])
+    assert _revisions(store) == 0
+    with store.engine.connect() as conn:
+        stored = conn.execute(select(m.Post.content_hash)).scalar_one()
+    assert stored == content_hash(picture.title, picture.body)

@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from sqlalchemy import Engine, and_, bindparam, func, insert, not_, or_, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +40,7 @@ from aggregator.dedup import (
     content_hash,
     decide,
     fallback_match,
+    free_slug,
     slug_for,
 )
 from aggregator.items import IngestItem
@@ -58,6 +70,8 @@ _RETRIES_ON_CONFLICT = 3
 # A replayed file's stem kept as its slug: one path component (no separators,
 # no leading dot), no longer than the slug column.
 _SAFE_SLUG = re.compile(r"(?=.{1,64}\Z)\w[\w.-]*")
+_NONE: Final[list[int]] = []
+_NO_POSTS: Final[frozenset[int]] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,13 +297,33 @@ _CANDIDATES: Final = _candidates(*_CANDIDATE_CONDITIONS)
 _CANDIDATES_BY_TITLE: Final = _candidates(
     *_CANDIDATE_CONDITIONS, m.Post.title.in_(bindparam("titles", expanding=True))
 )
-_HASH_EXISTS: Final = (
-    select(m.Post.__table__.c.id)
-    .where(m.Post.__table__.c.content_hash.in_(bindparam("digests", expanding=True)))
-    .limit(1)
-)
+# Whether anything stored bears on new-looking items: a post with one of
+# their hashes, a post that had one before an edit, a post with one of the
+# slugs they would get.  On a cold pass nothing does, and this one query
+# stands for the three that look closer.
+_ANYTHING_KNOWN: Final = union_all(
+    select(m.Post.__table__.c.id).where(
+        m.Post.__table__.c.content_hash.in_(bindparam("digests", expanding=True))
+    ),
+    select(m.PostRevision.__table__.c.post_id).where(
+        m.PostRevision.__table__.c.content_hash.in_(bindparam("digests", expanding=True))
+    ),
+    select(m.Post.__table__.c.id).where(
+        m.Post.__table__.c.slug.in_(bindparam("slugs", expanding=True))
+    ),
+).limit(1)
 _POSTS_BY_HASH: Final = select(m.Post).where(
     m.Post.content_hash.in_(bindparam("digests", expanding=True))
+)
+# Posts an earlier version of which had one of these hashes: a story that
+# was edited since is found under its first content too.
+_FORMER_HASHES: Final = (
+    select(m.PostRevision.content_hash, m.PostRevision.post_id)
+    .where(m.PostRevision.content_hash.in_(bindparam("digests", expanding=True)))
+    .order_by(m.PostRevision.replaced_at.desc(), m.PostRevision.id.desc())
+)
+_SLUGS_TAKEN: Final = select(m.Post.__table__.c.slug).where(
+    m.Post.__table__.c.slug.in_(bindparam("slugs", expanding=True))
 )
 
 
@@ -480,16 +514,20 @@ class Store:
                 log.debug("conflict while ingesting feed %s, retrying", feed_id, exc_info=True)
         raise AssertionError("unreachable")
 
-    def ingest_many(self, jobs: Sequence[IngestJob]) -> list[IngestResult]:
+    def ingest_many(self, jobs: Sequence[IngestJob]) -> list[IngestResult | Exception]:
         """Several feeds' :meth:`ingest` in one transaction, results in order.
 
         A pass stores hundreds of feeds one after another through SQLite's
         single writer; a transaction each rewrites the same index pages into
         the write-ahead log every time.  Feeds that are ready together are
-        stored together, each still all-or-nothing (the batch is).  If the
-        batch meets a conflict (another daemon stored the same entry first),
-        it is rolled back and every feed is stored on its own, with
-        :meth:`ingest`'s retries.
+        stored together, each still all-or-nothing (the batch is).
+
+        One feed's failure stays with that feed: the place of a feed that
+        could not be stored holds its exception instead of a result.  If the
+        batch fails for any reason (another daemon stored the same entry
+        first, a row the database refuses), it is rolled back and every feed
+        is stored on its own, with :meth:`ingest`'s retries, so only the
+        feed at fault fails.
         """
         if len(jobs) == 1:
             return [self._ingest_job(jobs[0])]
@@ -501,19 +539,33 @@ class Store:
                     )
                     for job in jobs
                 ]
-        except IntegrityError:
-            log.debug("conflict in a batch of %d feeds, storing them one by one", len(jobs))
+        except Exception as exc:
+            log.debug(
+                "batch of %d feeds failed (%s), storing them one by one",
+                len(jobs),
+                type(exc).__name__,
+            )
             return [self._ingest_job(job) for job in jobs]
 
-    def _ingest_job(self, job: IngestJob) -> IngestResult:
-        return self.ingest(
-            job.feed_id, job.items, now=job.now, feed_values=job.feed_values, identity=job.identity
-        )
+    def _ingest_job(self, job: IngestJob) -> IngestResult | Exception:
+        """One feed's ingest, its failure returned rather than raised (see ``ingest_many``)."""
+        try:
+            return self.ingest(
+                job.feed_id,
+                job.items,
+                now=job.now,
+                feed_values=job.feed_values,
+                identity=job.identity,
+            )
+        except Exception as exc:
+            log.debug("feed %s could not be stored", job.feed_id, exc_info=True)
+            return exc
 
     @staticmethod
     def _match_unknown(
         session: Session,
         feed_id: int,
+        items: Sequence[IngestItem],
         unique: Mapping[str, IngestItem],
         entries: dict[str, m.Entry],
         entry_posts: dict[int, m.Post],
@@ -549,9 +601,12 @@ class Store:
             for entry, post in rows
         ]
         link_counts: dict[str, int] = {}
-        for item in unique.values():
+        guid_counts: dict[str, int] = {}
+        for item in items:
             if (k := item.canonical) is not None:
                 link_counts[k] = link_counts.get(k, 0) + 1
+            if item.guid and (g := item.guid.strip()):
+                guid_counts[g] = guid_counts.get(g, 0) + 1
         batch_keys = set(unique)
         for key, item in unknown.items():
             found = fallback_match(
@@ -562,6 +617,7 @@ class Store:
                 candidates=candidates,
                 batch_keys=batch_keys,
                 batch_link_counts=link_counts,
+                batch_guid_counts=guid_counts,
             )
             if found is None:
                 continue
@@ -597,10 +653,13 @@ class Store:
     ) -> IngestResult:
         """One feed's ingest inside the caller's transaction (see :meth:`ingest`)."""
         result = IngestResult()
-        # A feed may list one item twice; the first occurrence wins.
+        # A feed may list one item twice (same key: the same identifier,
+        # headline and content, see dedup.entry_keys); the first occurrence
+        # wins and the others count as duplicates.
         unique: dict[str, IngestItem] = {}
         for item in items:
-            unique.setdefault(item.key, item)
+            if unique.setdefault(item.key, item) is not item:
+                result.duplicate += 1
         digests = {key: it.digest for key, it in unique.items()}
         # The feed's entries under these keys, with their posts.
         entries: dict[str, m.Entry] = {}
@@ -610,16 +669,35 @@ class Store:
         ):
             entries[entry.key] = entry
             entry_posts[entry_post.id] = entry_post
-        rekeyed = self._match_unknown(session, feed_id, unique, entries, entry_posts, identity)
+        rekeyed = self._match_unknown(
+            session, feed_id, items, unique, entries, entry_posts, identity
+        )
         # Posts that already have one of these hashes (hashes are unique:
-        # an entry's own post is the one).  The others are usually
-        # nowhere, so a plain (cheaper) query looks for them first.
+        # an entry's own post is the one), or had one before an edit.  The
+        # others are usually nowhere, so a plain (cheaper) query looks for
+        # them first, and for the slugs new posts would take.
         by_hash = {p.content_hash: p for p in entry_posts.values()}
-        wanted = list({d for d in digests.values() if d not in by_hash})
-        if wanted and session.connection().execute(_HASH_EXISTS, {"digests": wanted}).first():
+        unseen = {d for d in digests.values() if d not in by_hash}
+        wanted = list(unseen)
+        former: dict[str, list[int]] = {}
+        check_slugs = False
+        if wanted:
+            slugs = list(
+                {slug_for(it.post.date, it.digest) for it in unique.values() if it.digest in unseen}
+            )
+            connection = session.connection()
+            check_slugs = (
+                connection.execute(_ANYTHING_KNOWN, {"digests": wanted, "slugs": slugs}).first()
+                is not None
+            )
+        if check_slugs:
             by_hash.update(
                 (p.content_hash, p) for p in session.scalars(_POSTS_BY_HASH, {"digests": wanted})
             )
+            for digest, post_id in session.connection().execute(
+                _FORMER_HASHES, {"digests": wanted}
+            ):
+                former.setdefault(digest, []).append(post_id)
         # New posts are not added one by one through the ORM (a flush per
         # post): they wait in ``pending`` and go in with one multi-row
         # INSERT ... RETURNING, their entries with one executemany.
@@ -635,6 +713,8 @@ class Store:
                 return
             session.flush()
             connection = session.connection()
+            if check_slugs:
+                self._free_slugs(connection, [values for _, values in pending])
             if self._new_rows is not None:
                 new_ids.update(
                     (digest, post_id)
@@ -680,24 +760,50 @@ class Store:
             return owner
 
         pending_digests: set[str] = set()
+        shared = self._shared_keys(session, feed_id, entries, entry_posts, digests, rekeyed)
         for key, item in unique.items():
             digest = digests[key]
             entry = entries.get(key)
             current = entry_posts.get(entry.post_id) if entry is not None else None
             owner = owner_of(digest)
+            earlier = former.get(digest, _NONE)
             outcome = decide(
                 Known(
                     entry_post_id=entry.post_id if entry else None,
                     entry_post_hash=current.content_hash if current else None,
                     hash_post_id=owner.id if owner else None,
+                    former_post_ids=frozenset(earlier) if earlier else _NO_POSTS,
+                    same_content=current is not None
+                    and current.content_hash != digest
+                    and current.title == item.post.title
+                    and current.body == item.post.body,
+                    shared_key=key in shared,
                 ),
                 digest,
             )
+            if owner is None and earlier and outcome is Outcome.DUPLICATE:
+                # The story as it was before an edit: the edited post is it.
+                owner = session.get(m.Post, earlier[0])
+                by_hash[digest] = owner  # type: ignore[assignment]
+            if (
+                outcome is Outcome.UNCHANGED
+                and current is not None
+                and current.content_hash != digest
+                and owner is None
+                and not earlier
+            ):
+                # Same title and body under a new hash rule: take the new hash.
+                current.content_hash = digest
+                by_hash[digest] = current
             if outcome is Outcome.NEW and item.blocked is not None:
                 result.blocked += 1
             else:
                 result.count(outcome)
             if outcome is Outcome.NEW:
+                if entry is not None:
+                    # A new story on a key that named another: the old entry
+                    # gives the key up (its post keeps it as a source).
+                    entry.key = f"{entry.key}|entry:{entry.id}"
                 pending.append((item, _new_values(item, digest, feed_id=feed_id)))
                 pending_digests.add(digest)
                 continue
@@ -745,6 +851,54 @@ class Store:
         return result
 
     @staticmethod
+    def _shared_keys(
+        session: Session,
+        feed_id: int,
+        entries: Mapping[str, m.Entry],
+        entry_posts: Mapping[int, m.Post],
+        digests: Mapping[str, str],
+        rekeyed: Collection[str],
+    ) -> set[str]:
+        """Keys of this fetch whose content changed under a GUID or link that
+        other stories of the feed share too (see ``Known.shared_key``).
+
+        A feed that once listed one story alone on its homepage link keyed it
+        by that link; when later stories come on the same link, the next
+        one listed alone has that key again, and is no edit of the first.
+        Asked only when a stored entry's content changed, which is rare.
+        """
+        changed: dict[str, tuple[str, str]] = {}  # key -> (column, value)
+        for key, entry in entries.items():
+            post = entry_posts.get(entry.post_id)
+            if key in rekeyed or key not in digests or post is None:
+                continue
+            if post.content_hash == digests[key]:
+                continue
+            if entry.guid and key == "guid:" + entry.guid.strip():
+                changed[key] = ("guid", entry.guid)
+            elif entry.link_key and key == "link:" + entry.link_key:
+                changed[key] = ("link_key", entry.link_key)
+        if not changed:
+            return set()
+        guids = [value for column, value in changed.values() if column == "guid"]
+        links = [value for column, value in changed.values() if column == "link_key"]
+        siblings = session.execute(
+            select(m.Entry.id, m.Entry.post_id, m.Entry.guid, m.Entry.link_key).where(
+                m.Entry.feed_id == feed_id,
+                or_(m.Entry.guid.in_(guids), m.Entry.link_key.in_(links)),
+            )
+        ).all()
+        found: set[str] = set()
+        for key, (column, value) in changed.items():
+            entry = entries[key]
+            for sibling_id, post_id, guid, link_key in siblings:
+                same = guid == value if column == "guid" else link_key == value
+                if same and sibling_id != entry.id and post_id != entry.post_id:
+                    found.add(key)
+                    break
+        return found
+
+    @staticmethod
     def _note_export(
         result: IngestResult | ReprocessResult, row: m.Post, was_blocked: bool, *, changed: bool
     ) -> None:
@@ -754,6 +908,23 @@ class Store:
                 result.removed_slugs.append(row.slug)
         elif changed or was_blocked:
             result.changed_posts.append(_stored(row))
+
+    @staticmethod
+    def _free_slugs(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
+        """Give each new post a slug no other post has (see :func:`aggregator.dedup.free_slug`).
+
+        A slug is the date and a hash prefix, so two posts share one only
+        when a hash was used before (an edited post keeps the slug of its
+        first content) or two hashes share twelve hex digits; the new post
+        then takes the next free variant instead of failing the feed.
+        """
+        wanted = list({row["slug"] for row in rows})
+        taken = set(connection.execute(_SLUGS_TAKEN, {"slugs": wanted}).scalars())
+        for row in rows:
+            slug = row["slug"]
+            if slug in taken:
+                slug = row["slug"] = free_slug(slug, taken)
+            taken.add(slug)
 
     @staticmethod
     def _refresh_entry(entry: m.Entry, item: IngestItem, now: datetime) -> None:
@@ -907,8 +1078,14 @@ class Store:
                     f"already post {other}; post {row.id} was left as it was"
                 )
                 return False
-            self._revise(session, row, post, digest, now, link=row.link, edited=False)
-            return True
+            if (row.title, row.body) == (post.title, post.body):
+                # Same title and body under a changed hash rule (text-less
+                # bodies now hash their media): nothing to revise, and the
+                # other fields are compared below.
+                row.content_hash = digest
+            else:
+                self._revise(session, row, post, digest, now, link=row.link, edited=False)
+                return True
         if (
             row.body != post.body
             or row.title != post.title
