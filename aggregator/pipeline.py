@@ -57,7 +57,14 @@ from aggregator.schedule import (
 )
 from aggregator.store import FeedState, IngestJob, IngestResult, Store
 
-__all__ = ["FeedReport", "Pipeline", "database_unavailable", "describe_error", "fetch_page"]
+__all__ = [
+    "FeedReport",
+    "Pipeline",
+    "database_unavailable",
+    "describe_error",
+    "fetch_page",
+    "refused_statement",
+]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +195,13 @@ def database_unavailable(exc: BaseException) -> bool:
     if isinstance(sqlstate, str) and sqlstate:
         return sqlstate[:2] in _UNAVAILABLE_SQLSTATES
     return getattr(orig, "sqlite_errorname", None) not in _SQLITE_STATEMENT_ERRORS
+
+
+def refused_statement(exc: BaseException) -> bool:
+    """Whether the database refused a statement (its message says all; no traceback needed)."""
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError) and not database_unavailable(exc)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -381,7 +395,12 @@ class Pipeline:
         retried at once, and is never disabled for it (it is our problem,
         not the publisher's).  Nothing of the poll was stored.
         """
-        log.error("poll of %s failed unexpectedly", report.url, exc_info=exc)
+        log.error(
+            "poll of %s failed unexpectedly: %s",
+            report.url,
+            describe_error(exc),
+            exc_info=None if refused_statement(exc) else exc,
+        )
         await self._failed(
             feed_id,
             state,

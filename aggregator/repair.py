@@ -52,8 +52,8 @@ _NEEDS_LINE_REPAIR = re.compile("[\x00-\x1f\ud800-\udfff]")
 
 
 def _join_pair(match: re.Match[str]) -> str:
-    high, low = match.group()
-    return chr(0x10000 + ((ord(high) - 0xD800) << 10) + (ord(low) - 0xDC00))
+    pair = match.group()
+    return chr(0x10000 + ((ord(pair[0]) - 0xD800) << 10) + (ord(pair[1]) - 0xDC00))
 
 
 def repair_text(value: str, *, multiline: bool = True) -> str:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 
 from aggregator.feeds import Config, FeedSpec
 from aggregator.fetch import Fetcher, FetchLimits, redact_url
-from aggregator.pipeline import FeedReport, Pipeline, database_unavailable, describe_error
+from aggregator.pipeline import (
+    FeedReport,
+    Pipeline,
+    database_unavailable,
+    describe_error,
+    refused_statement,
+)
 from aggregator.store import FeedState, Store
 
 if TYPE_CHECKING:
@@ -143,7 +149,12 @@ async def _fetch_all(
 
 def _unrecorded(spec: FeedSpec, exc: Exception) -> FeedReport:
     """The summary row of a feed whose poll ended in an exception the pipeline let through."""
-    log.error("poll of %s could not be recorded", redact_url(spec.url), exc_info=exc)
+    log.error(
+        "poll of %s could not be recorded: %s",
+        redact_url(spec.url),
+        describe_error(exc),
+        exc_info=None if database_unavailable(exc) or refused_statement(exc) else exc,
+    )
     return FeedReport(
         url=redact_url(spec.url),
         outlet=spec.outlet,
