@@ -401,7 +401,12 @@ def _xml_parsed_feed(
         ),
         encoding=encoding,
         bozo_reason=bozo_reason,
-        entries=tuple(_repaired(_xml_entry(e, url, raw=raw(e) if raw else None)) for e in entries),
+        # lxml (the fast path, ``raw`` given) refuses every document holding a
+        # character _repaired would change; feedparser's lenient parser does not.
+        entries=tuple(
+            _xml_entry(e, url, raw=raw(e)) if raw else _repaired(_xml_entry(e, url))
+            for e in entries
+        ),
     )
 
 
