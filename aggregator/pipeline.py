@@ -131,7 +131,8 @@ async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None)
 
     page = await fetcher.fetch(link, accept="text/html,application/xhtml+xml", guard=guard)
     html = UnicodeDammit(page.content, [page.charset] if page.charset else []).unicode_markup
-    return StoredPage(page.final_url, html or "")
+    # The page's text becomes the post's body: no NUL or other control either.
+    return StoredPage(page.final_url, repair_text(html or ""))
 
 
 def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:

@@ -35,11 +35,11 @@ from support_proc import AggregatorProcess, aggregator, free_port, wait_for
 from aggregator import items as items_module
 from aggregator import pipeline as pipeline_module
 from aggregator.feeds import loads_config
-from aggregator.fetch import Validators
+from aggregator.fetch import Fetcher, Validators
 from aggregator.logs import configure_logging
 from aggregator.parse import parse_feed
 from aggregator.parse_fast import shape_feed
-from aggregator.pipeline import FeedReport, database_unavailable, describe_error
+from aggregator.pipeline import FeedReport, database_unavailable, describe_error, fetch_page
 from aggregator.repair import (
     escape_for_log,
     fit_key,
@@ -570,6 +570,19 @@ async def test_an_unforeseen_exception_fails_its_feed_only_with_a_repaired_reaso
     assert feed.last_error == failed.error and feed.error_class == "transient"
     assert feed.error_streak == 1
     assert feed.next_check_at is not None and feed.next_check_at > datetime.now(UTC)
+
+
+async def test_an_article_page_with_nul_and_controls_is_repaired_as_fetched(
+    local_server: LocalServer,
+) -> None:
+    """``full_text`` pages become post bodies (and are kept for reprocess)."""
+    page = "<html><body><div class=a>正文\x00 一\x1b段\n第二行</div></body></html>"
+    local_server.route(
+        "/article", body=page.encode(), headers={"Content-Type": "text/html; charset=utf-8"}
+    )
+    async with Fetcher() as fetcher:
+        stored = await fetch_page(fetcher, local_server.url("/article"), guard=None)
+    assert "<div class=a>正文 一段\n第二行</div>" in stored.html
 
 
 # --------------------------------------------------------------------------
