@@ -7,6 +7,7 @@ line without a traceback and give exit status 1 (2 for usage errors).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -292,6 +293,14 @@ def fetch(
         )
     except ExportError as exc:
         _fail(str(exc.strerror))
+    except Exception as exc:
+        # Feeds' own failures are rows of the summary; what ends the pass
+        # (the database gone before any feed ran) is one line, not a traceback.
+        from aggregator.pipeline import database_unavailable, describe_error
+
+        logging.getLogger(__name__).debug("fetch pass failed", exc_info=exc)
+        what = "the database is unavailable" if database_unavailable(exc) else "fetch failed"
+        _fail(f"{what}: {describe_error(exc)}")
     console = Console(width=max(Console().width, 120))
     console.print(summary_table(reports))
     click.echo(totals_line(reports))

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import brotli
@@ -60,6 +60,7 @@ from aggregator.politeness import (
     default_host_policy,
     is_local_host,
 )
+from aggregator.repair import fit_or_none
 from aggregator.transport import AiohttpTransport
 
 __all__ = [
@@ -138,12 +139,30 @@ class FetchLimits:
             raise ValueError(f"FetchLimits.max_redirects must be >= 0, got {self.max_redirects!r}")
 
 
+#: Longest validators kept: the sizes of the ``feeds.etag`` and
+#: ``feeds.last_modified`` columns.
+ETAG_MAX: Final = 1024
+LAST_MODIFIED_MAX: Final = 128
+
+
 @dataclass(frozen=True, slots=True)
 class Validators:
-    """Conditional GET state, stored per feed so unchanged feeds cost a 304."""
+    """Conditional GET state, stored per feed so unchanged feeds cost a 304.
+
+    Values that no column holds (longer than :data:`ETAG_MAX` /
+    :data:`LAST_MODIFIED_MAX`) or that are empty once control characters
+    are dropped are not kept: the next request is then unconditional, which
+    is all a shortened validator, never matching again, would give too.
+    """
 
     etag: str | None = None
     last_modified: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "etag", fit_or_none(self.etag, ETAG_MAX))
+        object.__setattr__(
+            self, "last_modified", fit_or_none(self.last_modified, LAST_MODIFIED_MAX)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from aggregator.dedup import Identity, KeyFacts, canonical_link, content_hash, e
 from aggregator.parse import Entry, ParsedFeed, parse_feed
 from aggregator.post import Post
 from aggregator.rawentry import StoredPage, dump_entry
+from aggregator.repair import fit_key
 
 if TYPE_CHECKING:
     from aggregator.feeds import FeedSpec
@@ -44,6 +45,8 @@ __all__ = [
 
 #: Longest canonical link kept for matching (the indexed column's size).
 LINK_KEY_MAX: Final = 2048
+#: Longest identity key (``entries.key``); longer keys are shortened with a hash.
+KEY_MAX: Final = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,8 @@ class IngestItem:
     canonical: str | None = field(init=False)
 
     def __post_init__(self) -> None:
+        # Here, not where keys are made, so every way of making one is covered.
+        object.__setattr__(self, "key", fit_key(self.key, KEY_MAX))
         object.__setattr__(self, "digest", content_hash(self.post.title, self.post.body))
         object.__setattr__(self, "canonical", canonical_link(self.link))
 
@@ -73,7 +78,7 @@ class IngestItem:
     def link_key(self) -> str | None:
         """The canonical link as the indexed column keeps it (None if too long)."""
         key = self.canonical
-        return key if key is not None and len(key) <= LINK_KEY_MAX else None
+        return key if key is not None and fit_key(key, LINK_KEY_MAX) == key else None
 
 
 def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime, str | None]:
@@ -155,6 +160,7 @@ def build_items(
     bodies: dict[int, str] | None = None,
     pages: dict[int, StoredPage] | None = None,
     on_replaced_date: Callable[[Entry, str], None] | None = None,
+    on_skipped: Callable[[Entry, str], None] | None = None,
 ) -> list[IngestItem]:
     """Entries -> posts ready to store (pure; runs in a worker).
 
@@ -162,20 +168,32 @@ def build_items(
     (:func:`aggregator.dedup.entry_keys`): a GUID or link that several
     entries share identifies none of them.  ``on_replaced_date(entry,
     reason)`` hears of every entry date thrown out as impossible, so the
-    caller can log and count it.
+    caller can log and count it.  With ``on_skipped(entry, reason)``, an
+    entry that cannot be built (a bug in clean-up meeting input nobody
+    foresaw) is left out and reported there, and the rest of the feed is
+    built; without it, the error propagates.
     """
-    items = [
-        build_item(
-            entry,
-            spec,
-            first_seen=now,
-            full_text=(bodies or {}).get(index),
-            page=(pages or {}).get(index),
-            on_replaced_date=on_replaced_date,
-        )
-        for index, entry in enumerate(parsed.entries)
-    ]
-    return rekey(items, parsed.entries, spec.identity)
+    items: list[IngestItem] = []
+    kept: list[Entry] = []
+    for index, entry in enumerate(parsed.entries):
+        try:
+            items.append(
+                build_item(
+                    entry,
+                    spec,
+                    first_seen=now,
+                    full_text=(bodies or {}).get(index),
+                    page=(pages or {}).get(index),
+                    on_replaced_date=on_replaced_date,
+                )
+            )
+        except Exception as exc:  # whatever it is, it is this item's alone
+            if on_skipped is None:
+                raise
+            on_skipped(entry, f"{type(exc).__name__}: {exc}")
+            continue
+        kept.append(entry)
+    return rekey(items, kept, spec.identity)
 
 
 def rekey(
@@ -207,16 +225,22 @@ def parse_and_build(
     charset: str | None,
     spec: FeedSpec,
     now: datetime,
-) -> tuple[ParsedFeed, list[IngestItem], list[tuple[Entry, str]]]:
+) -> tuple[ParsedFeed, list[IngestItem], list[tuple[Entry, str]], list[tuple[Entry, str]]]:
     """Parse and build in one hop to a worker (a process, if so configured).
 
     Everything in and out is plain picklable data: the feed-level metadata
-    (without its entries, which only the items need), the items, and the
-    entries whose dates were replaced with the reason, for the caller to log.
+    (without its entries, which only the items need), the items, the
+    entries whose dates were replaced and the entries that could not be
+    built (see :func:`build_items`), each with the reason, for the caller to log.
     """
     parsed = parse_feed(content, url=url, content_type=content_type, charset=charset)
     replaced: list[tuple[Entry, str]] = []
+    skipped: list[tuple[Entry, str]] = []
     items = build_items(
-        parsed, spec, now=now, on_replaced_date=lambda entry, why: replaced.append((entry, why))
+        parsed,
+        spec,
+        now=now,
+        on_replaced_date=lambda entry, why: replaced.append((entry, why)),
+        on_skipped=lambda entry, why: skipped.append((entry, why)),
     )
-    return dataclasses.replace(parsed, entries=()), items, replaced
+    return dataclasses.replace(parsed, entries=()), items, replaced, skipped

@@ -3,27 +3,65 @@
 Extra fields given with ``logger.info(..., extra={...})`` (feed, status, new,
 duplicate, bytes, ms) appear as keys in JSON mode and are appended as
 ``key=value`` in text mode, so one log call serves both.
+
+Log lines quote feeds (GUIDs, titles, error messages), and a feed can put a
+newline in any of them to forge a line of its own.  So the formatters
+escape, rather than every call site: in text mode the message and every
+extra value are kept on their line (controls, line separators and lone
+surrogates written as ``\\n``, ``\\x1b``, ``\\u2028`` ...), and a traceback's
+lines are indented, so none of them can pass for a record; in JSON mode the
+string values are escaped the same way before encoding, so a collector that
+decodes the JSON does not get the newline back either.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-__all__ = ["configure_logging"]
+from aggregator.repair import escape_for_log
+
+__all__ = ["JsonLineFormatter", "TextFormatter", "configure_logging"]
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+#: How the lines of a traceback start in text mode: never where a record does.
+_CONTINUATION = "    "
 
 
-class _TextFormatter(logging.Formatter):
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message key=value ...``, one line per record (bar tracebacks)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        record.message = escape_for_log(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
         extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
         if extras:
-            line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+            line += " " + " ".join(f"{k}={escape_for_log(str(v))}" for k, v in extras.items())
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        for block in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)):
+            if block:
+                line += "".join(
+                    "\n" + _CONTINUATION + escape_for_log(part) for part in block.split("\n")
+                )
         return line
+
+
+class JsonLineFormatter(JsonFormatter):
+    """python-json-logger's records with every string value escaped (tracebacks excepted)."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: escape_for_log(value)
+            if isinstance(value, str) and key not in ("exc_info", "stack_info")
+            else value
+            for key, value in super().process_log_record(log_data).items()
+        }
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -31,13 +69,15 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(
-            JsonFormatter(
+            JsonLineFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"levelname": "level", "asctime": "time"},
+                # ASCII only: whatever a value holds, the line is one line.
+                json_ensure_ascii=True,
             )
         )
     else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -74,6 +74,7 @@ None ("not sure").  Two paths, one result:
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import html
 import io
 import json
@@ -92,6 +93,7 @@ from feedparser.encodings import convert_to_utf8
 
 from aggregator.dates import has_offset
 from aggregator.parse_fast import raw_entry, shape_feed
+from aggregator.repair import repair_references, repair_text, repair_tree
 
 if TYPE_CHECKING:
     from aggregator.fetch import FetchResult
@@ -333,6 +335,9 @@ def _transcode(content: bytes, charset: str | None) -> tuple[bytes, str | None, 
 def _parse_xml_feed(content: bytes, *, url: str, charset: str | None, fast: bool) -> ParsedFeed:
     charset = charset or _sniff_charset(content)
     utf8, encoding, encoding_problem = _transcode(content, charset)
+    # Both parsers decode a reference at a time, so a surrogate pair written
+    # as two references kills either one; fixed in the bytes, before them.
+    utf8 = repair_references(utf8)
     if fast and encoding:
         shaped = shape_feed(utf8)
         if shaped is not None:
@@ -346,7 +351,7 @@ def _parse_xml_feed(content: bytes, *, url: str, charset: str | None, fast: bool
                 bozo_reason=f"{type(problem).__name__}: {problem}" if problem else None,
                 raw=raw_entry,
             )
-    source = utf8 if encoding else content
+    source = utf8 if encoding else repair_references(content)
     if encoding:
         headers = {"content-type": "application/xml; charset=utf-8"}
     else:  # undecodable: let feedparser's lenient parser do what it can
@@ -396,7 +401,12 @@ def _xml_parsed_feed(
         ),
         encoding=encoding,
         bozo_reason=bozo_reason,
-        entries=tuple(_xml_entry(e, url, raw=raw(e) if raw else None) for e in entries),
+        # lxml (the fast path, ``raw`` given) refuses every document holding a
+        # character _repaired would change; feedparser's lenient parser does not.
+        entries=tuple(
+            _xml_entry(e, url, raw=raw(e)) if raw else _repaired(_xml_entry(e, url))
+            for e in entries
+        ),
     )
 
 
@@ -458,6 +468,32 @@ def _xml_entry(item: dict[str, Any], url: str, *, raw: dict[str, Any] | None = N
         published_naive=not has_offset(_nonempty(dict.get(item, "published"))),
         updated_naive=not has_offset(_nonempty(dict.get(item, "updated"))),
     )
+
+
+def _repaired(entry: Entry) -> Entry:
+    """The entry with every text field as both databases and every encoder take it.
+
+    The last of the repairs (see :mod:`aggregator.repair`) made where values
+    enter, whichever parser read them: lenient parsing lets NUL and other
+    controls through, and anything a later stage writes -- the post, the
+    entry row, the raw JSON -- comes from these fields.  GUIDs, links and
+    image URLs are single-line values; bodies keep their line breaks.
+    """
+    changes: dict[str, Any] = {}
+    for name in ("title", "content_html", "summary_html"):
+        value = getattr(entry, name)
+        if (fixed := repair_text(value)) is not value:
+            changes[name] = fixed
+    for name in ("guid", "link", "author", "base_url"):
+        value = getattr(entry, name)
+        if value is not None and (fixed := repair_text(value, multiline=False)) is not value:
+            changes[name] = fixed or None
+    images = tuple(repair_text(url, multiline=False) for url in entry.images)
+    if any(a is not b for a, b in zip(images, entry.images, strict=True)):
+        changes["images"] = tuple(url for url in images if url)
+    if (raw := repair_tree(entry.raw)) is not entry.raw:
+        changes["raw"] = raw
+    return dataclasses.replace(entry, **changes) if changes else entry
 
 
 def _xml_base(node: Mapping[str, Any], keys: Iterable[str]) -> str | None:
@@ -622,7 +658,8 @@ def _unique_http_urls(base: str, candidates: Iterable[Any]) -> tuple[str, ...]:
 
 
 def _parse_json_feed(content: bytes, *, url: str, charset: str | None) -> ParsedFeed:
-    document = _load_json(content, charset)
+    # json.loads gives lone surrogates ("\ud83d") and NULs back as they are.
+    document = repair_tree(_load_json(content, charset))
     if not _is_json_feed(document):
         if isinstance(document, dict):
             shape = "an object with keys " + ", ".join(sorted(document)[:8])
@@ -642,7 +679,7 @@ def _parse_json_feed(content: bytes, *, url: str, charset: str | None) -> Parsed
         update_period_seconds=None,
         encoding=charset or json.detect_encoding(content),
         bozo_reason=None,
-        entries=tuple(_json_entry(item, url, feed_author) for item in items),
+        entries=tuple(_repaired(_json_entry(item, url, feed_author)) for item in items),
     )
 
 

@@ -4,8 +4,12 @@
 for each due feed.  It never raises for a problem with the feed itself: every
 outcome -- new posts, 304, a timeout, an HTML page instead of a feed -- ends as
 a :class:`FeedReport` and as state on the feed's row, so one broken feed
-cannot stop the others.  Problems with the database do propagate: the caller
-decides whether to wait for it (the daemon) or give up (``fetch``).
+cannot stop the others.  Neither does an exception nobody foresaw, nor a
+statement the database refuses for this feed's values (``DataError``,
+``IntegrityError``): both end as that feed's error, classed transient so it
+backs off.  Only a database that cannot be reached
+(:func:`database_unavailable`) propagates: the caller decides whether to
+wait for it (the daemon) or give up (``fetch``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from aggregator.items import IngestItem, build_items, parse_and_build
 from aggregator.netguard import AddressGuard
 from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_fetched
 from aggregator.rawentry import StoredPage
+from aggregator.repair import repair_text
 from aggregator.schedule import (
     ErrorClass,
     ErrorState,
@@ -52,7 +57,14 @@ from aggregator.schedule import (
 )
 from aggregator.store import FeedState, IngestJob, IngestResult, Store
 
-__all__ = ["FeedReport", "Pipeline", "fetch_page"]
+__all__ = [
+    "FeedReport",
+    "Pipeline",
+    "database_unavailable",
+    "describe_error",
+    "fetch_page",
+    "refused_statement",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +99,8 @@ class FeedReport:
     error_class: str | None = None
     #: Entry dates thrown out as impossible (future, pre-1995) this poll.
     dates_replaced: int = 0
+    #: Entries left out because building their post failed (see ``notes``).
+    skipped: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -101,6 +115,7 @@ class FeedReport:
             "duplicate": self.duplicate,
             "updated": self.updated,
             "blocked": self.blocked,
+            "skipped": self.skipped,
             "bytes": self.wire_bytes,
             "ms": self.elapsed_ms,
         }
@@ -116,7 +131,8 @@ async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None)
 
     page = await fetcher.fetch(link, accept="text/html,application/xhtml+xml", guard=guard)
     html = UnicodeDammit(page.content, [page.charset] if page.charset else []).unicode_markup
-    return StoredPage(page.final_url, html or "")
+    # The page's text becomes the post's body: no NUL or other control either.
+    return StoredPage(page.final_url, repair_text(html or ""))
 
 
 def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:
@@ -132,6 +148,73 @@ def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:
             "bad_date": as_read.isoformat() if as_read else "-",
         },
     )
+
+
+def _skipped(report: FeedReport, entry: Entry, reason: str) -> None:
+    """Log and count an entry that could not be built; the rest of its feed is stored."""
+    report.skipped += 1
+    which = entry.guid or entry.link or entry.title
+    report.notes.append(f"item {which!r} skipped: {reason}")
+    log.warning("item skipped: %s", reason, extra={"feed": report.url, "entry": which})
+
+
+#: SQLSTATE classes of errors that say the server or the connection is in
+#: trouble: connection exception, insufficient resources, operator
+#: intervention (shutdown, cancel), system error.  Others (22 data, 23
+#: integrity, 40 rollback, 42 syntax, 54 program limit ...) refuse one
+#: statement of one feed, with the database up and well.
+_UNAVAILABLE_SQLSTATES = frozenset({"08", "53", "57", "58"})
+#: sqlite3 error names that refuse a statement's values, not the database.
+_SQLITE_STATEMENT_ERRORS = frozenset(
+    {"SQLITE_TOOBIG", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_RANGE"}
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be used now (wait and retry),
+    rather than that it refused one statement (that feed's failure).
+
+    A lost or refused connection, a pool that timed out, a locked or
+    unreadable SQLite file: yes.  ``DataError``, ``IntegrityError``,
+    ``ProgrammingError``, an ``OperationalError`` whose SQLSTATE refuses the
+    statement (a value too big for an index row, a deadlock victim), or an
+    exception from outside the driver: no.  Treating those as an outage made
+    one poisoned feed turn ``/healthz`` red and be re-polled every second.
+    """
+    from sqlalchemy import exc as sa  # not imported by parse workers
+
+    if isinstance(exc, OSError | sa.DisconnectionError | sa.TimeoutError):
+        return True
+    if not isinstance(exc, sa.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa.OperationalError | sa.InterfaceError):
+        return False
+    orig = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate[:2] in _UNAVAILABLE_SQLSTATES
+    return getattr(orig, "sqlite_errorname", None) not in _SQLITE_STATEMENT_ERRORS
+
+
+def refused_statement(exc: BaseException) -> bool:
+    """Whether the database refused a statement (its message says all; no traceback needed)."""
+    from sqlalchemy.exc import DBAPIError
+
+    return isinstance(exc, DBAPIError) and not database_unavailable(exc)
+
+
+def describe_error(exc: BaseException) -> str:
+    """An unexpected exception as a feed row's error: type and first line, repaired.
+
+    Only the first line: a database error goes on with the statement and
+    its parameters, which can be a whole feed's bodies.
+    """
+    first = next(iter(str(exc).splitlines()), "").strip()
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    text = repair_text(text, multiline=False)
+    return text if len(text) <= 500 else text[:499] + "…"
 
 
 def _error_class(stored: str | None) -> ErrorClass | None:
@@ -287,7 +370,14 @@ class Pipeline:
         # The report is for people (logs, tables, metric labels): never the password.
         report = FeedReport(url=redact_url(spec.url), outlet=spec.outlet, section=spec.section)
         try:
-            await self._run(spec, feed_id, report, state)
+            if state is None:
+                state = await asyncio.to_thread(self.store.feed_state, feed_id)
+            try:
+                await self._run(spec, feed_id, report, state)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    raise
+                await self._crashed(feed_id, state, report, exc, spec.disable_after)
         except BaseException as exc:
             # The database (or a cancel) cut the poll short: say so in its log
             # line rather than "poll ok"; the caller decides what happens next.
@@ -300,11 +390,39 @@ class Pipeline:
             log.log(level, message, extra=report.log_fields())
         return report
 
-    async def _run(
-        self, spec: FeedSpec, feed_id: int, report: FeedReport, state: FeedState | None
+    async def _crashed(
+        self,
+        feed_id: int,
+        state: FeedState,
+        report: FeedReport,
+        exc: Exception,
+        disable_after: timedelta,
     ) -> None:
-        if state is None:
-            state = await asyncio.to_thread(self.store.feed_state, feed_id)
+        """Record a poll that an unforeseen exception (or a refused statement) cut short.
+
+        Transient, so the feed backs off as after a timeout instead of being
+        retried at once, and is never disabled for it (it is our problem,
+        not the publisher's).  Nothing of the poll was stored.
+        """
+        log.error(
+            "poll of %s failed unexpectedly: %s",
+            report.url,
+            describe_error(exc),
+            exc_info=None if refused_statement(exc) else exc,
+        )
+        await self._failed(
+            feed_id,
+            state,
+            report,
+            status=report.status,
+            reason=describe_error(exc),
+            error_class=ErrorClass.TRANSIENT,
+            disable_after=disable_after,
+        )
+
+    async def _run(
+        self, spec: FeedSpec, feed_id: int, report: FeedReport, state: FeedState
+    ) -> None:
         interval = timedelta(seconds=state.interval_seconds)
         validators = Validators(etag=state.etag, last_modified=state.last_modified)
         try:
@@ -370,7 +488,7 @@ class Pipeline:
         if not spec.full_text:
             try:
                 async with self._processing:
-                    parsed, items, replaced = await self._call(
+                    parsed, items, replaced, skipped = await self._call(
                         parse_and_build,
                         result.content,
                         result.final_url,
@@ -385,6 +503,8 @@ class Pipeline:
             self._note_parsed(spec, parsed, report)
             for entry, why in replaced:
                 _replaced_date(report, entry, why)
+            for entry, why in skipped:
+                _skipped(report, entry, why)
             await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
             return
         try:
@@ -408,6 +528,7 @@ class Pipeline:
                 bodies=bodies,
                 pages=pages,
                 on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
+                on_skipped=lambda entry, why: _skipped(report, entry, why),
             )
         await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
 
@@ -513,6 +634,8 @@ class Pipeline:
             retry_after=retry_after,
             challenge=challenge,
         )
+        # Reasons quote what servers and parsers said: text both databases take.
+        reason = repair_text(reason)
         values: dict[str, Any] = {
             "last_status": status,
             "last_checked_at": now,
@@ -560,7 +683,7 @@ class Pipeline:
     ) -> None:
         """Record a wait that is not an error: streak and first-error time stay as they were."""
         now = self.clock()
-        reason = f"{exc.reason}: {deferral.reason}"
+        reason = repair_text(f"{exc.reason}: {deferral.reason}")
         await self._feed_rows.submit(
             (
                 feed_id,

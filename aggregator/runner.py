@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
@@ -21,13 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 from aggregator.feeds import Config, FeedSpec
 from aggregator.fetch import Fetcher, FetchLimits, redact_url
-from aggregator.pipeline import FeedReport, Pipeline
+from aggregator.pipeline import (
+    FeedReport,
+    Pipeline,
+    database_unavailable,
+    describe_error,
+    refused_statement,
+)
 from aggregator.store import FeedState, Store
 
 if TYPE_CHECKING:
     from rich.table import Table
 
 __all__ = ["fetch_once", "parse_workers", "status_table", "summary_table", "totals_line"]
+
+log = logging.getLogger(__name__)
 
 
 async def fetch_once(
@@ -123,11 +132,37 @@ async def _fetch_all(
         async def runner() -> None:
             for index, spec in todo:  # shared: each feed goes to exactly one runner
                 feed_id = ids[spec.url]
-                reports[index] = await pipeline.run_feed(spec, feed_id, states.pop(feed_id, None))
+                try:
+                    reports[index] = await pipeline.run_feed(
+                        spec, feed_id, states.pop(feed_id, None)
+                    )
+                except Exception as exc:
+                    # The pipeline records every failure of the feed itself;
+                    # what reaches here could not be recorded (the database
+                    # went away).  It is this feed's row of the summary, and
+                    # the other runners go on: never a traceback, never the pass.
+                    reports[index] = _unrecorded(spec, exc)
 
         runners = min(len(specs), 2 * client.limits.max_connections)
         await asyncio.gather(*(runner() for _ in range(runners)))
         return [report for report in reports if report is not None]
+
+
+def _unrecorded(spec: FeedSpec, exc: Exception) -> FeedReport:
+    """The summary row of a feed whose poll ended in an exception the pipeline let through."""
+    log.error(
+        "poll of %s could not be recorded: %s",
+        redact_url(spec.url),
+        describe_error(exc),
+        exc_info=None if database_unavailable(exc) or refused_statement(exc) else exc,
+    )
+    return FeedReport(
+        url=redact_url(spec.url),
+        outlet=spec.outlet,
+        section=spec.section,
+        error=f"not stored: {describe_error(exc)}",
+        error_class="database" if database_unavailable(exc) else "bug",
+    )
 
 
 def _when(moment: datetime | None, now: datetime) -> str:

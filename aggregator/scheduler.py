@@ -41,7 +41,7 @@ from aggregator.export import ExportError, prepare_directory
 from aggregator.feeds import Config, ConfigError, FeedSpec, load_config
 from aggregator.fetch import Fetcher, FetchLimits, redact_url
 from aggregator.metrics import Metrics
-from aggregator.pipeline import FeedReport, Pipeline
+from aggregator.pipeline import FeedReport, Pipeline, database_unavailable
 from aggregator.server import BindError, HttpServer, start_http_server
 from aggregator.store import DatabaseURLError, Store
 
@@ -264,6 +264,11 @@ class Daemon:
     # -- database outages -----------------------------------------------------
 
     def _db_failed(self, exc: BaseException) -> None:
+        if not database_unavailable(exc):
+            # One statement refused (a value, a constraint): the database is
+            # up, /healthz stays green, and the job runs again on its timer.
+            log.error("database refused a statement: %s", str(exc).splitlines()[0])
+            return
         if self._db_down_since is None:
             self._db_down_since = utcnow()
             log.error("database unavailable, will keep retrying: %s", str(exc).splitlines()[0])
@@ -344,15 +349,23 @@ class Daemon:
             report: FeedReport = await self._pipeline.run_feed(spec, feed_id)
         except asyncio.CancelledError:
             raise
-        except _DB_ERRORS as exc:
-            # Nothing of this poll was committed; once the database answers
-            # the lease is given back and the feed is polled again with its
-            # old validators, so nothing fetched meanwhile is lost.
-            self._db_failed(exc)
-            self._unreleased.add(feed_id)
-            return
-        except Exception:
-            log.exception("bug while polling %s; the feed will be retried", redact_url(spec.url))
+        except Exception as exc:
+            if database_unavailable(exc):
+                # Nothing of this poll was committed; once the database answers
+                # the lease is given back and the feed is polled again with its
+                # old validators, so nothing fetched meanwhile is lost.
+                self._db_failed(exc)
+                self._unreleased.add(feed_id)
+                return
+            # The pipeline records a feed's own failures, even unforeseen
+            # ones; this one could not even be recorded.  The lease is kept,
+            # so the feed is retried when it expires, not every second.
+            log.error(
+                "poll of %s failed and could not be recorded; retried in %s",
+                redact_url(spec.url),
+                self.options.lease,
+                exc_info=exc,
+            )
             return
         self._db_ok()
         self.metrics.observe(report)
