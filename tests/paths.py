@@ -1,8 +1,10 @@
 """Where the test data lives: the repo's seeds and the shared feed corpus."""
 
+import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
-#: Real-world feeds, used in place (never copied into the repo).
-CORPUS = REPO.parent / "shared" / "corpus"
+#: Real-world feeds, used in place (never copied into the repo).  A git
+#: worktree elsewhere names it with AGGREGATOR_TEST_CORPUS.
+CORPUS = Path(os.environ.get("AGGREGATOR_TEST_CORPUS") or REPO.parent / "shared" / "corpus")
