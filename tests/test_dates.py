@@ -7,7 +7,9 @@ checked end to end too: a real feed server, ``fetch_once``, the stored post.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from dateutil import parser as dateutil_parser
 from feedbuild import CORPUS, corpus_rows, require_corpus, rss_document
 from localserver import LocalServer
+from support_proc import aggregator
 
 from aggregator.dates import (
     EARLIEST,
@@ -769,3 +772,67 @@ def test_corpus_dates_feedparser_misreads(
         assert value is not None and reading.value.tzinfo is not None
     else:
         assert value == expected
+
+
+# --------------------------------------------------------------------------
+# Through the real CLI: `aggregator fetch --export`
+
+
+def test_fetch_command_exports_the_right_dates_and_reports_the_guesses(
+    database_url: str, local_server: LocalServer, tmp_path: Path
+) -> None:
+    local_server.route(
+        "/cn.xml",
+        body=rss_document(
+            item("rfc", "Tue, 01 Mar 2022 13:31:34")
+            + item("cn", "2022年03月01日 13:31")
+            + item("cst", "Tue, 01 Mar 2022 13:31:34 CST")
+            + item("gmt", "Tue, 01 Mar 2022 05:31:34 GMT")
+        ),
+        headers={"Content-Type": "application/rss+xml"},
+    )
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        feed_config(local_server.url("/cn.xml"), "    timezone: Asia/Shanghai\n"),
+        encoding="utf-8",
+    )
+    out = tmp_path / "posts"
+    run = aggregator(
+        "--log-format",
+        "json",
+        "fetch",
+        "--config",
+        str(config),
+        "--export",
+        str(out),
+        db=database_url,
+        cwd=tmp_path,
+    )
+    assert run.stdout.endswith("4 new, 0 duplicate, 0 updated, 0 failed (1 feeds)\n")
+    dates = {}
+    for path in out.iterdir():
+        text = path.read_text(encoding="utf-8")
+        title = re.search(r"^title: '(.*)'$", text, re.MULTILINE)
+        date = re.search(r"^date: (.*)$", text, re.MULTILINE)
+        assert title is not None and date is not None
+        dates[title.group(1)] = date.group(1)
+    assert dates == {
+        "Story rfc": "Tue, 01 Mar 2022 05:31:34 GMT",
+        "Story cn": "Tue, 01 Mar 2022 05:31:00 GMT",
+        "Story cst": "Tue, 01 Mar 2022 05:31:34 GMT",
+        "Story gmt": "Tue, 01 Mar 2022 05:31:34 GMT",
+    }
+    # The fetch report names the guesses in its result column (which wraps) ...
+    result = " ".join(
+        line.rsplit("│", 2)[-2].strip() for line in run.stdout.splitlines() if line.count("│") > 2
+    )
+    assert "ok (dates guessed: 1 cst_china, 2 zone_assumed)" in result
+    # ... and each is one structured log line: feed, raw text, date used.
+    lines = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    notes = {r["entry"]: r for r in lines if r.get("message", "").startswith("entry date")}
+    assert {e: (r["reason"], r["date_text"], r["date_used"]) for e, r in notes.items()} == {
+        "rfc": ("zone_assumed", "Tue, 01 Mar 2022 13:31:34", "2022-03-01T05:31:34+00:00"),
+        "cn": ("zone_assumed", "2022年03月01日 13:31", "2022-03-01T05:31:00+00:00"),
+        "cst": ("cst_china", "Tue, 01 Mar 2022 13:31:34 CST", "2022-03-01T05:31:34+00:00"),
+    }
+    assert all(r["feed"] == local_server.url("/cn.xml") for r in notes.values())
