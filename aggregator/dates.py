@@ -144,9 +144,9 @@ _CST = re.compile(r"(?<=\d)\s*\(?\bCST\b\)?\s*$", re.IGNORECASE)
 # Unix time in seconds (seen once in the corpus as an RSS pubDate; feedparser
 # reads it as a date in 2015).
 _EPOCH = re.compile(r"\d{9,10}")
-# A leading weekday: redundant next to the day of the month, and in another
-# language a word dateutil would refuse (``Seg,``, ``mer,``).
-_WEEKDAY = re.compile(r"^[^\W\d_]+\.?,?\s+(?=\d|[^\W\d_]+\.?\s+\d)")
+# A leading word (a weekday: redundant next to the day of the month, and in
+# another language one dateutil would refuse: ``Seg,``, ``mer,``).
+_LEADING_WORD = re.compile(r"^([^\W\d_]+)\.?,?\s+")
 
 
 class _Months(dateutil_parser.parserinfo):
@@ -155,8 +155,8 @@ class _Months(dateutil_parser.parserinfo):
     ``nov``...).  None of them means another month in another language."""
 
     MONTHS = [  # noqa: RUF012 -- dateutil's own class attribute
-        ("Jan", "January", "jan", "janv", "ene", "gen"),
-        ("Feb", "February", "fev", "fév", "févr", "feb"),
+        ("Jan", "January", "janv", "ene", "gen"),
+        ("Feb", "February", "fev", "fév", "févr"),
         ("Mar", "March", "mars", "mär", "märz"),
         ("Apr", "April", "abr", "avr"),
         ("May", "mai", "mag"),
@@ -193,7 +193,7 @@ def read_date(text: str | None) -> Reading | None:
         wall = _read(clean[: cst.start()])
         if wall is None:
             return None
-        return Reading(wall.replace(tzinfo=None), cst=wall.tzinfo is None)
+        return Reading(wall, cst=wall.tzinfo is None)  # "... GMT CST": the GMT counts
     value = _read(clean)
     return Reading(value) if value is not None else None
 
@@ -240,7 +240,9 @@ def _from_fields(match: re.Match[str]) -> datetime | None:
 
 def _dateutil(text: str) -> datetime | None:
     """dateutil's reading, if the text gives year, month and day itself."""
-    text = _WEEKDAY.sub("", text, count=1)
+    word = _LEADING_WORD.match(text)
+    if word is not None and _DATEUTIL_INFO.month(word.group(1)) is None:
+        text = text[word.end() :]
     readings = []
     for default in _DEFAULTS:
         try:

@@ -125,6 +125,8 @@ AWARE = datetime(2022, 3, 1, 13, 31, 34, tzinfo=UTC)
         ("Seg, 24 Set 2018 19:42:40 -0300", datetime(2018, 9, 24, 22, 42, 40, tzinfo=UTC), False),
         ("mer, 16 nov 2022 00:38:15 +0100", datetime(2022, 11, 15, 23, 38, 15, tzinfo=UTC), False),
         ("Friday, January 29, 2021 04:42 PM", datetime(2021, 1, 29, 16, 42), False),
+        ("January 29, 2021 04:42 PM", datetime(2021, 1, 29, 16, 42), False),
+        ("Set 24, 2018 19:42:40 -0300", datetime(2018, 9, 24, 22, 42, 40, tzinfo=UTC), False),
         ("1518478934", datetime(2018, 2, 12, 23, 42, 14, tzinfo=UTC), False),
     ],
 )
