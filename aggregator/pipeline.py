@@ -139,8 +139,10 @@ def _replaced_date(report: FeedReport, items: Sequence[IngestItem], ingested: In
     new = {stored.slug for stored in ingested.changed_posts if stored.revision == 0}
     for item in items:
         note = item.date_note
-        if note is None or slug_for(item.post.date, item.digest) not in new:
+        slug = slug_for(item.post.date, item.digest)
+        if note is None or slug not in new:
             continue
+        new.discard(slug)  # a second copy in the same feed is a duplicate
         report.date_notes[note.reason] = report.date_notes.get(note.reason, 0) + 1
         if note.reason in ("future", "too_old"):
             report.dates_replaced += 1
@@ -158,9 +160,11 @@ def _replaced_date(report: FeedReport, items: Sequence[IngestItem], ingested: In
                 "date_used": item.post.date.isoformat() if item.post.date else "-",
             },
         )
-    if report.date_notes:
-        counts = ", ".join(f"{n} {reason}" for reason, n in sorted(report.date_notes.items()))
-        report.notes.append(f"dates guessed: {counts}")
+    # A feed without dates is common and no fault: logged and counted, but not
+    # worth a note on every poll's summary row.
+    shown = sorted((r, n) for r, n in report.date_notes.items() if r != "missing")
+    if shown:
+        report.notes.append("dates guessed: " + ", ".join(f"{n} {r}" for r, n in shown))
 
 
 def _error_class(stored: str | None) -> ErrorClass | None:
