@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil import parser as dateutil_parser
 from feedbuild import CORPUS, corpus_rows, require_corpus, rss_document
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from localserver import LocalServer
 from support_proc import aggregator
 
@@ -179,6 +181,22 @@ def test_the_hand_written_grammar_agrees_with_dateutil(text: str) -> None:
     plain = text.replace("年", "-").replace("月", "-").replace("日", "")
     reading = read_date(text)
     assert reading is not None and reading.value == dateutil_parser.parse(plain)
+
+
+_DATEISH = st.text(alphabet="0123456789 -/.:年月日时分秒上下午TZ+CSTGMTueMarSetJanPM,", max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=60), _DATEISH))
+def test_any_text_is_read_or_refused_without_error(text: str) -> None:
+    """Date texts come from strangers: reading never raises, and whatever is
+    read becomes a date in UTC or the time first seen."""
+    read_date(text)
+    date, note = effective_date(
+        text, timezone=SH, offset=timedelta(hours=-8), first_seen=SEEN, now=NOW
+    )
+    assert date.utcoffset() == timedelta(0)
+    assert note is None or note.reason in REASONS
 
 
 # --------------------------------------------------------------------------
