@@ -34,12 +34,13 @@ counts.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from dateutil import parser as dateutil_parser
@@ -149,25 +150,30 @@ _EPOCH = re.compile(r"\d{9,10}")
 _LEADING_WORD = re.compile(r"^([^\W\d_]+)\.?,?\s+")
 
 
+# dateutil takes any number of names per month at run time; its stubs say
+# two or three, hence Any.
+_MONTH_NAMES: Any = [
+    ("Jan", "January", "janv", "ene", "gen"),
+    ("Feb", "February", "fev", "fév", "févr"),
+    ("Mar", "March", "mars", "mär", "märz"),
+    ("Apr", "April", "abr", "avr"),
+    ("May", "mai", "mag"),
+    ("Jun", "June", "juin", "giu"),
+    ("Jul", "July", "juil", "lug"),
+    ("Aug", "August", "ago", "août"),
+    ("Sep", "Sept", "September", "set"),
+    ("Oct", "October", "out", "ott", "okt"),
+    ("Nov", "November"),
+    ("Dec", "December", "dez", "dic", "déc"),
+]
+
+
 class _Months(dateutil_parser.parserinfo):
     """dateutil's English names plus the month abbreviations of the other
     European languages feeds in the corpus use (Portuguese ``Set``, Italian
     ``nov``...).  None of them means another month in another language."""
 
-    MONTHS = [  # noqa: RUF012 -- dateutil's own class attribute
-        ("Jan", "January", "janv", "ene", "gen"),
-        ("Feb", "February", "fev", "fév", "févr"),
-        ("Mar", "March", "mars", "mär", "märz"),
-        ("Apr", "April", "abr", "avr"),
-        ("May", "mai", "mag"),
-        ("Jun", "June", "juin", "giu"),
-        ("Jul", "July", "juil", "lug"),
-        ("Aug", "August", "ago", "août"),
-        ("Sep", "Sept", "September", "set"),
-        ("Oct", "October", "out", "ott", "okt"),
-        ("Nov", "November"),
-        ("Dec", "December", "dez", "dic", "déc"),
-    ]
+    MONTHS = _MONTH_NAMES
 
 
 _DATEUTIL_INFO: Final = _Months()
@@ -179,8 +185,15 @@ _LONGEST: Final = 200
 _DEFAULTS: Final = (datetime(2000, 1, 1), datetime(2001, 2, 2))
 
 
+@functools.lru_cache(maxsize=8192)
 def read_date(text: str | None) -> Reading | None:
-    """The date a feed's date text says, or None when nothing can read it."""
+    """The date a feed's date text says, or None when nothing can read it.
+
+    Cached: every poll lists mostly the entries of the last one, and reading
+    a text that no fast path takes (feedparser's handlers, then dateutil)
+    costs tens of microseconds.  The answer is immutable and depends on the
+    text alone.
+    """
     if not text:
         return None
     clean = " ".join(unicodedata.normalize("NFKC", text).split())
@@ -216,7 +229,10 @@ def _read(text: str) -> datetime | None:
     parsed = feedparser_date(text)
     if parsed is not None:
         year, month, day, hour, minute, second = parsed[:6]
-        value = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        try:  # "00" comes back as the year -99
+            value = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        except ValueError:
+            return None
         return value if has_offset(text) else value.replace(tzinfo=None)
     return _dateutil(text)
 
