@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from aggregator.content import entry_to_post
-from aggregator.dates import effective_date
+from aggregator.dates import DateNote, effective_date
 from aggregator.dedup import Identity, KeyFacts, canonical_link, content_hash, entry_key, entry_keys
 from aggregator.parse import Entry, ParsedFeed, parse_feed
 from aggregator.post import Post
@@ -61,6 +61,10 @@ class IngestItem:
     raw: dict[str, Any] | None = None
     #: Why a filter rule blocks it (stored, never exported), or None.
     blocked: str | None = None
+    #: Why the post's date is not the entry's own as written (replaced, or
+    #: its zone assumed), or None.  The pipeline logs and counts it once the
+    #: store says the post is new.
+    date_note: DateNote | None = None
     #: ``content_hash(post.title, post.body)``.  Derived when the item is
     #: built -- in a parse worker -- and pickled along, so the store's single
     #: writer does not spend its time on it.
@@ -81,26 +85,41 @@ class IngestItem:
         return key if key is not None and fit_key(key, LINK_KEY_MAX) == key else None
 
 
-def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime, str | None]:
-    """The date the entry's post gets under the feed's date rules, and why the
-    entry's own date was thrown out, if it was (see :mod:`aggregator.dates`).
+def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime, DateNote | None]:
+    """The date the entry's post gets under the feed's date rules, and a note
+    when it was replaced or its zone assumed (see :mod:`aggregator.dates`).
 
-    ``now`` is also the first-seen time: a replaced date only matters for a
-    new post, since an unchanged entry is never rewritten.
+    Published, else updated: an unreadable published text gives way to a
+    readable updated one (the note then says so).  ``now`` is also the
+    first-seen time: a replaced date only matters for a new post, since an
+    unchanged entry is never rewritten.
     """
-    own, naive = (
-        (entry.published, entry.published_naive)
-        if entry.published is not None
-        else (entry.updated, entry.updated_naive)
-    )
-    return effective_date(
-        own,
-        naive=naive,
-        timezone=ZoneInfo(spec.timezone) if spec.timezone else None,
-        offset=spec.date_offset,
-        first_seen=now,
-        now=now,
-    )
+
+    def date_of(
+        text: str | None, parsed: datetime | None, naive: bool
+    ) -> tuple[datetime, DateNote | None]:
+        return effective_date(
+            text,
+            parsed=parsed,
+            naive=naive,
+            timezone=ZoneInfo(spec.timezone) if spec.timezone else None,
+            offset=spec.date_offset,
+            first_seen=now,
+            now=now,
+        )
+
+    has_updated = entry.updated_text is not None or entry.updated is not None
+    if entry.published_text is None and entry.published is None:
+        return date_of(entry.updated_text, entry.updated, entry.updated_naive)
+    date, note = date_of(entry.published_text, entry.published, entry.published_naive)
+    if note is None or note.reason != "unparsable" or not has_updated:
+        return date, note
+    updated, updated_note = date_of(entry.updated_text, entry.updated, entry.updated_naive)
+    if updated_note is not None and updated_note.reason in ("unparsable", "future", "too_old"):
+        return date, note
+    how = f"; {updated_note.detail}" if updated_note is not None else ""
+    used = f"unreadable; the updated date {entry.updated_text!r} was used{how}"
+    return updated, DateNote("unparsable", note.text, used)
 
 
 def build_item(
@@ -110,7 +129,6 @@ def build_item(
     first_seen: datetime,
     full_text: str | None = None,
     page: StoredPage | None = None,
-    on_replaced_date: Callable[[Entry, str], None] | None = None,
 ) -> IngestItem:
     """One entry -> a post ready to store, its key and its filter verdict (pure).
 
@@ -120,9 +138,7 @@ def build_item(
     is that page, kept with the raw entry so a changed selector can be
     re-applied without fetching it again.
     """
-    date, replaced = post_date(entry, spec, now=first_seen)
-    if replaced is not None and on_replaced_date is not None:
-        on_replaced_date(entry, replaced)
+    date, date_note = post_date(entry, spec, now=first_seen)
     post = entry_to_post(
         entry,
         group=spec.group,
@@ -149,6 +165,7 @@ def build_item(
         blocked=spec.filters.verdict(
             title=post.title, body_html=post.body, link=entry.link, author=entry.author
         ),
+        date_note=date_note,
     )
 
 
@@ -159,16 +176,13 @@ def build_items(
     now: datetime,
     bodies: dict[int, str] | None = None,
     pages: dict[int, StoredPage] | None = None,
-    on_replaced_date: Callable[[Entry, str], None] | None = None,
     on_skipped: Callable[[Entry, str], None] | None = None,
 ) -> list[IngestItem]:
     """Entries -> posts ready to store (pure; runs in a worker).
 
     Each item is keyed among all the items of its document
     (:func:`aggregator.dedup.entry_keys`): a GUID or link that several
-    entries share identifies none of them.  ``on_replaced_date(entry,
-    reason)`` hears of every entry date thrown out as impossible, so the
-    caller can log and count it.  With ``on_skipped(entry, reason)``, an
+    entries share identifies none of them.  With ``on_skipped(entry, reason)``, an
     entry that cannot be built (a bug in clean-up meeting input nobody
     foresaw) is left out and reported there, and the rest of the feed is
     built; without it, the error propagates.
@@ -184,7 +198,6 @@ def build_items(
                     first_seen=now,
                     full_text=(bodies or {}).get(index),
                     page=(pages or {}).get(index),
-                    on_replaced_date=on_replaced_date,
                 )
             )
         except Exception as exc:  # whatever it is, it is this item's alone
@@ -225,22 +238,17 @@ def parse_and_build(
     charset: str | None,
     spec: FeedSpec,
     now: datetime,
-) -> tuple[ParsedFeed, list[IngestItem], list[tuple[Entry, str]], list[tuple[Entry, str]]]:
+) -> tuple[ParsedFeed, list[IngestItem], list[tuple[Entry, str]]]:
     """Parse and build in one hop to a worker (a process, if so configured).
 
     Everything in and out is plain picklable data: the feed-level metadata
-    (without its entries, which only the items need), the items, the
-    entries whose dates were replaced and the entries that could not be
-    built (see :func:`build_items`), each with the reason, for the caller to log.
+    (without its entries, which only the items need), the items, whose date
+    notes the caller logs, and the entries that could not be built (see
+    :func:`build_items`), each with the reason, for the caller to log.
     """
     parsed = parse_feed(content, url=url, content_type=content_type, charset=charset)
-    replaced: list[tuple[Entry, str]] = []
     skipped: list[tuple[Entry, str]] = []
     items = build_items(
-        parsed,
-        spec,
-        now=now,
-        on_replaced_date=lambda entry, why: replaced.append((entry, why)),
-        on_skipped=lambda entry, why: skipped.append((entry, why)),
+        parsed, spec, now=now, on_skipped=lambda entry, why: skipped.append((entry, why))
     )
-    return dataclasses.replace(parsed, entries=()), items, replaced, skipped
+    return dataclasses.replace(parsed, entries=()), items, skipped

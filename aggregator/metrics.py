@@ -23,13 +23,16 @@ Design choices, and why:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from aggregator.dates import REASONS as DATE_REASONS
+
 __all__ = [
+    "DATE_REASONS",
     "DURATION_BUCKETS",
     "ERROR_CLASSES",
     "FeedReportLike",
@@ -96,6 +99,8 @@ class FeedReportLike(Protocol):
     @property
     def dates_replaced(self) -> int: ...
     @property
+    def date_notes(self) -> Mapping[str, int]: ...
+    @property
     def failed(self) -> bool: ...
 
 
@@ -160,8 +165,17 @@ class Metrics:
         )
         self._dates_replaced = Counter(
             "aggregator_dates_replaced",
-            "Entry dates replaced by the time first seen because they were in the "
-            "future or before 1995 (a feed with a broken clock or zone).",
+            "New posts whose entry date was replaced by the time first seen because it "
+            "was in the future or before 1995 (a feed with a broken clock or zone).",
+            registry=r,
+        )
+        self._dates_guessed = Counter(
+            "aggregator_dates_guessed",
+            "New posts whose date is not the entry's own as written, by reason: "
+            "missing/unparsable/future/too_old (the time first seen was used), "
+            "zone_assumed (no zone in the text: the feed's timezone, else UTC), "
+            "cst_china / cst_ambiguous (CST read as +08:00 / as US Central).",
+            ["reason"],
             registry=r,
         )
         for outcome in _OUTCOMES:
@@ -170,6 +184,8 @@ class Metrics:
             self._posts.labels(kind=kind)
         for error_class in (*ERROR_CLASSES, _OTHER):
             self._errors.labels(error_class=error_class)
+        for reason in DATE_REASONS:
+            self._dates_guessed.labels(reason=reason)
 
     def observe(self, report: FeedReportLike) -> None:
         """Count one finished fetch.
@@ -190,6 +206,9 @@ class Metrics:
         self._posts.labels(kind="updated").inc(max(report.updated, 0))
         self._bytes.inc(max(report.wire_bytes, 0))
         self._dates_replaced.inc(max(report.dates_replaced, 0))
+        for reason, count in report.date_notes.items():
+            if reason in DATE_REASONS:  # a fixed label set, whatever the report says
+                self._dates_guessed.labels(reason=reason).inc(max(count, 0))
         self._duration.observe(max(report.elapsed_ms, 0) / 1000)
 
     def set_feed_counts(self, *, due: int, leased: int, active: int) -> None:

@@ -88,10 +88,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
-from dateutil import parser as dateutil_parser
 from feedparser.encodings import convert_to_utf8
 
-from aggregator.dates import has_offset
+from aggregator.dates import read_entry_date
 from aggregator.parse_fast import raw_entry, shape_feed
 from aggregator.repair import repair_references, repair_text, repair_tree
 
@@ -135,6 +134,11 @@ class Entry:
     # wall time read as UTC; a feed's ``timezone`` setting can re-read it.
     published_naive: bool = False
     updated_naive: bool = False
+    # The date texts as the feed sent them: the feed's ``timezone`` decides
+    # what a zone-less or ``CST`` time means, so the post's date is read
+    # from these (see aggregator.dates.effective_date).
+    published_text: str | None = None
+    updated_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,14 +452,24 @@ def _xml_entry(item: dict[str, Any], url: str, *, raw: dict[str, Any] | None = N
     xml_base = _xml_base(item, ("content", "summary_detail", "title_detail"))
     doc_base = _absolute(url, xml_base) or url
     link = _http_url(url, item.get("link"))
+    # Our own reading of the text first: feedparser's misses some forms and
+    # misreads others (see aggregator.dates).  dict.get, not
+    # FeedParserDict.get: the latter quietly answers "updated_parsed" with
+    # published_parsed when there is no update date.
+    published_text = _nonempty(dict.get(item, "published"))
+    updated_text = _nonempty(dict.get(item, "updated"))
+    published, published_naive = read_entry_date(
+        published_text, _struct_to_datetime(item.get("published_parsed"))
+    )
+    updated, updated_naive = read_entry_date(
+        updated_text, _struct_to_datetime(dict.get(item, "updated_parsed"))
+    )
     return Entry(
         guid=_nonempty(item.get("id")),
         link=link,
         title=_detail_text(item, "title") or "",
-        published=_struct_to_datetime(item.get("published_parsed")),
-        # dict.get, not FeedParserDict.get: the latter quietly answers
-        # "updated_parsed" with published_parsed when there is no update date.
-        updated=_struct_to_datetime(dict.get(item, "updated_parsed")),
+        published=published,
+        updated=updated,
         author=_single_line(item.get("author")),
         content_html=content_html,
         summary_html=summary_html,
@@ -465,8 +479,10 @@ def _xml_entry(item: dict[str, Any], url: str, *, raw: dict[str, Any] | None = N
         base_url=_absolute(url, xml_base) if xml_base else (link or url),
         images=_xml_images(item, doc_base),
         raw=_jsonable(item) if raw is None else raw,
-        published_naive=not has_offset(_nonempty(dict.get(item, "published"))),
-        updated_naive=not has_offset(_nonempty(dict.get(item, "updated"))),
+        published_naive=published_naive,
+        updated_naive=updated_naive,
+        published_text=published_text,
+        updated_text=updated_text,
     )
 
 
@@ -719,12 +735,16 @@ def _json_entry(item: dict[str, Any], url: str, feed_author: str | None) -> Entr
         for a in _list(item.get("attachments"))
         if isinstance(a, dict) and str(a.get("mime_type", "")).lower().startswith("image/")
     ]
+    published_text = _nonempty(item.get("date_published"))
+    updated_text = _nonempty(item.get("date_modified"))
+    published, published_naive = read_entry_date(published_text, None, whole_seconds=False)
+    updated, updated_naive = read_entry_date(updated_text, None, whole_seconds=False)
     return Entry(
         guid=_json_id(item.get("id")),
         link=link,
         title=_plain_title(item.get("title")) or "",
-        published=_parse_date_text(item.get("date_published")),
-        updated=_parse_date_text(item.get("date_modified")),
+        published=published,
+        updated=updated,
         author=_json_author(item) or feed_author,
         content_html=content_html,
         summary_html=_json_text(item.get("summary")),
@@ -733,8 +753,10 @@ def _json_entry(item: dict[str, Any], url: str, feed_author: str | None) -> Entr
             link or url, [item.get("image"), item.get("banner_image"), *attachments]
         ),
         raw=item,
-        published_naive=not has_offset(_nonempty(item.get("date_published"))),
-        updated_naive=not has_offset(_nonempty(item.get("date_modified"))),
+        published_naive=published_naive,
+        updated_naive=updated_naive,
+        published_text=published_text,
+        updated_text=updated_text,
     )
 
 
@@ -765,26 +787,6 @@ def _json_author(node: Mapping[str, Any]) -> str | None:
         if name:
             return name
     return None
-
-
-def _parse_date_text(value: Any) -> datetime | None:
-    """RFC 3339 as the spec says, or anything dateutil reads; naive means UTC."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            parsed = dateutil_parser.parse(text)
-        except (ValueError, OverflowError):
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
 
 
 # --------------------------------------------------------------------------

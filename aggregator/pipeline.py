@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from aggregator import images as image_archive
 from aggregator import rsshub
 from aggregator.content import ContentError, extract_full_text
+from aggregator.dedup import slug_for
 from aggregator.export import ExportError, prepare_directory, remove_post, write_post
 from aggregator.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
 from aggregator.fetch import (
@@ -97,10 +98,13 @@ class FeedReport:
     elapsed_ms: int = 0
     error: str | None = None
     error_class: str | None = None
-    #: Entry dates thrown out as impossible (future, pre-1995) this poll.
+    #: New posts whose entry date was thrown out as impossible (future, pre-1995).
     dates_replaced: int = 0
     #: Entries left out because building their post failed (see ``notes``).
     skipped: int = 0
+    #: New posts whose date is not the entry's own as written, by reason
+    #: (:data:`aggregator.dates.REASONS`): replaced, or its zone assumed.
+    date_notes: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -135,19 +139,48 @@ async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None)
     return StoredPage(page.final_url, repair_text(html or ""))
 
 
-def _replaced_date(report: FeedReport, entry: Entry, reason: str) -> None:
-    """Log and count an entry date that was replaced by the time first seen."""
-    report.dates_replaced += 1
-    as_read = entry.published or entry.updated
-    log.warning(
-        "entry date replaced by the time first seen: %s",
-        reason,
-        extra={
-            "feed": report.url,
-            "entry": entry.guid or entry.link or entry.title,
-            "bad_date": as_read.isoformat() if as_read else "-",
-        },
-    )
+#: Notes that mean the feed's date was wrong or unreadable, worth a warning;
+#: the others (no date, a zone taken from the settings) are routine.
+_WARN_REASONS = frozenset({"unparsable", "future", "too_old", "cst_ambiguous"})
+
+
+def _replaced_date(report: FeedReport, items: Sequence[IngestItem], ingested: IngestResult) -> None:
+    """Log and count the date notes of the posts this poll stored as new.
+
+    Only new posts: an entry that is seen again every poll keeps the date it
+    got the first time, so counting it again would only measure how often
+    the feed is polled.  A new post is recognised by its slug, which the
+    store derives from the item's date and content hash.
+    """
+    new = {stored.slug for stored in ingested.changed_posts if stored.revision == 0}
+    for item in items:
+        note = item.date_note
+        slug = slug_for(item.post.date, item.digest)
+        if note is None or slug not in new:
+            continue
+        new.discard(slug)  # a second copy in the same feed is a duplicate
+        report.date_notes[note.reason] = report.date_notes.get(note.reason, 0) + 1
+        if note.reason in ("future", "too_old"):
+            report.dates_replaced += 1
+        text = note.text if note.text is None or len(note.text) <= 200 else note.text[:200] + "…"
+        log.log(
+            logging.WARNING if note.reason in _WARN_REASONS else logging.INFO,
+            "entry date %s: %s",
+            note.reason,
+            note.detail,
+            extra={
+                "feed": report.url,
+                "entry": item.guid or item.link or item.post.title,
+                "reason": note.reason,
+                "date_text": text if text is not None else "-",
+                "date_used": item.post.date.isoformat() if item.post.date else "-",
+            },
+        )
+    # A feed without dates is common and no fault: logged and counted, but not
+    # worth a note on every poll's summary row.
+    shown = sorted((r, n) for r, n in report.date_notes.items() if r != "missing")
+    if shown:
+        report.notes.append("dates guessed: " + ", ".join(f"{n} {r}" for r, n in shown))
 
 
 def _skipped(report: FeedReport, entry: Entry, reason: str) -> None:
@@ -488,7 +521,7 @@ class Pipeline:
         if not spec.full_text:
             try:
                 async with self._processing:
-                    parsed, items, replaced, skipped = await self._call(
+                    parsed, items, skipped = await self._call(
                         parse_and_build,
                         result.content,
                         result.final_url,
@@ -501,8 +534,6 @@ class Pipeline:
                 await self._not_a_feed(feed_id, state, report, spec, result, exc)
                 return
             self._note_parsed(spec, parsed, report)
-            for entry, why in replaced:
-                _replaced_date(report, entry, why)
             for entry, why in skipped:
                 _skipped(report, entry, why)
             await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
@@ -527,7 +558,6 @@ class Pipeline:
                 now=now,
                 bodies=bodies,
                 pages=pages,
-                on_replaced_date=lambda entry, why: _replaced_date(report, entry, why),
                 on_skipped=lambda entry, why: _skipped(report, entry, why),
             )
         await self._store(spec, feed_id, report, result, parsed, items, now, interval, success)
@@ -588,6 +618,7 @@ class Pipeline:
         report.new, report.duplicate = ingested.new, ingested.duplicate
         report.updated, report.unchanged = ingested.updated, ingested.unchanged
         report.blocked = ingested.blocked
+        _replaced_date(report, items, ingested)
         if self.export_dir is not None and (ingested.changed_posts or ingested.removed_slugs):
             try:
                 await asyncio.to_thread(

@@ -92,6 +92,10 @@ def _date(value: Any, name: str) -> datetime | None:
     return parsed
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def dump_entry(
     entry: Entry, *, full_text: str | None = None, page: StoredPage | None = None
 ) -> dict[str, Any]:
@@ -107,6 +111,9 @@ def dump_entry(
         # Whether the feed's date text named no zone (the `timezone` rule needs it).
         "published_naive": entry.published_naive,
         "updated_naive": entry.updated_naive,
+        # The texts themselves: a re-run re-reads them under today's date rules.
+        "published_text": entry.published_text,
+        "updated_text": entry.updated_text,
         "author": entry.author,
         "content_html": entry.content_html,
         "summary_html": entry.summary_html,
@@ -141,6 +148,8 @@ def load_entry(raw: Mapping[str, Any] | None) -> tuple[Entry, str | None]:
             updated=_date(raw["updated"], "updated"),
             published_naive=bool(raw.get("published_naive", False)),
             updated_naive=bool(raw.get("updated_naive", False)),
+            published_text=_text(raw.get("published_text")),
+            updated_text=_text(raw.get("updated_text")),
             author=raw["author"],
             content_html=raw["content_html"],
             summary_html=raw["summary_html"],

@@ -33,6 +33,16 @@ BETTER_THAN_FEEDPARSER = {
     # pattern; feedparser only knows "<?xm" and reads it as UTF-8.
     "simplepie__feed-utf16be.xml": 1,
 }
+#: Files whose dates we read where feedparser misreads or drops them
+#: (aggregator.dates; the values are checked in test_dates.py).
+DATES_BETTER_THAN_FEEDPARSER = {
+    "nnw__kc0011.rss": "2020/1/10 14:33:00: feedparser says 1 December 2020",
+    "feedjira__InvalidDateFormat.xml": "1518478934 (Unix time): feedparser says 3 July 2015",
+    "chardet-gb2312__acnnewswire.net.xml": "+0900 glued to the time: feedparser gives none",
+    "rssparser__uolNoticias.rss": "Portuguese month names: feedparser gives none",
+    "feedrs__rss_2.0_ilmessaggero.xml": "Italian month names: feedparser gives none",
+    "rssparserkt__feed-test-hindi-channel-image.xml": "'Friday, January 29, 2021 04:42 PM'",
+}
 #: Files that are not feeds at all, with the reason.
 NOT_FEEDS = {"nnw__ScriptingNews.json": "RSS serialised as JSON, not a JSON Feed"}
 
@@ -139,8 +149,9 @@ def test_corpus_titles_and_dates_agree_with_feedparser(row: dict[str, str] | Non
     for mine, theirs in zip(result.entries, expected.entries, strict=True):
         title_type = theirs.get("title_detail", {}).get("type", "text/plain")
         assert mine.title == reference_text(theirs.get("title"), title_type)
-        assert mine.published == utc(theirs.get("published_parsed"))
-        assert mine.updated == utc(dict.get(theirs, "updated_parsed"))
+        if name not in DATES_BETTER_THAN_FEEDPARSER:
+            assert mine.published == utc(theirs.get("published_parsed"))
+            assert mine.updated == utc(dict.get(theirs, "updated_parsed"))
         assert mine.guid == ((theirs.get("id") or "").strip() or None)
 
 

@@ -42,6 +42,7 @@ class FakeReport:
     error: str | None = None
     error_class: str | None = None
     dates_replaced: int = 0
+    date_notes: dict[str, int] = field(default_factory=dict)
     outlet: str = "Outlet"
     section: str = "新闻"
 
