@@ -240,7 +240,7 @@ def fetch(
 
     from aggregator.export import ExportError
     from aggregator.feeds import ConfigError
-    from aggregator.runner import fetch_once, summary_table, totals_line
+    from aggregator.runner import fetch_pass, summary_table, totals_line
 
     config = _load_config(config_path)
     if needles:
@@ -251,18 +251,26 @@ def fetch(
     else:
         specs = config.enabled_feeds()
     store = _open_store(settings)
+    target = export_dir or config.output_dir
     try:
-        reports = asyncio.run(
-            fetch_once(
-                store, config, specs, export_dir=export_dir or config.output_dir, workers=workers
-            )
-        )
+        done = asyncio.run(fetch_pass(store, config, specs, export_dir=target, workers=workers))
     except ExportError as exc:
         _fail(str(exc.strerror))
     console = Console(width=max(Console().width, 120))
-    console.print(summary_table(reports))
-    click.echo(totals_line(reports))
-    if any(r.failed for r in reports):
+    console.print(summary_table(done.reports))
+    click.echo(totals_line(done.reports))
+    export_failed = False
+    if done.export is not None and target is not None:
+        problem = done.export.problem(target)
+        if problem is not None:
+            click.echo(f"error: export: {problem}", err=True)
+            export_failed = True
+        elif done.export.written or done.export.removed:
+            click.echo(
+                f"export: {done.export.written} file(s) written and {done.export.removed} "
+                f"removed that earlier passes had left undone in {target}"
+            )
+    if export_failed or any(r.failed for r in done.reports):
         sys.exit(1)
 
 
