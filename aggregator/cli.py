@@ -168,19 +168,20 @@ def replay(settings: Settings, paths: tuple[Path, ...]) -> None:
 @click.pass_obj
 def export(settings: Settings, directory: Path, outlet: str | None, since: str | None) -> None:
     """Write stored posts as seed-format .md files into DIRECTORY."""
-    from aggregator.export import ExportError, export_posts
+    from aggregator.export import Exporter
 
     since_dt = _parse_since(since)
     store = _open_store(settings)
     total = store.count_posts(outlet=outlet, since=since_dt)
-    try:
-        with _progress("export", total) as advance:
-            result = export_posts(
-                directory, store.iter_posts(outlet=outlet, since=since_dt), progress=advance
-            )
-    except ExportError as exc:
-        _fail(f"export stopped: {exc.strerror}")
+    with _progress("export", total) as advance:
+        # Through the ledger, so later passes know these files are there.
+        result = Exporter(store, directory).export_all(
+            store.iter_posts(outlet=outlet, since=since_dt), progress=advance
+        )
     click.echo(result.summary())
+    problem = result.problem(directory)
+    if problem is not None:
+        _fail(f"export incomplete: {problem}")
 
 
 def _config_option(fn: Callable[..., None]) -> Callable[..., None]:

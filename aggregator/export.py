@@ -123,9 +123,10 @@ class ExportResult:
                 f"the next pass writes the {files}"
             )
         if first.whole_directory and first.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            detail = "" if "not writable" in (first.strerror or "") else f" ({first.strerror})"
             return (
                 f"export directory {directory} is not writable: fix permissions, "
-                f"the next pass writes the {files} ({first.strerror})"
+                f"the next pass writes the {files}{detail}"
             )
         if first.whole_directory:
             return f"{first.strerror}: fix that, the next pass writes the {files}"
@@ -291,7 +292,7 @@ class Exporter:
         with self._lock:
             result = ExportResult()
             try:
-                prepare_directory(self.directory)
+                self._ensure_directory()
             except ExportError as exc:
                 plan = self.store.exports.plan(self.directory, file_name=file_name)
                 result.failures.append(exc)
@@ -318,12 +319,21 @@ class Exporter:
 
     # -- files ------------------------------------------------------------
 
+    def _ensure_directory(self) -> None:
+        """Make the directory at first use (and again if it was removed).
+
+        An existing one is not probed: the first write says precisely why
+        it refuses (read-only file system, permission, full).
+        """
+        if not self.directory.is_dir():
+            prepare_directory(self.directory)
+
     def _write_files(self, posts: Sequence[StoredPost], result: ExportResult) -> list[Written]:
         written: list[Written] = []
         if not posts:
             return written
         try:
-            prepare_directory(self.directory)  # made at first use, and again if removed
+            self._ensure_directory()
         except ExportError as exc:
             result.failures.append(exc)
             result.skipped += len(posts) - 1
