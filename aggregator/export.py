@@ -291,22 +291,20 @@ class Exporter:
         """
         with self._lock:
             result = ExportResult()
-            try:
-                self._ensure_directory()
-            except ExportError as exc:
-                plan = self.store.exports.plan(self.directory, file_name=file_name)
-                result.failures.append(exc)
-                result.skipped = max(len(plan) - 1, 0)
-                return result
             if sweep:
                 self._sweep_temporaries()
             plan = self.store.exports.plan(self.directory, file_name=file_name)
-            gone = self._remove_files([row.file_name for row in plan.remove], result)
-            self._note(
-                [],
-                row_ids=[r.id for r in plan.forget]
-                + [r.id for r in plan.remove if r.file_name in set(gone)],
-            )
+            self._note([], row_ids=[r.id for r in plan.forget])
+            if not len(plan):
+                return result
+            try:
+                self._ensure_directory()
+            except ExportError as exc:
+                result.failures.append(exc)
+                result.skipped = len(plan) - 1
+                return result
+            gone = set(self._remove_files([row.file_name for row in plan.remove], result))
+            self._note([], row_ids=[r.id for r in plan.remove if r.file_name in gone])
             done = 0
             for batch in self.store.exports.load(plan.write):
                 written = self._write_files(batch, result)

@@ -541,3 +541,22 @@ def test_full_export_disk_then_room_again_the_next_pass_writes_the_rest(
         assert _files(out) == _cli_export(db, tmp_path)
         assert sorted(p.name for p in out.iterdir()) == sorted(_files(out)), "no temporary file"
     assert _ledger_rows(db_file, out) == n
+
+
+def test_an_unusable_directory_is_reported_only_when_files_are_missing(
+    store: Store, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "site"
+    blocker.write_text("not a directory", encoding="utf-8")
+    out = blocker / "posts"  # its parent is a file: ENOTDIR, whoever runs it
+    exporter = Exporter(store, out)
+    assert exporter.catch_up().problem(out) is None, "nothing to write, nothing to report"
+    store.add_posts(seed_posts()[:2])
+    problem = exporter.catch_up().problem(out)
+    assert problem == (
+        f"cannot create export directory {out}: Not a directory: fix that, "
+        "the next pass writes the 2 missing files"
+    )
+    blocker.unlink()
+    assert exporter.catch_up().written == 2
+    assert len(_ledger(store, out)) == 2
