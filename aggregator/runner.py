@@ -32,7 +32,8 @@ __all__ = [
     "FetchPass",
     "fetch_once",
     "fetch_pass",
-    "parse_workers", "status_table",
+    "parse_workers",
+    "status_table",
     "summary_table",
     "totals_line",
 ]

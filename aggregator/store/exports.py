@@ -272,10 +272,9 @@ class ExportLedger:
         """Every file the ledger vouches for in ``directory``, with its revision."""
         table = _EXPORTS
         with self._store.engine.connect() as conn:
-            return dict(
-                conn.execute(  # type: ignore[arg-type]
-                    select(table.c.file_name, table.c.revision).where(
-                        table.c.directory == directory_key(directory)
-                    )
-                ).all()
+            rows = conn.execute(
+                select(table.c.file_name, table.c.revision).where(
+                    table.c.directory == directory_key(directory)
+                )
             )
+            return {str(name): int(revision) for name, revision in rows}
