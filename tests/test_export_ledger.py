@@ -560,3 +560,42 @@ def test_an_unusable_directory_is_reported_only_when_files_are_missing(
     blocker.unlink()
     assert exporter.catch_up().written == 2
     assert len(_ledger(store, out)) == 2
+
+
+async def test_the_daemon_writes_them_within_a_minute_once_the_cause_is_gone(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from aggregator.feeds import load_config
+    from aggregator.scheduler import Daemon, DaemonOptions
+
+    config_path = tmp_path / "feeds.yaml"
+    config_path.write_text("feeds: []\n", encoding="utf-8")
+    store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store.add_posts(seed_posts())
+    blocker = tmp_path / "site"
+    blocker.write_text("not a directory", encoding="utf-8")
+    out = blocker / "posts"
+    daemon = Daemon(
+        store,
+        config_path,
+        load_config(config_path),
+        export_dir=out,
+        options=DaemonOptions(exports_every=0.2),
+    )
+    running = asyncio.create_task(daemon.run())
+    try:
+        await asyncio.sleep(1)  # several catch-ups fail meanwhile
+        assert not running.done()
+        blocker.unlink()  # the operator fixes it
+        for _ in range(100):
+            if len(_files(out)) == 5:
+                break
+            await asyncio.sleep(0.1)
+        assert _files(out) == _clean_export(store, tmp_path / "clean")
+        assert len(_ledger(store, out)) == 5
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(running, 10) == 0
+        store.close()
