@@ -201,19 +201,20 @@ def replay(settings: Settings, paths: tuple[Path, ...], timezone: str) -> None:
 @click.pass_obj
 def export(settings: Settings, directory: Path, outlet: str | None, since: str | None) -> None:
     """Write stored posts as seed-format .md files into DIRECTORY."""
-    from aggregator.export import ExportError, export_posts
+    from aggregator.export import Exporter
 
     since_dt = _parse_since(since)
     store = _open_store(settings, schema="check")
     total = store.count_posts(outlet=outlet, since=since_dt)
-    try:
-        with _progress("export", total) as advance:
-            result = export_posts(
-                directory, store.iter_posts(outlet=outlet, since=since_dt), progress=advance
-            )
-    except ExportError as exc:
-        _fail(f"export stopped: {exc.strerror}")
+    with _progress("export", total) as advance:
+        # Through the ledger, so later passes know these files are there.
+        result = Exporter(store, directory).export_all(
+            store.iter_posts(outlet=outlet, since=since_dt), progress=advance
+        )
     click.echo(result.summary())
+    problem = result.problem(directory)
+    if problem is not None:
+        _fail(f"export incomplete: {problem}")
 
 
 def _config_option(fn: Callable[..., None]) -> Callable[..., None]:
@@ -274,7 +275,7 @@ def fetch(
 
     from aggregator.export import ExportError
     from aggregator.feeds import ConfigError
-    from aggregator.runner import fetch_once, summary_table, totals_line
+    from aggregator.runner import fetch_pass, summary_table, totals_line
 
     config = _load_config(config_path)
     if needles:
@@ -285,12 +286,9 @@ def fetch(
     else:
         specs = config.enabled_feeds()
     store = _open_store(settings)
+    target = export_dir or config.output_dir
     try:
-        reports = asyncio.run(
-            fetch_once(
-                store, config, specs, export_dir=export_dir or config.output_dir, workers=workers
-            )
-        )
+        done = asyncio.run(fetch_pass(store, config, specs, export_dir=target, workers=workers))
     except ExportError as exc:
         _fail(str(exc.strerror))
     except Exception as exc:
@@ -302,9 +300,20 @@ def fetch(
         what = "the database is unavailable" if database_unavailable(exc) else "fetch failed"
         _fail(f"{what}: {describe_error(exc)}")
     console = Console(width=max(Console().width, 120))
-    console.print(summary_table(reports))
-    click.echo(totals_line(reports))
-    if any(r.failed for r in reports):
+    console.print(summary_table(done.reports))
+    click.echo(totals_line(done.reports))
+    export_failed = False
+    if done.export is not None and target is not None:
+        problem = done.export.problem(target)
+        if problem is not None:
+            click.echo(f"error: export: {problem}", err=True)
+            export_failed = True
+        elif done.export.written or done.export.removed:
+            click.echo(
+                f"export: {done.export.written} file(s) written and {done.export.removed} "
+                f"removed that earlier passes had left undone in {target}"
+            )
+    if export_failed or any(r.failed for r in done.reports):
         sys.exit(1)
 
 

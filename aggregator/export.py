@@ -10,48 +10,138 @@ one, so a reader (Hexo's watcher, rsync) never sees half a file, and a crash
 or a full disk leaves the old file in place.  Files whose bytes would not
 change are not touched at all, which keeps mtimes meaningful for static-site
 generators.
+
+:class:`Exporter` keeps a directory in step with the database through the
+export ledger (:mod:`aggregator.store.exports`): every file is recorded once
+its rename succeeded, so whatever a crash, a full disk or a read-only
+directory kept from being written is found and written by the next pass.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
+import re
 import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from aggregator.post import render
-from aggregator.store import StoredPost
+from aggregator.store import Store, StoredPost
+from aggregator.store.exports import Written
 
 __all__ = [
     "SUFFIX",
     "ExportError",
     "ExportResult",
+    "Exporter",
     "export_posts",
+    "file_name",
     "post_path",
     "remove_post",
     "write_post",
 ]
+
+log = logging.getLogger(__name__)
 
 SUFFIX = ".md"
 #: Other endings replay reads; a file ``<slug><ending>`` already in the export
 #: directory is the post's original and is written in place of ``<slug>.md``.
 KEPT_SUFFIXES = (".txt",)
 
+#: Temporary files older than this are leftovers of a killed writer.
+STALE_TEMPORARY_SECONDS = 15 * 60
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+#: Errors after which no other file of the batch can be written either.
+_DIRECTORY_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
 
 class ExportError(OSError):
-    """The export directory cannot take the files; the database is untouched."""
+    """A file could not be written or removed; the database is untouched.
+
+    ``whole_directory`` says the directory itself refuses (read-only, full,
+    missing): trying the other files of the batch is pointless.  Otherwise
+    only this file failed (a directory in its place, an immutable file).
+    """
+
+    whole_directory: bool = False
+    path: Path | None = None
+
+
+def _error(exc: OSError, path: Path, *, whole_directory: bool) -> ExportError:
+    err = ExportError(exc.errno, _explain(exc, path))
+    err.whole_directory = whole_directory or exc.errno in _DIRECTORY_ERRNOS
+    err.path = path
+    return err
+
+
+def file_name(slug: str) -> str:
+    """A post's file name in the export directory."""
+    return f"{slug}{SUFFIX}"
 
 
 @dataclass(slots=True)
 class ExportResult:
     written: int = 0
     unchanged: int = 0
+    removed: int = 0
+    #: Files that failed, and files of the batch not tried after the
+    #: directory refused (both are still missing; the next pass retries).
+    failures: list[ExportError] = field(default_factory=list)
+    skipped: int = 0
+
+    @property
+    def missing(self) -> int:
+        return len(self.failures) + self.skipped
 
     def summary(self) -> str:
-        return f"{self.written} written, {self.unchanged} unchanged"
+        text = f"{self.written} written, {self.unchanged} unchanged"
+        if self.removed:
+            text += f", {self.removed} removed"
+        if self.missing:
+            text += f", {self.missing} failed"
+        return text
+
+    def add(self, other: ExportResult) -> None:
+        self.written += other.written
+        self.unchanged += other.unchanged
+        self.removed += other.removed
+        self.failures.extend(other.failures)
+        self.skipped += other.skipped
+
+    def problem(self, directory: Path) -> str | None:
+        """What went wrong, what to do about it, and what happens then; None if nothing."""
+        if not self.failures:
+            return None
+        first = next((f for f in self.failures if f.whole_directory), self.failures[0])
+        n = self.missing
+        files = f"{n} missing file{'s' if n != 1 else ''}"
+        if first.errno in (errno.ENOSPC, errno.EDQUOT):
+            return (
+                f"no space left on the device holding {directory}: free some space, "
+                f"the next pass writes the {files}"
+            )
+        if first.whole_directory and first.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            detail = "" if "not writable" in (first.strerror or "") else f" ({first.strerror})"
+            return (
+                f"export directory {directory} is not writable: fix permissions, "
+                f"the next pass writes the {files}{detail}"
+            )
+        if first.whole_directory:
+            return f"{first.strerror}: fix that, the next pass writes the {files}"
+        more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        return (
+            f"{first.strerror}{more}: fix that, the next pass writes the {files} "
+            "(the other files were written)"
+        )
 
 
 def _explain(exc: OSError, path: Path) -> str:
@@ -82,21 +172,31 @@ def write_post(directory: Path, stored: StoredPost) -> bool:
             return False
     except FileNotFoundError:
         pass
+    except IsADirectoryError as exc:
+        raise _error(exc, path, whole_directory=False) from exc
     except OSError as exc:
-        raise ExportError(exc.errno, _explain(exc, path)) from exc
+        raise _error(exc, path, whole_directory=exc.errno == errno.ENOTDIR) from exc
     tmp: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{stored.slug}.", suffix=".tmp", dir=directory)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{stored.slug}.", suffix=".tmp", dir=directory)
+        except OSError as exc:  # nothing can be created in this directory
+            raise _error(exc, path, whole_directory=True) from exc
         tmp = Path(name)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         tmp.chmod(0o644)
-        tmp.replace(path)
+        try:
+            tmp.replace(path)
+        except OSError as exc:  # this file's name is taken (a directory, an immutable file)
+            raise _error(exc, path, whole_directory=False) from exc
         tmp = None
+    except ExportError:
+        raise
     except OSError as exc:
-        raise ExportError(exc.errno, _explain(exc, path)) from exc
+        raise _error(exc, path, whole_directory=False) from exc
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
@@ -106,13 +206,17 @@ def write_post(directory: Path, stored: StoredPost) -> bool:
 
 def remove_post(directory: Path, slug: str) -> bool:
     """Delete a post's file (a filter now blocks it); False when it was not there."""
-    path = post_path(directory, slug)
+    return _remove_file(directory, post_path(directory, slug).name)
+
+
+def _remove_file(directory: Path, name: str) -> bool:
+    path = directory / name
     try:
         path.unlink()
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise ExportError(exc.errno, _explain(exc, path)) from exc
+        raise _error(exc, path, whole_directory=exc.errno in (errno.EROFS, errno.ENOTDIR)) from exc
     return True
 
 
@@ -121,11 +225,13 @@ def prepare_directory(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(
-            exc.errno, f"cannot create export directory {directory}: {exc.strerror}"
-        ) from exc
+        err = ExportError(exc.errno, f"cannot create export directory {directory}: {exc.strerror}")
+        err.whole_directory, err.path = True, directory
+        raise err from exc
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise ExportError(errno.EACCES, f"export directory {directory} is not writable")
+        err = ExportError(errno.EACCES, f"export directory {directory} is not writable")
+        err.whole_directory, err.path = True, directory
+        raise err
 
 
 def export_posts(
@@ -145,3 +251,186 @@ def export_posts(
         if progress is not None:
             progress(1)
     return result
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Exporter:
+    """Keeps one export directory in step with the database, through the ledger.
+
+    Thread-safe: one file is never written by two threads at once, so the
+    order of the writes is the order of the ledger updates, and the ledger
+    never vouches for a revision older or newer than the file on disk.
+    """
+
+    def __init__(
+        self, store: Store, directory: Path, *, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.clock = clock
+        self._lock = threading.Lock()
+
+    def write(self, posts: Sequence[StoredPost], removed_slugs: Sequence[str] = ()) -> ExportResult:
+        """Write these posts and remove these files now, and record what was done."""
+        with self._lock:
+            result = ExportResult()
+            written = self._write_files(posts, result)
+            removed = self._remove_files(
+                [post_path(self.directory, s).name for s in removed_slugs], result
+            )
+            self._note(written, file_names=removed)
+            return result
+
+    def export_all(
+        self, posts: Iterable[StoredPost], *, progress: Callable[[int], None] | None = None
+    ) -> ExportResult:
+        """Write every given post (``aggregator export``), recording them as it goes."""
+        result = ExportResult()
+        batch: list[StoredPost] = []
+        for stored in posts:
+            batch.append(stored)
+            if len(batch) >= 200:
+                result.add(self.write(batch))
+                if progress is not None:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            result.add(self.write(batch))
+            if progress is not None:
+                progress(len(batch))
+        return result
+
+    def catch_up(self, *, sweep: bool = False) -> ExportResult:
+        """Write every file the ledger does not vouch for, remove what must go.
+
+        ``sweep`` also deletes temporary files that a killed writer left
+        behind (only old ones: another process may be writing right now).
+        """
+        with self._lock:
+            result = ExportResult()
+            if sweep:
+                self._sweep_temporaries()
+            plan = self.store.exports.plan(self.directory, file_name=self._file_name)
+            self._note([], row_ids=[r.id for r in plan.forget])
+            if not len(plan):
+                return result
+            try:
+                self._ensure_directory()
+            except ExportError as exc:
+                result.failures.append(exc)
+                result.skipped = len(plan) - 1
+                return result
+            gone = set(self._remove_files([row.file_name for row in plan.remove], result))
+            self._note([], row_ids=[r.id for r in plan.remove if r.file_name in gone])
+            done = 0
+            for batch in self.store.exports.load(plan.write):
+                written = self._write_files(batch, result)
+                self._note(written)
+                done += len(batch)
+                if any(f.whole_directory for f in result.failures):
+                    result.skipped += len(plan.write) - done
+                    break
+            return result
+
+    # -- files ------------------------------------------------------------
+
+    def _file_name(self, slug: str) -> str:
+        """``<slug>.md``, or the replayed original's own name (see :func:`post_path`)."""
+        return post_path(self.directory, slug).name
+
+    def _ensure_directory(self) -> None:
+        """Make the directory at first use (and again if it was removed).
+
+        An existing one is not probed: the first write says precisely why
+        it refuses (read-only file system, permission, full).
+        """
+        if not self.directory.is_dir():
+            prepare_directory(self.directory)
+
+    def _write_files(self, posts: Sequence[StoredPost], result: ExportResult) -> list[Written]:
+        written: list[Written] = []
+        if not posts:
+            return written
+        try:
+            self._ensure_directory()
+        except ExportError as exc:
+            result.failures.append(exc)
+            result.skipped += len(posts) - 1
+            return written
+        for index, stored in enumerate(posts):
+            try:
+                changed = write_post(self.directory, stored)
+            except ExportError as exc:
+                if exc.errno == errno.ENOENT and not self.directory.is_dir():
+                    exc.whole_directory = True  # the directory itself went away
+                result.failures.append(exc)
+                if exc.whole_directory:
+                    result.skipped += len(posts) - index - 1
+                    break
+                continue
+            if changed:
+                result.written += 1
+            else:
+                result.unchanged += 1
+            written.append(
+                Written(stored.id, self._file_name(stored.slug), stored.revision, stored.updated_at)
+            )
+        return written
+
+    def _remove_files(self, names: Sequence[str], result: ExportResult) -> list[str]:
+        """Remove files; returns the names that are gone now (removed or never there)."""
+        gone: list[str] = []
+        for name in names:
+            try:
+                if _remove_file(self.directory, name):
+                    result.removed += 1
+            except ExportError as exc:
+                result.failures.append(exc)
+                continue
+            gone.append(name)
+        return gone
+
+    def _sweep_temporaries(self) -> None:
+        cutoff = time.time() - STALE_TEMPORARY_SECONDS
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        for entry in entries:
+            if not _TEMPORARY.match(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    Path(entry.path).unlink()
+                    log.info("removed %s, left behind by an interrupted export", entry.path)
+
+    # -- ledger -----------------------------------------------------------
+
+    def _note(
+        self,
+        written: Sequence[Written],
+        *,
+        file_names: Sequence[str] = (),
+        row_ids: Sequence[int] = (),
+    ) -> None:
+        """Record what is on disk now; a database error only postpones it.
+
+        The files are in place either way: unrecorded ones are compared
+        byte for byte by the next pass (and not rewritten), so the ledger
+        catches up without anything being written twice.
+        """
+        ledger = self.store.exports
+        try:
+            ledger.forget(self.directory, file_names=file_names, row_ids=row_ids)
+            ledger.record(self.directory, written, now=self.clock())
+        except SQLAlchemyError as exc:
+            log.warning(
+                "export ledger not updated for %d file(s) in %s (database: %s); "
+                "the next pass checks them again",
+                len(written) + len(file_names),
+                self.directory,
+                str(exc).splitlines()[0],
+            )

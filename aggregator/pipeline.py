@@ -30,7 +30,7 @@ from aggregator import images as image_archive
 from aggregator import rsshub
 from aggregator.content import ContentError, extract_full_text
 from aggregator.dedup import slug_for
-from aggregator.export import ExportError, prepare_directory, remove_post, write_post
+from aggregator.export import Exporter, ExportResult
 from aggregator.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
 from aggregator.fetch import (
     Fetcher,
@@ -370,8 +370,10 @@ class Pipeline:
         self._ingests: _Batches[IngestJob, IngestResult] = _Batches(
             lambda jobs: self._write(self.store.ingest_many, jobs), limit=16
         )
-        if export_dir is not None:
-            prepare_directory(export_dir)
+        # Not checked here: a directory that refuses must not stop the
+        # polling (the posts are stored all the same); each export says why,
+        # and the ledger has the next pass write what was missed.
+        self.exporter = Exporter(store, export_dir) if export_dir is not None else None
 
     async def _in_worker(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -619,22 +621,38 @@ class Pipeline:
         report.updated, report.unchanged = ingested.updated, ingested.unchanged
         report.blocked = ingested.blocked
         _replaced_date(report, items, ingested)
-        if self.export_dir is not None and (ingested.changed_posts or ingested.removed_slugs):
-            try:
-                await asyncio.to_thread(
-                    self._export, ingested.changed_posts, ingested.removed_slugs
-                )
-            except ExportError as exc:
-                # The posts are safely stored; `aggregator export` can write them later.
-                report.error = f"export failed (posts are stored): {exc.strerror}"
+        if self.exporter is not None and (ingested.changed_posts or ingested.removed_slugs):
+            exported = await asyncio.to_thread(
+                self.exporter.write, ingested.changed_posts, ingested.removed_slugs
+            )
+            problem = exported.problem(self.exporter.directory)
+            if problem is not None:
+                # The posts are safely stored; the ledger has a later pass write them.
+                report.error = f"export failed (posts are stored): {problem}"
                 report.error_class = "export"
 
-    def _export(self, posts: Sequence[Any], removed: Sequence[str] = ()) -> None:
-        assert self.export_dir is not None
-        for stored in posts:
-            write_post(self.export_dir, stored)
-        for slug in removed:  # an edit made the post blocked
-            remove_post(self.export_dir, slug)
+    async def catch_up_exports(self, *, sweep: bool = False) -> ExportResult | None:
+        """Write what the export directory lacks (see ``Exporter.catch_up``); None without one.
+
+        Run at the end of every ``fetch`` pass and by the daemon at start and
+        then periodically: whatever a crash, a full disk or a read-only
+        directory kept from being written gets written once the cause is gone,
+        although the feeds have nothing new.
+        """
+        if self.exporter is None:
+            return None
+        result = await asyncio.to_thread(self.exporter.catch_up, sweep=sweep)
+        problem = result.problem(self.exporter.directory)
+        if problem is not None:
+            log.warning("export: %s", problem)
+        elif result.written or result.removed:
+            log.info(
+                "export: wrote %d file(s) and removed %d that earlier passes left undone in %s",
+                result.written,
+                result.removed,
+                self.exporter.directory,
+            )
+        return result
 
     async def _failed(
         self,

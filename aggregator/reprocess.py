@@ -30,7 +30,7 @@ from pathlib import Path
 
 from aggregator import images as image_archive
 from aggregator.content import ContentError, extract_full_text
-from aggregator.export import prepare_directory, remove_post, write_post
+from aggregator.export import Exporter, ExportError, ExportResult, prepare_directory
 from aggregator.feeds import FeedSpec, FullText
 from aggregator.fetch import Fetcher, FetchError, FetchLimits
 from aggregator.items import build_item
@@ -94,8 +94,11 @@ def reprocess(
     """
     now = now or datetime.now(UTC)
     report = ReprocessReport()
+    exporter: Exporter | None = None
+    exported = ExportResult()
     if export_dir is not None:
         prepare_directory(export_dir)
+        exporter = Exporter(store, export_dir)
     ids = store.feed_ids(spec.url for spec in specs)
     skipped_reasons: dict[str, int] = {}
     no_page = 0
@@ -158,11 +161,18 @@ def reprocess(
             report.blocked += result.blocked
             report.unblocked += result.unblocked
             report.notes.extend(result.conflicts)
-            if export_dir is not None:
-                report.written += sum(write_post(export_dir, p) for p in result.changed_posts)
-                report.removed += sum(remove_post(export_dir, s) for s in result.removed_slugs)
+            if exporter is not None:
+                # Through the ledger: a file that fails here is written by the next pass.
+                done = exporter.write(result.changed_posts, result.removed_slugs)
+                report.written += done.written
+                report.removed += done.removed
+                exported.add(done)
             if progress is not None:
                 progress(len(batch))
+    problem = exported.problem(export_dir) if export_dir is not None else None
+    if problem is not None:
+        first = exported.failures[0]
+        raise ExportError(first.errno, problem)
     report.notes.extend(f"{n} skipped: {reason}" for reason, n in skipped_reasons.items())
     report.notes.extend(
         f"{n} entries: {reason}, the feed's body was used" for reason, n in page_notes.items()

@@ -16,10 +16,12 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aggregator.export import ExportResult
 from aggregator.feeds import Config, FeedSpec
 from aggregator.fetch import Fetcher, FetchLimits, redact_url
 from aggregator.pipeline import (
@@ -34,7 +36,23 @@ from aggregator.store import FeedState, Store
 if TYPE_CHECKING:
     from rich.table import Table
 
-__all__ = ["fetch_once", "parse_workers", "status_table", "summary_table", "totals_line"]
+__all__ = [
+    "FetchPass",
+    "fetch_once",
+    "fetch_pass",
+    "parse_workers",
+    "status_table",
+    "summary_table",
+    "totals_line",
+]
+
+
+@dataclass(slots=True)
+class FetchPass:
+    """What one pass did: a report per feed, and the export's catch-up (None: no export)."""
+
+    reports: list[FeedReport]
+    export: ExportResult | None = None
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +66,28 @@ async def fetch_once(
     fetcher: Fetcher | None = None,
     workers: int | None = None,
 ) -> list[FeedReport]:
+    """The feed reports of :func:`fetch_pass`."""
+    done = await fetch_pass(
+        store, config, specs, export_dir=export_dir, fetcher=fetcher, workers=workers
+    )
+    return done.reports
+
+
+async def fetch_pass(
+    store: Store,
+    config: Config,
+    specs: Sequence[FeedSpec],
+    *,
+    export_dir: Path | None = None,
+    fetcher: Fetcher | None = None,
+    workers: int | None = None,
+) -> FetchPass:
     """Poll ``specs`` once; every feed of ``config`` is registered first.
 
     ``workers`` parse processes (None: as :func:`parse_workers` decides; 0:
-    parse in this process, the least memory).
+    parse in this process, the least memory).  With ``export_dir``, the pass
+    ends by writing every file the directory still lacks, whatever pass
+    stored the post (see ``Pipeline.catch_up_exports``).
     """
     now = datetime.now(UTC)
     ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
@@ -117,7 +153,7 @@ async def _fetch_all(
     export_dir: Path | None,
     fetcher: Fetcher | None,
     executor: Executor | None,
-) -> list[FeedReport]:
+) -> FetchPass:
     async with fetcher or Fetcher(FetchLimits(host_policies=config.hosts)) as client:
         pipeline = Pipeline(store, client, export_dir=export_dir, executor=executor)
         # Every feed's row in one query rather than one query per feed.
@@ -145,7 +181,8 @@ async def _fetch_all(
 
         runners = min(len(specs), 2 * client.limits.max_connections)
         await asyncio.gather(*(runner() for _ in range(runners)))
-        return [report for report in reports if report is not None]
+        export = await pipeline.catch_up_exports(sweep=True)
+        return FetchPass([report for report in reports if report is not None], export)
 
 
 def _unrecorded(spec: FeedSpec, exc: Exception) -> FeedReport:

@@ -7,7 +7,10 @@ APScheduler (3.x, asyncio) drives three in-process jobs:
 * **reload** (every two seconds, and at once on SIGHUP): re-read feeds.yaml
   when it changed; an invalid file is logged and the running configuration
   stays;
-* **housekeeping** (every 15 s): feed gauges for /metrics.
+* **housekeeping** (every 15 s): feed gauges for /metrics;
+* **exports** (at start, then every minute): write the files the export
+  directory still lacks (see ``Pipeline.catch_up_exports``) -- posts stored
+  while it was full or read-only, or before a crash.
 
 The schedule itself -- each feed's next poll time, validators and error
 streak -- lives in the database, not in APScheduler's job store.  APScheduler
@@ -68,6 +71,7 @@ class DaemonOptions:
     claim_every: float = 1.0
     reload_every: float = 2.0
     housekeeping_every: float = 15.0
+    exports_every: float = 60.0
     # Longer than the fetch deadline plus full-text pages, so a lease only
     # lapses when its daemon died; then another daemon takes the feed over.
     lease: timedelta = timedelta(minutes=15)
@@ -155,6 +159,7 @@ class Daemon:
         self._config_stamp = self._stamp()
         self._scheduler: AsyncIOScheduler | None = None
         self._pipeline: Pipeline | None = None
+        self._exports_swept = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -207,6 +212,15 @@ class Daemon:
                 next_run_time=utcnow(),
                 **common,
             )
+            if self._pipeline.exporter is not None:
+                scheduler.add_job(
+                    self._catch_up_exports,
+                    "interval",
+                    seconds=o.exports_every,
+                    id="exports",
+                    next_run_time=utcnow(),
+                    **common,
+                )
             self._scheduler = scheduler
             scheduler.start()
             log.info(
@@ -369,6 +383,16 @@ class Daemon:
             return
         self._db_ok()
         self.metrics.observe(report)
+
+    async def _catch_up_exports(self) -> None:
+        if self._stopping or self._pipeline is None:
+            return
+        try:
+            # The first run also clears temporary files a killed export left.
+            await self._pipeline.catch_up_exports(sweep=not self._exports_swept)
+            self._exports_swept = True
+        except _DB_ERRORS as exc:
+            self._db_failed(exc)
 
     def _stamp(self) -> tuple[int, int] | None:
         try:

@@ -3,7 +3,8 @@
 Everything the daemon must remember across a restart lives here: each feed's
 schedule, HTTP validators and error state (on ``feeds``), each item as
 fetched (``entries.raw``, so clean-up can be re-run without refetching), and
-the posts themselves with their earlier revisions.
+the posts themselves with their earlier revisions, and which version of each
+post was written into which export directory (``exports``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Entry", "Feed", "Post", "PostRevision", "UTCDateTime", "utcnow"]
+__all__ = [
+    "Base",
+    "Entry",
+    "ExportedFile",
+    "Feed",
+    "Post",
+    "PostRevision",
+    "UTCDateTime",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -199,3 +209,30 @@ class PostRevision(Base):
     date: Mapped[datetime | None] = mapped_column(UTCDateTime)
     headimg: Mapped[str] = mapped_column(Text, default="")
     replaced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ExportedFile(Base):
+    """A post's file in one export directory, as last written there (the export ledger).
+
+    Files are written after the posts are committed, so a crash, a full disk
+    or a read-only directory can leave stored posts without their file; this
+    row, added only once the file's rename succeeded, is what lets the next
+    pass find and write what is missing (see aggregator.store.exports).
+    """
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # NULL once the post is gone: the row then says which file to remove.
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"))
+    # The export directory, resolved to an absolute path.
+    directory: Mapped[str] = mapped_column(Text)
+    file_name: Mapped[str] = mapped_column(String(255))
+    # The post's revision and updated_at when its file was written: either
+    # differing from the post's now means the file is out of date (reprocess
+    # changes content without a new revision, but always moves updated_at).
+    revision: Mapped[int] = mapped_column(Integer)
+    post_updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("directory", "post_id"), Index(None, "post_id"))

@@ -51,6 +51,7 @@ from aggregator.store.engine import check_schema, make_engine, upgrade
 
 if TYPE_CHECKING:
     from aggregator.feeds import FeedSpec
+    from aggregator.store.exports import ExportLedger
 
 __all__ = [
     "FeedState",
@@ -400,6 +401,13 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @property
+    def exports(self) -> ExportLedger:
+        """Which posts' files are in which export directory (aggregator.store.exports)."""
+        from aggregator.store.exports import ExportLedger
+
+        return ExportLedger(self)
 
     def ping(self) -> None:
         """Raise if the database does not answer (used by /healthz)."""

@@ -8,7 +8,7 @@ fragments that route a single-page site (``#/post/12``, ``#!/post/12``):
 the ``link_key`` of stored entries with such links is computed again.
 
 Revision ID: 0004
-Revises: 0002 (re-chained after 0003 at merge)
+Revises: 0003 (re-chained after 0003 at merge)
 """
 
 from collections.abc import Sequence
@@ -19,7 +19,7 @@ from alembic import op
 from aggregator.dedup import canonical_link
 
 revision: str = "0004"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
