@@ -243,7 +243,7 @@ def test_every_img_gets_no_referrer_and_nothing_else_moves() -> None:
 
 def test_removing_an_attribute_never_glues_its_neighbours() -> None:
     assert clean_html('<a onclick="x"title="t">y</a>', base_url=None) == '<a title="t">y</a>'
-    assert clean_html('<a href=p.html onclick="x"/>y', base_url=None) == "<a href=p.html />y"
+    assert clean_html('<a href=p.html onclick="x"/>y', base_url=None) == "<a href=p.html />y</a>"
 
 
 def test_stray_less_than_is_escaped_once_anything_changes() -> None:
@@ -394,7 +394,11 @@ def test_hostile_html_comes_out_safe_and_cleaning_is_idempotent(
     assert clean_html(once, base_url=base) == once
 
 
-_safe_text = st.text(alphabet=st.sampled_from(list("ab c中文.,;:!?\n'\"")), max_size=10)
+# Clean means no blank line too: a blank line ends Hexo's HTML block (see
+# tests/test_render_safety.py), so the clean-up removes it.
+_safe_text = st.text(alphabet=st.sampled_from(list("ab c中文.,;:!?\n'\"")), max_size=10).filter(
+    lambda t: re.search(r"\n[ \t]*\n", t) is None
+)
 _safe_element = st.one_of(
     st.builds(lambda t: f"<p>{t}</p>", _safe_text),
     st.builds(lambda t: f'<a href="https://e.example/{t.strip()[:3]}">{t}</a>', _safe_text),
