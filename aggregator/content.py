@@ -880,6 +880,12 @@ _INTEGRATION_POINTS = frozenset(
     {"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext", "annotation-xml"}
 )
 _TABLE_SECTIONS = frozenset({"tbody", "thead", "tfoot"})
+#: What a table end tag closes by itself (cells, rows, sections).
+_TABLE_IMPLIED = {
+    "table": frozenset({"td", "th", "tr", "caption", "colgroup", *_TABLE_SECTIONS}),
+    **dict.fromkeys(_TABLE_SECTIONS, frozenset({"td", "th", "tr"})),
+    "tr": frozenset({"td", "th"}),
+}
 #: Nesting deeper than this is flattened: no news post needs it, and it
 #: keeps every scope walk below short, so the pass stays linear.
 _MAX_DEPTH = 256
@@ -1087,7 +1093,8 @@ class _Balancer:
         if entry.foreign:
             needs: Callable[[_Open], bool] = lambda e: not e.foreign  # noqa: E731
         elif name in _BLOCK_END:
-            needs = lambda e: (  # noqa: E731
+            implied = _TABLE_IMPLIED.get(name, frozenset())
+            needs = lambda e: e.name not in implied and (  # noqa: E731
                 e.name in _FORMATTING or e.name in _BOUNDARY or e.name == name or e.foreign
             )
         else:
