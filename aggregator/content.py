@@ -1036,8 +1036,14 @@ class _Balancer:
                 if not self_closing:
                     self._push(start, end, _Open(name, foreign=True))
                 return
-            while self._in_foreign():
-                self._truncate(len(self.stack) - 1)
+            # The parser pops out of the foreign element; say so, so that any
+            # end tag written before this start tag is read outside it too.
+            index = len(self.stack) - 1
+            while index >= 0 and self.stack[index].foreign:
+                if self.stack[index].name in _INTEGRATION_POINTS:
+                    break
+                index -= 1
+            self._close_above(index, at=start, needs=lambda e: True)
         if name in ("svg", "math"):
             if not self_closing:
                 self._push(start, end, _Open(name, foreign=True))
@@ -1074,6 +1080,10 @@ class _Balancer:
                 self._close_above(index, at=at, needs=lambda e: True)
                 self.edits.append((at, at, f"</{name}>"))
                 self._truncate(index)
+        if name == "table":  # a table straight inside a table (no cell) closes it
+            index = self._topmost("table")
+            if index >= 0 and index > max(self._topmost(n) for n in ("td", "th", "caption")):
+                self._close(index, at=at, needs=_needs_formatting)
         if name in ("td", "th", "tr") or name in _TABLE_SECTIONS:
             closes = {"td": ("td", "th"), "th": ("td", "th"), "tr": ("tr",)}.get(
                 name, tuple(_TABLE_SECTIONS)

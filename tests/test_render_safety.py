@@ -95,6 +95,8 @@ ATTACKS: list[tuple[str, str]] = [
     ("marquee", "<marquee><b>x"),
     ("nobr", "<nobr><nobr>x"),
     ("heading", "<h1><h2>x"),
+    ("table-in-table", "<table><div><table>x</div>"),
+    ("breakout", "<nobr><svg><nobr>x"),
     ("font-in-svg", '<svg><font color="red"><b>x'),
     ("raw-less-than", "<<</a>script>alert(1)<</a>/script>"),
     ("event-handlers", '<img src=x onerror=alert(1)><p ONCLICK="alert(1)">x</p>'),
