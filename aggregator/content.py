@@ -804,7 +804,7 @@ def _render_safe(s: str) -> str:
         s = _balance(s)
     if "]" in s:
         s = _defuse_markdown_links(s)
-    if _MAYBE_LINE_PROBLEM.search(s):
+    if "```" in s or "~~~" in s or _BLANK_LINE_HINT.search(s) or _BLANK_FIRST_LINE.match(s):
         s = _fix_lines(s)
     return s
 
@@ -1020,8 +1020,10 @@ class _Balancer:
         self._truncate(index)
 
     def _in_foreign(self) -> bool:
-        top = self.stack[-1] if self.stack else None
-        return top is not None and top.foreign and top.name not in _INTEGRATION_POINTS
+        if not self.stack:
+            return False
+        top = self.stack[-1]
+        return top.foreign and top.name not in _INTEGRATION_POINTS
 
     # -- tags
 
@@ -1050,11 +1052,13 @@ class _Balancer:
             return
         if name in _VOID:
             return
-        self._implicit_closes(start, name)
+        if name in _CLOSES_SOMETHING and not self._implicit_closes(start, name):
+            return  # the parser ignores this start tag
         self._push(start, end, _Open(name, foreign=False))
 
-    def _implicit_closes(self, at: int, name: str) -> None:
-        """What the tree builder closes by itself when ``name`` starts."""
+    def _implicit_closes(self, at: int, name: str) -> bool:
+        """What the tree builder closes by itself when ``name`` starts; False
+        when it ignores the tag altogether."""
         if name in ("li", "dd", "dt"):
             same = ("li",) if name == "li" else ("dd", "dt")
             # The parser walks down past phrasing elements only; a short walk
@@ -1084,17 +1088,44 @@ class _Balancer:
             index = self._topmost("table")
             if index >= 0 and index > max(self._topmost(n) for n in ("td", "th", "caption")):
                 self._close(index, at=at, needs=_needs_formatting)
-        if name in ("td", "th", "tr") or name in _TABLE_SECTIONS:
-            closes = {"td": ("td", "th"), "th": ("td", "th"), "tr": ("tr",)}.get(
-                name, tuple(_TABLE_SECTIONS)
-            )
-            limits = ("table", *_TABLE_SECTIONS, "tr") if name in ("td", "th") else ("table",)
-            index = max(self._topmost(n) for n in closes)
-            if index >= 0 and index > max(self._topmost(n) for n in limits if n not in closes):
-                self._close(index, at=at, needs=_needs_formatting)
+        if name in _TABLE_PARTS:
+            return self._table_part(at, name)
+        return True
+
+    def _table_part(self, at: int, name: str) -> bool:
+        """A cell, row, section, caption or column group: outside a table the
+        parser ignores it; inside one it closes the open cell, row or section
+        it replaces and clears the stack back to the table's structure
+        (whatever stands there was foster-parented)."""
+        table = self._topmost("table")
+        if table < 0:
+            return False
+        cell = max(self._topmost("td"), self._topmost("th"))
+        if cell > table:
+            self._close(cell, at=at, needs=_needs_formatting)
+        row = self._topmost("tr")
+        section = max(self._topmost(n) for n in _TABLE_SECTIONS)
+        if name in ("td", "th"):
+            context = max(row, section, table)
+        elif name == "tr":
+            if row > max(section, table):
+                self._close(row, at=at, needs=_needs_formatting)
+            context = max(section, table)
+        else:
+            if name in _TABLE_SECTIONS and section > table:
+                self._close(section, at=at, needs=_needs_formatting)
+            context = table
+        self._close_above(context, at=at, needs=_needs_formatting)
+        return True
 
     def _end_tag(self, start: int, end: int, name: str) -> None:
         index = self._topmost(name)
+        if index >= 0 and index == len(self.stack) - 1:  # closes the current element
+            self.where[name].pop()
+            if name in _BOUNDARY:
+                self.boundaries.pop()
+            self.stack.pop()
+            return
         if index < 0:
             if name not in ("p", "br"):  # those two make an element; the rest would
                 self.edits.append((start, end, ""))  # close something of the theme's
@@ -1106,7 +1137,7 @@ class _Balancer:
             implied = _TABLE_IMPLIED.get(name, frozenset())
             needs = lambda e: e.name not in implied and (  # noqa: E731
                 e.name in _FORMATTING or e.name in _BOUNDARY or e.name == name or e.foreign
-            )
+            )  # fmt: skip
         else:
             needs = lambda e: True  # noqa: E731
         self._close(index, at=start, needs=needs)
@@ -1117,6 +1148,11 @@ def _edit_position(edit: tuple[int, int, str]) -> tuple[int, int]:
     return edit[0], edit[1]
 
 
+#: Start tags that _implicit_closes has a rule for.
+_TABLE_PARTS = frozenset({"td", "th", "tr", "caption", "colgroup", *_TABLE_SECTIONS})
+_CLOSES_SOMETHING = frozenset(
+    _CLOSES_P | _HEADINGS | _TABLE_PARTS | {"li", "dd", "dt", "a", "nobr", "button", "table"}
+)
 _OPENS_MARKUP = frozenset(string.ascii_letters + "/!?")
 
 
@@ -1138,7 +1174,37 @@ _STRICT_TAG = re.compile(
 def _balance(s: str) -> str:
     """Every element the body opens is closed inside it, and no end tag closes
     anything the body did not open (the theme's own wrappers)."""
+    if _nested_as_written(s):
+        return s
     return _Balancer(s).run()
+
+
+# In a cleaned body every '<' followed by a letter starts a tag (attribute
+# values and comments hold none), so one findall lists the tags in order.
+_TAG_START = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)")
+
+
+def _nested_as_written(s: str) -> bool:
+    """Fast path for what real bodies are: every element closed by its own end
+    tag, in order (void elements aside), and no excerpt mark.
+
+    Then nothing can reach past the body: whatever the parser closes early
+    inside (a ``<p>`` before a ``<div>``), the written end tags that follow
+    close or are ignored, and none is left for the next post.  Bodies that
+    are not nested as written go through the model in :class:`_Balancer`.
+    """
+    if "<!--" in s and _EXCERPT_MARK.search(s):
+        return False
+    stack: list[str] = []
+    for closing, raw_name in _TAG_START.findall(s):
+        name = raw_name.translate(_ASCII_LOWER)
+        if closing:
+            if not stack or stack[-1] != name:
+                return False
+            stack.pop()
+        elif name not in _VOID:
+            stack.append(name)
+    return not stack
 
 
 # Markdown links and reference definitions whose destination is a script URL.
@@ -1190,10 +1256,10 @@ def _markdown_destination_is_blocked(after: str) -> bool:
 # HTML block; a ``` or ~~~ fence at a line start (after Hexo's allowed
 # prefixes: blockquote marks, a list marker) becomes a code block.
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_MAYBE_LINE_PROBLEM = re.compile(
-    r"(?:\A|[\r\n])[ \t]*(?:[\r\n]|\Z)|(?:\A|[\r\n\u2028\u2029])"
-    r"(?:(?:[^\S\r\n]*>){0,3}|[-*+]|[0-9]+\.)[^\S\r\n]*(?:```|~~~)"
-)
+# Cheap hints that _fix_lines has work (a CRLF alone also matches; then it
+# finds nothing to change).
+_BLANK_LINE_HINT = re.compile(r"[\r\n][ \t]*[\r\n]")
+_BLANK_FIRST_LINE = re.compile(r"[ \t]*[\r\n]")
 _FENCE = re.compile(
     r"(?:\A|(?<=[\r\n\u2028\u2029]))(?:(?:[^\S\r\n]*>){0,3}|[-*+]|[0-9]+\.)[^\S\r\n]*([`~])\1\1"
 )
