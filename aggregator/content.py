@@ -55,6 +55,7 @@ Policy (the product spec, plus the decisions it left open):
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 import string
@@ -67,7 +68,15 @@ from urllib.parse import urljoin
 from aggregator.parse import Entry
 from aggregator.post import Post
 
-__all__ = ["ContentError", "clean_html", "entry_to_post", "extract_full_text", "pick_image"]
+__all__ = [
+    "ContentError",
+    "clean_html",
+    "entry_to_post",
+    "extract_full_text",
+    "header_image_url",
+    "inert_title",
+    "pick_image",
+]
 
 
 class ContentError(ValueError):
@@ -76,7 +85,7 @@ class ContentError(ValueError):
 
 def clean_html(html: str, *, base_url: str | None) -> str:
     """The body made safe and self-contained; unchanged bodies come back as is."""
-    return _clean(html, base_url).html
+    return _render_safe(_clean(html, base_url).html)
 
 
 def pick_image(entry: Entry, body_html: str, *, placeholder: str = "") -> str:
@@ -109,11 +118,11 @@ def entry_to_post(
     cleaned = _clean(body_html, entry.base_url)
     image = _choose_image(entry, lambda: cleaned.first_image, placeholder_image)
     return Post(
-        title=entry.title,
+        title=inert_title(entry.title),
         group=group,
         outlet=outlet,
         section=section,
-        body=cleaned.html,
+        body=_render_safe(cleaned.html),
         date=date or entry.published or entry.updated or first_seen,
         headimg=image,
         thumbnail=image,
@@ -164,9 +173,36 @@ def extract_full_text(
 def _choose_image(entry: Entry, first_in_body: Callable[[], str | None], placeholder: str) -> str:
     """Feed images first; the body is only scanned when the feed named none."""
     for candidate in entry.images:
-        if _usable_image(candidate):
-            return candidate
-    return first_in_body() or placeholder or ""
+        usable = header_image_url(candidate)
+        if usable is not None:
+            return usable
+    # The body's image went through header_image_url already; the
+    # placeholder is the operator's (it may be a site path) and only encoded.
+    return first_in_body() or _HEADER_URL_UNSAFE.sub(_percent_encode, placeholder.strip(_SPACE))
+
+
+def header_image_url(url: str | None) -> str | None:
+    """``url`` as ``headimg``/``thumbnail`` can carry it, or None when it cannot.
+
+    Themes print these fields into ``src="..."``, ``src='...'`` or even an
+    unquoted ``src=...``, usually unescaped (``<%- %>``).  So the URL written
+    to the front matter has every character that could end such an
+    attribute or open a tag percent-encoded -- space, ``"``, ``'``, ``<``,
+    ``>`` and the backtick -- which is how a browser would request it anyway
+    (WHATWG URL percent-encodes them), so the image is the same.  What is
+    left must be an http(s) URL without controls or other whitespace.
+    """
+    if url is None:
+        return None
+    encoded = _HEADER_URL_UNSAFE.sub(_percent_encode, url.strip(_SPACE))
+    return encoded if _usable_image(encoded) else None
+
+
+_HEADER_URL_UNSAFE = re.compile("[ \"'<>`]")
+
+
+def _percent_encode(match: re.Match[str]) -> str:
+    return f"%{ord(match.group()):02X}"
 
 
 def _usable_image(url: str | None) -> bool:
@@ -185,9 +221,9 @@ def _first_image(body: str) -> str | None:
     """The first usable ``<img src>`` of an (already cleaned) body."""
     for token in _tokens(body):
         if isinstance(token, _Tag) and not token.closing and token.name in _IMAGE_TAGS:
-            src = _attribute_value(body, token, "src")
-            if src is not None and _usable_image(src.strip()):
-                return src.strip()
+            src = header_image_url(_attribute_value(body, token, "src"))
+            if src is not None:
+                return src
     return None
 
 
@@ -406,13 +442,22 @@ _DROP_TAG = frozenset(
     {
         "object", "applet", "embed", "param", "form", "base", "meta", "link", "frame",
         "frameset", "noscript", "plaintext", "portal", "fencedframe", "isindex",
+        # Render safety: <html>/<body> in a post add their attributes to the
+        # page's own elements; a select swallows the end tags after it (the
+        # parser's "in select" mode), and form controls have no place in a
+        # news post anyway.
+        "html", "head", "body", "select", "option", "optgroup", "datalist",
     }
 )  # fmt: skip
 # Names no real element has ("script;", "a<b", "p\"") and look-alikes of the
 # elements we remove ("script-x", "iframe:x").  Browsers treat them as
 # unknown elements, but naive consumers downstream (regex filters, old
 # parsers) may not, so the output never contains "<script" or "<iframe".
-_ODD_TAG_NAME = re.compile(r"script|iframe|.*[^a-z0-9:._\-]", re.DOTALL)
+# A name that starts with a script URL scheme is also a Markdown autolink
+# (``<javascript:alert.call>``) should the body ever be read as Markdown.
+_ODD_TAG_NAME = re.compile(
+    r"script|iframe|(?:java|vb|live)script:|mocha:|data:|.*[^a-z0-9:._\-]", re.DOTALL
+)
 _IMAGE_TAGS = frozenset({"img", "image"})  # "<image>" is parsed as <img>
 _RESOLVED = frozenset({"href", "src", "poster"})
 _URL_ATTRIBUTES = frozenset(
@@ -608,6 +653,8 @@ def _clean_attribute(
         return None if value.lower() == "no-referrer" else _REFERRER_POLICY
     if name == "style" and _dangerous_css(value):
         return ""
+    if name in _ANIMATION_VALUES and _dangerous_animation(s, tag, value):
+        return ""
     new_value = value
     if name in _URL_ATTRIBUTES:
         checked = _clean_url_attribute(tag.name, name, value, base_url)
@@ -692,6 +739,31 @@ def _resolve(value: str, base_url: str) -> str:
 _HAS_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
+# SVG/SMIL animation: <animate attributeName="href" values="...;javascript:...">
+# turns a harmless <a> into a script link once the animation runs, and
+# ``values`` is a ';'-separated list, so the whole-value check above misses it.
+_ANIMATIONS = frozenset({"animate", "set", "animatemotion", "animatetransform", "animatecolor"})
+_ANIMATION_VALUES = frozenset({"values", "from", "to", "by"})
+
+
+def _dangerous_animation(s: str, tag: _Tag, value: str) -> bool:
+    """A ``values``/``from``/``to``/``by`` that could put a script URL or handler in place.
+
+    Any item of the list that is a blocked URL goes, on any element; on an
+    animation element whose ``attributeName`` is a URL attribute, a handler or
+    ``style``, the value goes whatever it holds (a browser's idea of what the
+    animated attribute means is not ours to second-guess).
+    """
+    for item in value.split(";"):
+        if _URL_IGNORED.sub("", item).lower().startswith(_BLOCKED_SCHEMES):
+            return True
+    if tag.name not in _ANIMATIONS:
+        return False
+    target = (_attribute_value(s, tag, "attributename") or "").strip(_SPACE).lower()
+    target = target.rpartition(":")[2]
+    return target.startswith("on") or target == "style" or target in _URL_ATTRIBUTES
+
+
 def _dangerous_css(value: str) -> bool:
     """Legacy script hooks in a style attribute, seen through comments and escapes."""
     text = _CSS_COMMENT.sub("", value)
@@ -705,3 +777,583 @@ def _css_unescape(match: re.Match[str]) -> str:
         code = int(match.group(1), 16)
         return chr(code) if 0 < code <= 0x10FFFF and not 0xD800 <= code <= 0xDFFF else "\ufffd"
     return match.group(2)
+
+
+# --------------------------------------------------------------------------
+# Safe as rendered: what Hexo does with the body next
+#
+# A post file is not read as HTML.  Hexo hands it to its Markdown renderer
+# (hexo-renderer-marked), and the body is raw HTML only while it stays in
+# the HTML block that the ``<div>`` line opens: a blank line ends that block
+# and whatever follows is Markdown again, where ``[x](javascript:...)``,
+# ``[1]: javascript:...`` and their entity and backslash spellings are live
+# links.  Before that, Hexo turns ``` / ~~~ fences at a line start into
+# escaped code (anywhere, even inside HTML) and cuts the index-page excerpt
+# at ``<!-- more -->``.  And on the index page the next post follows ours in
+# the same document, so an element we leave open (``<a><b>read more``) or an
+# end tag we leave unmatched (``</div>``) changes the posts after it.
+#
+# ``_render_safe`` runs after the clean-up, on its output, so that whatever
+# the clean-up removed cannot join two halves of a problem; every step leaves
+# a body that needs none of them unchanged (the seeds pass through as is).
+
+
+def _render_safe(s: str) -> str:
+    """The cleaned body, balanced and with nothing Hexo would read as Markdown."""
+    if "<" in s:
+        s = _balance(s)
+    if "]" in s:
+        s = _defuse_markdown_links(s)
+    if "```" in s or "~~~" in s or _BLANK_LINE_HINT.search(s) or _BLANK_FIRST_LINE.match(s):
+        s = _fix_lines(s)
+    return s
+
+
+# Elements, as the HTML parser groups them (WHATWG HTML 13.2.4.3, 13.2.6).
+_VOID = frozenset(
+    {
+        "area", "base", "basefont", "bgsound", "br", "col", "embed", "frame", "hr", "image",
+        "img", "input", "keygen", "link", "meta", "param", "source", "track", "wbr",
+    }
+)  # fmt: skip
+#: Reopened by the parser after they are closed implicitly: left open, they
+#: spread into everything after them, the next posts included.
+_FORMATTING = frozenset(
+    {
+        "a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong",
+        "tt", "u",
+    }
+)  # fmt: skip
+#: An end tag cannot close anything beneath one of these (the parser's "scope").
+_BOUNDARY = frozenset(
+    {
+        "applet", "caption", "html", "table", "td", "th", "marquee", "object", "template",
+        "mi", "mo", "mn", "ms", "mtext", "annotation-xml", "foreignobject", "desc", "title",
+    }
+)  # fmt: skip
+#: End tags the parser may leave out: closed by the parent's end tag.
+_IMPLIED = frozenset({"dd", "dt", "li", "optgroup", "option", "p", "rb", "rp", "rt", "rtc"})
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
+#: Start tags that close an open <p> first.
+_CLOSES_P = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "center", "details", "dialog", "dir",
+        "div", "dl", "fieldset", "figcaption", "figure", "footer", "header", "hgroup", "main",
+        "menu", "nav", "ol", "p", "search", "section", "summary", "ul", "pre", "listing",
+        "form", "plaintext", "table", "hr", "xmp", "li", "dd", "dt", *_HEADINGS,
+    }
+)  # fmt: skip
+#: End tags that pop every element above the one they close (after
+#: "generate implied end tags"); only formatting elements and scope
+#: boundaries above need their own end tags first.
+_BLOCK_END = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "button", "center", "details", "dialog",
+        "dir", "div", "dl", "fieldset", "figcaption", "figure", "footer", "header", "hgroup",
+        "listing", "main", "menu", "nav", "ol", "pre", "search", "section", "summary", "ul",
+        "li", "dd", "dt", "p", "form", "applet", "marquee", "object", "table", "tbody",
+        "thead", "tfoot", "tr", "td", "th", "caption", "template", *_HEADINGS,
+    }
+)  # fmt: skip
+_SPECIAL = frozenset(
+    _CLOSES_P
+    | _BOUNDARY
+    | _VOID
+    | {
+        "body", "button", "colgroup", "frameset", "head", "iframe", "marquee", "noembed",
+        "noframes", "noscript", "script", "select", "style", "tbody", "textarea", "tfoot",
+        "thead", "tr", "xmp",
+    }
+)  # fmt: skip
+#: In SVG or MathML, these start tags end the foreign element (the parser
+#: pops out of it) and are read as HTML.
+_BREAKOUT = frozenset(
+    {
+        "b", "big", "blockquote", "body", "br", "center", "code", "dd", "div", "dl", "dt",
+        "em", "embed", "head", "hr", "i", "img", "li", "listing", "menu", "meta", "nobr", "ol",
+        "p", "pre", "ruby", "s", "small", "span", "strong", "strike", "sub", "sup", "table",
+        "tt", "u", "ul", "var", *_HEADINGS,
+    }
+)  # fmt: skip
+#: Foreign elements whose content is parsed as HTML again.
+_INTEGRATION_POINTS = frozenset(
+    {"foreignobject", "desc", "title", "mi", "mo", "mn", "ms", "mtext", "annotation-xml"}
+)
+_TABLE_SECTIONS = frozenset({"tbody", "thead", "tfoot"})
+#: What a table end tag closes by itself (cells, rows, sections).
+_TABLE_IMPLIED = {
+    "table": frozenset({"td", "th", "tr", "caption", "colgroup", *_TABLE_SECTIONS}),
+    **dict.fromkeys(_TABLE_SECTIONS, frozenset({"td", "th", "tr"})),
+    "tr": frozenset({"td", "th"}),
+}
+#: Nesting deeper than this is flattened: no news post needs it, and it
+#: keeps every scope walk below short, so the pass stays linear.
+_MAX_DEPTH = 256
+#: Hexo cuts the index-page excerpt here (hexo/lib/plugins/filter/after_post_render/excerpt).
+_EXCERPT_MARK = re.compile(r"<!-- ?more ?-->", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class _Open:
+    name: str
+    foreign: bool
+
+
+class _Balancer:
+    """A model of the HTML tree builder's stack of open elements, just good
+    enough to know what a browser leaves open; where the model and the
+    browser could disagree, explicit end tags make the browser follow the
+    model.  Scope questions are answered from per-name positions, so each
+    tag costs O(1) whatever the nesting."""
+
+    def __init__(self, s: str) -> None:
+        self.s = s
+        self.stack: list[_Open] = []
+        self.where: dict[str, list[int]] = {}  # name -> its indexes in the stack
+        self.boundaries: list[int] = []  # indexes of scope boundaries
+        self.edits: list[tuple[int, int, str]] = []  # (start, end, replacement), in order
+
+    def run(self) -> str:
+        s = self.s
+        pos = 0
+        find = s.find
+        strict = _STRICT_TAG.match
+        stray: list[int] = []  # where a '<' is text
+        while True:
+            lt = find("<", pos)
+            if lt < 0:
+                break
+            if s[lt + 1 : lt + 2] not in _OPENS_MARKUP:
+                stray.append(lt)
+                pos = lt + 1
+                continue
+            m = strict(s, lt)
+            if m is not None and m.group(2).translate(_ASCII_LOWER) != "font":
+                pos = m.end()
+                name = m.group(2).translate(_ASCII_LOWER)
+                if m.group(1):
+                    self._end_tag(lt, pos, name)
+                else:
+                    self._start_tag(lt, pos, name, m.group(3).endswith("/"), ())
+                    if name in _RAW_TEXT:  # never in a cleaned body; read as the browser does
+                        close = _RAW_TEXT_END[name].search(s, pos)
+                        pos = close.start() if close else len(s)
+                continue
+            token = _markup_at(s, lt)
+            pos = token.end
+            if isinstance(token, _Text):
+                stray.append(lt)
+            elif isinstance(token, _Tag):
+                if token.closing:
+                    self._end_tag(token.start, token.end, token.name)
+                else:
+                    tail = s[token.tail_start : token.end - 1]
+                    names = tuple(a.name for a in token.attrs)
+                    self._start_tag(token.start, token.end, token.name, tail.endswith("/"), names)
+            elif isinstance(token, _Comment):
+                if _EXCERPT_MARK.search(s, token.start, token.end):
+                    self.edits.append((token.start, token.end, ""))
+            elif isinstance(token, _Unterminated):
+                self.edits.append((token.start, token.end, ""))
+        self._close_above(-1, at=len(s), needs=lambda e: e.name not in _IMPLIED)
+        if not self.edits:
+            return s
+        # A removed end tag must not join a stray '<' to what follows it
+        # ("<</a>script>"): once anything changes, every stray '<' is text.
+        edits = sorted(self.edits + [(at, at + 1, "&lt;") for at in stray], key=_edit_position)
+        out: list[str] = []
+        pos = 0
+        for start, end, text in edits:
+            out.append(s[pos:start])
+            out.append(text)
+            pos = end
+        out.append(s[pos:])
+        return "".join(out)
+
+    # -- the stack
+
+    def _push(self, start: int, end: int, entry: _Open) -> None:
+        if len(self.stack) >= _MAX_DEPTH:
+            self.edits.append((start, end, ""))
+            return
+        index = len(self.stack)
+        self.stack.append(entry)
+        self.where.setdefault(entry.name, []).append(index)
+        if entry.name in _BOUNDARY:
+            self.boundaries.append(index)
+
+    def _truncate(self, size: int) -> None:
+        """Pop everything from ``stack[size]`` up."""
+        for entry in reversed(self.stack[size:]):
+            self.where[entry.name].pop()
+            if entry.name in _BOUNDARY:
+                self.boundaries.pop()
+        del self.stack[size:]
+
+    def _topmost(self, name: str) -> int:
+        found = self.where.get(name)
+        return found[-1] if found else -1
+
+    def _in_scope(self, name: str, *, button: bool = False) -> int:
+        """Index of the topmost ``name`` if no scope boundary is above it, else -1."""
+        index = self._topmost(name)
+        if index < 0 or self.stack[index].foreign:
+            return -1
+        stop = self.boundaries[-1] if self.boundaries else -1
+        if button:
+            stop = max(stop, self._topmost("button"))
+        return index if index >= stop else -1
+
+    def _close_above(self, index: int, *, at: int, needs: Callable[[_Open], bool]) -> None:
+        """Pop everything above ``stack[index]``; write end tags, top down, for
+        the elements from the top to the lowest one that ``needs`` its own."""
+        above = self.stack[index + 1 :]
+        lowest = next((i for i, entry in enumerate(above) if needs(entry)), None)
+        if lowest is not None:
+            closing = "".join(f"</{entry.name}>" for entry in reversed(above[lowest:]))
+            self.edits.append((at, at, closing))
+        self._truncate(index + 1)
+
+    def _close(self, index: int, *, at: int, needs: Callable[[_Open], bool]) -> None:
+        """Pop ``stack[index]`` and everything above it (its own end tag is implied)."""
+        self._close_above(index, at=at, needs=needs)
+        self._truncate(index)
+
+    def _in_foreign(self) -> bool:
+        if not self.stack:
+            return False
+        top = self.stack[-1]
+        return top.foreign and top.name not in _INTEGRATION_POINTS
+
+    # -- tags
+
+    def _start_tag(
+        self, start: int, end: int, name: str, self_closing: bool, attrs: tuple[str, ...]
+    ) -> None:
+        if self._in_foreign():
+            breakout = name in _BREAKOUT or (
+                name == "font" and any(a in ("color", "face", "size") for a in attrs)
+            )
+            if not breakout:
+                if not self_closing:
+                    self._push(start, end, _Open(name, foreign=True))
+                return
+            # The parser pops out of the foreign element; say so, so that any
+            # end tag written before this start tag is read outside it too.
+            index = len(self.stack) - 1
+            while index >= 0 and self.stack[index].foreign:
+                if self.stack[index].name in _INTEGRATION_POINTS:
+                    break
+                index -= 1
+            self._close_above(index, at=start, needs=lambda e: True)
+        if name in ("svg", "math"):
+            if not self_closing:
+                self._push(start, end, _Open(name, foreign=True))
+            return
+        if name in _VOID:
+            return
+        if name in _CLOSES_SOMETHING and not self._implicit_closes(start, name):
+            return  # the parser ignores this start tag
+        self._push(start, end, _Open(name, foreign=False))
+
+    def _implicit_closes(self, at: int, name: str) -> bool:
+        """What the tree builder closes by itself when ``name`` starts; False
+        when it ignores the tag altogether."""
+        if name in ("li", "dd", "dt"):
+            same = ("li",) if name == "li" else ("dd", "dt")
+            # The parser walks down past phrasing elements only; a short walk
+            # is enough for real lists and keeps hostile nesting cheap.
+            for index in range(len(self.stack) - 1, max(-1, len(self.stack) - 17), -1):
+                entry = self.stack[index]
+                if not entry.foreign and entry.name in same:
+                    self._close(index, at=at, needs=_needs_formatting)
+                    break
+                if entry.foreign or (
+                    entry.name in _SPECIAL and entry.name not in ("address", "div", "p")
+                ):
+                    break
+        if name in _CLOSES_P:
+            index = self._in_scope("p", button=True)
+            if index >= 0:
+                self._close(index, at=at, needs=_needs_formatting)
+        if name in _HEADINGS and self.stack and self.stack[-1].name in _HEADINGS:
+            self._truncate(len(self.stack) - 1)
+        if name in ("a", "nobr", "button"):
+            index = self._in_scope(name)
+            if index >= 0:  # the parser closes it (adoption agency); say so
+                self._close_above(index, at=at, needs=lambda e: True)
+                self.edits.append((at, at, f"</{name}>"))
+                self._truncate(index)
+        if name == "table":  # a table straight inside a table (no cell) closes it
+            index = self._topmost("table")
+            if index >= 0 and index > max(self._topmost(n) for n in ("td", "th", "caption")):
+                self._close(index, at=at, needs=_needs_formatting)
+        if name in _TABLE_PARTS:
+            return self._table_part(at, name)
+        return True
+
+    def _table_part(self, at: int, name: str) -> bool:
+        """A cell, row, section, caption or column group: outside a table the
+        parser ignores it; inside one it closes the open cell, row or section
+        it replaces and clears the stack back to the table's structure
+        (whatever stands there was foster-parented)."""
+        table = self._topmost("table")
+        if table < 0:
+            return False
+        cell = max(self._topmost("td"), self._topmost("th"))
+        if cell > table:
+            self._close(cell, at=at, needs=_needs_formatting)
+        row = self._topmost("tr")
+        section = max(self._topmost(n) for n in _TABLE_SECTIONS)
+        if name in ("td", "th"):
+            context = max(row, section, table)
+        elif name == "tr":
+            if row > max(section, table):
+                self._close(row, at=at, needs=_needs_formatting)
+            context = max(section, table)
+        else:
+            if name in _TABLE_SECTIONS and section > table:
+                self._close(section, at=at, needs=_needs_formatting)
+            context = table
+        self._close_above(context, at=at, needs=_needs_formatting)
+        return True
+
+    def _end_tag(self, start: int, end: int, name: str) -> None:
+        index = self._topmost(name)
+        if index >= 0 and index == len(self.stack) - 1:  # closes the current element
+            self.where[name].pop()
+            if name in _BOUNDARY:
+                self.boundaries.pop()
+            self.stack.pop()
+            return
+        if index < 0:
+            if name not in ("p", "br"):  # those two make an element; the rest would
+                self.edits.append((start, end, ""))  # close something of the theme's
+            return
+        entry = self.stack[index]
+        if entry.foreign:
+            needs: Callable[[_Open], bool] = lambda e: not e.foreign  # noqa: E731
+        elif name in _BLOCK_END:
+            implied = _TABLE_IMPLIED.get(name, frozenset())
+            needs = lambda e: e.name not in implied and (  # noqa: E731
+                e.name in _FORMATTING or e.name in _BOUNDARY or e.name == name or e.foreign
+            )  # fmt: skip
+        else:
+            needs = lambda e: True  # noqa: E731
+        self._close(index, at=start, needs=needs)
+
+
+def _edit_position(edit: tuple[int, int, str]) -> tuple[int, int]:
+    """Sort key for edits: position only, so insertions at one place keep their order."""
+    return edit[0], edit[1]
+
+
+#: Start tags that _implicit_closes has a rule for.
+_TABLE_PARTS = frozenset({"td", "th", "tr", "caption", "colgroup", *_TABLE_SECTIONS})
+_CLOSES_SOMETHING = frozenset(
+    _CLOSES_P | _HEADINGS | _TABLE_PARTS | {"li", "dd", "dt", "a", "nobr", "button", "table"}
+)
+_OPENS_MARKUP = frozenset(string.ascii_letters + "/!?")
+
+
+def _needs_formatting(entry: _Open) -> bool:
+    return entry.name in _FORMATTING or entry.name in _BOUNDARY
+
+
+# A tag in its plainest spelling (every attribute separated by whitespace,
+# names and unquoted values free of quotes and '<'), read in one match; the
+# rest go through the full tokenizer.  Group 3 is what precedes the '>'.
+_STRICT_TAG = re.compile(
+    r"<(/?)([A-Za-z][^\t\n\f\r />]*)"
+    r"(?:[\t\n\f\r /]+[^\t\n\f\r />=\"'<][^\t\n\f\r />=\"'<]*"
+    r"(?:[\t\n\f\r ]*=[\t\n\f\r ]*(?:\"[^\"]*\"|'[^']*'|[^\t\n\f\r >\"'<=`]+))?)*"
+    r"([\t\n\f\r /]*)>"
+)
+
+
+def _balance(s: str) -> str:
+    """Every element the body opens is closed inside it, and no end tag closes
+    anything the body did not open (the theme's own wrappers)."""
+    if _nested_as_written(s):
+        return s
+    return _Balancer(s).run()
+
+
+# In a cleaned body every '<' followed by a letter starts a tag (attribute
+# values and comments hold none), so one findall lists the tags in order.
+_TAG_START = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)")
+
+
+def _nested_as_written(s: str) -> bool:
+    """Fast path for what real bodies are: every element closed by its own end
+    tag, in order (void elements aside), and no excerpt mark.
+
+    Then nothing can reach past the body: whatever the parser closes early
+    inside (a ``<p>`` before a ``<div>``), the written end tags that follow
+    close or are ignored, and none is left for the next post.  Bodies that
+    are not nested as written go through the model in :class:`_Balancer`.
+    """
+    if "<!--" in s and _EXCERPT_MARK.search(s):
+        return False
+    stack: list[str] = []
+    for closing, raw_name in _TAG_START.findall(s):
+        name = raw_name.translate(_ASCII_LOWER)
+        if closing:
+            if not stack or stack[-1] != name:
+                return False
+            stack.pop()
+        elif name not in _VOID:
+            stack.append(name)
+    return not stack
+
+
+# Markdown links and reference definitions whose destination is a script URL.
+_MARKDOWN_LINK = re.compile(r"\]\(|\]:")
+_MARKDOWN_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+# Markdown's destination: after optional whitespace (one line break at most
+# matters), a run without spaces.  Bounded, so many "](" in a row stay linear;
+# 512 characters is room for any spelling of a scheme with entities.
+_DESTINATION = re.compile(r"\s{0,64}([^\s)]{0,512})")
+
+
+def _defuse_markdown_links(s: str) -> str:
+    """``[x](javascript:...)`` and ``[x]: javascript:...`` in text lose the
+    ``(`` or ``:`` that makes them Markdown (written as ``&#40;``/``&#58;``,
+    so a browser shows the same text).  Hexo never reads our bodies as
+    Markdown (see :func:`_fix_lines`); this is the second line of defence."""
+    if _MARKDOWN_LINK.search(s) is None:
+        return s
+    edits: list[tuple[int, str]] = []
+    for token in _tokens(s) if "<" in s else [_Text(0, len(s))]:
+        if not isinstance(token, _Text):
+            continue
+        for match in _MARKDOWN_LINK.finditer(s, token.start, token.end):
+            destination = _DESTINATION.match(s, match.end(), token.end)
+            if destination and _markdown_destination_is_blocked(destination.group(1)):
+                edits.append((match.end() - 1, "&#40;" if match.group() == "](" else "&#58;"))
+    if not edits:
+        return s
+    out: list[str] = []
+    pos = 0
+    for at, text in edits:
+        out.append(s[pos:at])
+        out.append(text)
+        pos = at + 1
+    out.append(s[pos:])
+    return "".join(out)
+
+
+def _markdown_destination_is_blocked(after: str) -> bool:
+    """Whether the text after ``](`` or ``]:`` starts a blocked URL as
+    Markdown and then the browser would read it: backslash escapes and
+    entities decoded, an opening ``<`` and ignored characters dropped."""
+    text = html.unescape(_MARKDOWN_ESCAPE.sub(r"\1", after))
+    text = _URL_IGNORED.sub("", text.lstrip("<")).lower()
+    return text.startswith(_BLOCKED_SCHEMES)
+
+
+# A blank line (only spaces and tabs, which is what marked counts) ends the
+# HTML block; a ``` or ~~~ fence at a line start (after Hexo's allowed
+# prefixes: blockquote marks, a list marker) becomes a code block.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Cheap hints that _fix_lines has work (a CRLF alone also matches; then it
+# finds nothing to change).
+_BLANK_LINE_HINT = re.compile(r"[\r\n][ \t]*[\r\n]")
+_BLANK_FIRST_LINE = re.compile(r"[ \t]*[\r\n]")
+_FENCE = re.compile(
+    r"(?:\A|(?<=[\r\n\u2028\u2029]))(?:(?:[^\S\r\n]*>){0,3}|[-*+]|[0-9]+\.)[^\S\r\n]*([`~])\1\1"
+)
+_RAW_PRE = frozenset({"pre", "listing"})
+
+
+def _fix_lines(s: str) -> str:
+    """No blank line and no code fence at a line start, keeping the meaning.
+
+    A line break that ends a blank line becomes a space where whitespace
+    collapses (text, between attributes, comments), or ``&#10;`` where it
+    does not (inside ``<pre>``, in attribute values): the same newline to a
+    browser, not one to Markdown.  The first character of a fence becomes
+    ``&#96;``/``&#126;`` (``_`` where no reference is decoded).  The body's
+    first line counts as a line start: the ``<div>`` line ends just before it.
+    """
+    fixes: dict[int, tuple[int, str]] = {}  # start -> (end, kind)
+    line_start = 0
+    for brk in _LINE_BREAK.finditer(s):
+        if not s[line_start : brk.start()].strip(" \t"):
+            fixes[brk.start()] = (brk.end(), "break")
+        line_start = brk.end()
+    for fence in _FENCE.finditer(s):
+        at = fence.start(1)
+        fixes[at] = (at + 1, "fence")
+    if not fixes:
+        return s
+    contexts = _contexts(s)
+    out: list[str] = []
+    pos = 0
+    for start in sorted(fixes):
+        end, kind = fixes[start]
+        context = contexts(start)
+        if kind == "break":
+            text = "&#10;" if context in ("pre", "value") else " "
+        elif context in ("text", "pre", "value"):
+            text = "&#96;" if s[start] == "`" else "&#126;"
+        else:
+            text = "_"
+        out.append(s[pos:start])
+        out.append(text)
+        pos = end
+    out.append(s[pos:])
+    return "".join(out)
+
+
+def _contexts(s: str) -> Callable[[int], str]:
+    """Where each position of ``s`` is: ``text``, ``pre`` (text inside a
+    ``<pre>``), ``value`` (an attribute value), ``markup`` (the rest of a
+    tag, a comment)."""
+    spans: list[tuple[int, int, str]] = []
+    pre_depth = 0
+    for token in _tokens(s):
+        if isinstance(token, _Tag):
+            cursor = token.start
+            for attr in token.attrs:
+                if attr.value_start >= 0:
+                    spans.append((cursor, attr.value_start, "markup"))
+                    spans.append((attr.value_start, attr.value_end, "value"))
+                    cursor = attr.value_end
+            spans.append((cursor, token.end, "markup"))
+            if token.name in _RAW_PRE:
+                pre_depth = max(0, pre_depth + (-1 if token.closing else 1))
+        elif isinstance(token, _Text | _RawText):
+            spans.append((token.start, token.end, "pre" if pre_depth else "text"))
+        else:
+            spans.append((token.start, token.end, "markup"))
+    starts = [span[0] for span in spans]
+
+    def context(position: int) -> str:
+        index = bisect.bisect_right(starts, position) - 1
+        return spans[index][2] if index >= 0 else "text"
+
+    return context
+
+
+# --------------------------------------------------------------------------
+# Titles
+
+
+def inert_title(title: str) -> str:
+    """The title as the post stores it: every character kept, no tag possible.
+
+    The parse stage has taken markup out but kept text such as
+    ``vector<int>`` or ``a<b``.  Printed unescaped (``<%- page.title %>``),
+    ``<int>`` would be read as a tag and the word lost; worse text could be
+    markup.  So a WORD JOINER (U+2060, invisible, no line break) goes
+    between every ``<`` and the letter, ``/``, ``!`` or ``?`` after it: then
+    no ``<`` in a title opens a tag, a comment or an end tag in any HTML
+    context (element content, ``<title>``), and both kinds of theme show the
+    same ``vector<int>``.  Escaping (``&lt;``) instead would show ``&lt;``
+    in every theme that escapes, the usual kind.  Idempotent.
+    """
+    return _TITLE_TAG_OPENER.sub("<\u2060", title) if "<" in title else title
+
+
+_TITLE_TAG_OPENER = re.compile(r"<(?=[A-Za-z/!?])")

@@ -587,23 +587,60 @@ def _detail_text(node: Mapping[str, Any], key: str) -> str | None:
 _DROPPED_WITH_TEXT = re.compile(
     r"<(script|style)\b[^<>]*>.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)", re.IGNORECASE | re.DOTALL
 )
-# '<' starts a tag only when a letter, '/', '!' or '?' follows (as in HTML):
-# "a < b" stays text.
-_TAG = re.compile(r"<[A-Za-z/!?][^<>]*>")
+# A tag-shaped run in a title: name, the rest up to '>', or cut off by the next
+# '<' or the end.  Whether it is markup is decided by _title_tag below.
+_TITLE_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)([^<>]*)(>|(?=<)|\Z)")
+# Elements that publishers put into titles as markup (and the dangerous ones
+# that attacks use).  Deliberately not every HTML element: "Array<Object>",
+# "Optional<Label>" and "Vec<U>" are words, not tags.
+_TITLE_ELEMENTS = frozenset(
+    {
+        "a", "abbr", "audio", "b", "big", "blink", "blockquote", "br", "center", "cite",
+        "code", "del", "dfn", "div", "em", "embed", "font", "h1", "h2", "h3", "h4", "h5",
+        "h6", "hr", "i", "iframe", "img", "ins", "kbd", "mark", "marquee", "math", "nobr",
+        "noscript", "p", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup",
+        "svg", "textarea", "title", "tt", "u", "var", "video", "wbr", "xmp",
+    }
+)  # fmt: skip
+_TITLE_VOID = frozenset({"br", "wbr", "hr", "img"})
+
+
+def _strip_title_markup(text: str) -> str:
+    """Markup out of a title, every other character kept.
+
+    Markup is: script and style with their text, comments, any tag with an
+    attribute value (``<img src=x onerror=...>``, even cut off), and the
+    formatting tags publishers use (``<b>...</b>``, ``<br>``; a start tag
+    only when its end tag follows, so "Vec<U>" stays).  What is left,
+    ``vector<int>``, ``map<string,int>``, ``a<b``, is text: the post stage
+    (:func:`aggregator.content.inert_title`) makes it inert for templates.
+    """
+    text = _DROPPED_WITH_TEXT.sub("", text)
+    if "<" not in text:
+        return text
+    lowered = text.lower()
+    return _TITLE_TAG.sub(lambda m: _title_tag(m, lowered), text)
+
+
+def _title_tag(match: re.Match[str], lowered: str) -> str:
+    closing, name, rest, end = match.groups()
+    name = name.lower()
+    if "=" in rest and rest[:1] in ("", " ", "\t", "\n", "\r", "\f", "/"):
+        return ""
+    if end != ">" or rest.strip(" \t\n\r\f/") or name not in _TITLE_ELEMENTS:
+        return match.group()
+    if closing or name in _TITLE_VOID or f"</{name}" in lowered:
+        return ""
+    return match.group()
 
 
 def _html_to_text(markup: str) -> str:
-    """Tags out (script/style with their text, like feedparser), entities decoded."""
-    return html.unescape(_TAG.sub("", _DROPPED_WITH_TEXT.sub("", markup)))
-
-
-# A '<' (or a run of them) that would open a tag; removing whole runs means
-# the removal cannot join a '<' to a letter and so make a new one.
-_TAG_OPENER = re.compile(r"<+(?=[A-Za-z/!?])")
+    """Markup out (script/style with their text, like feedparser), entities decoded."""
+    return html.unescape(_strip_title_markup(markup))
 
 
 def _without_markup(text: str) -> str:
-    """Plain text that no HTML reader can take for a tag.
+    """Plain text without the markup a title may carry, every word kept.
 
     Titles end up in Hexo front matter, and themes differ in whether they
     escape ``page.title`` (EJS ``<%- %>`` and Nunjucks without autoescape do
@@ -611,12 +648,12 @@ def _without_markup(text: str) -> str:
     title plain text exactly when it holds tags outside its safe list
     (``<script>``, ``<iframe>``), decoded entities can spell new tags
     (``&lt;script&gt;``), and JSON Feed and Atom ``type="text"`` titles are
-    plain text by definition.  So tags go from every title, with script and
-    style text, and then any leftover ``<`` that would start one (an
-    unterminated ``<b``, or a tag that the first pass joined together):
-    one linear pass each, whatever the input.  ``a < b`` stays as it is.
+    plain text by definition.  So markup goes from every title
+    (:func:`_strip_title_markup`), after entity decoding too; a ``<`` that
+    is text (``vector<int>``, ``a<b``) stays, and is made inert when the
+    post is built.  One linear pass each, whatever the input.
     """
-    return _TAG_OPENER.sub("", _TAG.sub("", _DROPPED_WITH_TEXT.sub("", text)))
+    return _strip_title_markup(text)
 
 
 # Characters a post header cannot carry (mirrors aggregator.post's rule):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from localserver import LocalServer
 from sqlalchemy import select
 from support_proc import aggregator, free_port
 
+from aggregator.content import inert_title
 from aggregator.feeds import loads_config
 from aggregator.fetch import Fetcher, FetchLimits
 from aggregator.parse import parse_feed
@@ -634,28 +636,43 @@ def atom_title(markup: str, kind: str) -> bytes:
         (atom_title("&lt;script&gt;alert(1)&lt;/script&gt;标题", "text"), "标题"),
         # ...entities can spell a tag once the real tags are gone...
         (atom_title("&lt;b&gt;粗&lt;/b&gt; &amp;lt;iframe src=x&amp;gt;标题", "html"), "粗 标题"),
-        # ...removing one tag can join two halves of another...
-        (atom_title("&lt;&lt;b&gt;script&gt;alert(1)", "text"), "script>alert(1)"),
-        # ...and an unterminated one would swallow the theme's next tag.
-        (
-            atom_title("标题 &lt;img src=x onerror=alert(1)", "text"),
-            "标题 img src=x onerror=alert(1)",
-        ),
+        # ...a '<b>' without its end tag is text, kept, and made inert...
+        (atom_title("&lt;&lt;b&gt;script&gt;alert(1)", "text"), "<<\u2060b>script>alert(1)"),
+        # ...and an unterminated tag with attributes is markup, removed.
+        (atom_title("标题 &lt;img src=x onerror=alert(1)", "text"), "标题"),
         (b'{"version": "1.1", "items": [{"title": "<iframe src=x></iframe>JSON"}]}', "JSON"),
-        # A '<' that starts no tag is text, as in HTML.
+        # A '<' that starts no tag is text, as in HTML...
         (atom_title("a &lt; b, 1&lt;2 &amp; 3&gt;2", "text"), "a < b, 1<2 & 3>2"),
+        # ...and so is one that would, when it is not markup: every word stays.
+        (
+            atom_title("C++: vector&lt;int&gt; and map&lt;string,int&gt;", "text"),
+            "C++: vector<\u2060int> and map<\u2060string,int>",
+        ),
+        (atom_title("if a&lt;b then", "html"), "if a<\u2060b then"),
     ],
-    ids=["plain-script", "entity-spelled", "joined", "unterminated", "json", "less-than"],
+    ids=[
+        "plain-script",
+        "entity-spelled",
+        "joined",
+        "unterminated",
+        "json",
+        "less-than",
+        "generics",
+        "less-than-letter",
+    ],
 )
 def test_titles_never_carry_a_tag(document: bytes, title: str) -> None:
     """Titles go into Hexo front matter, which some themes print unescaped.
 
-    So whatever the feed says a title's type is, tags come out (script and
-    style with their text) and no '<' is left that would open one; the text
-    that remains is inert in any template, escaped or not.
+    So whatever the feed says a title's type is, markup comes out (script
+    and style with their text), text stays, and no '<' is left in the post's
+    title that would open a tag (a WORD JOINER follows it): the title is
+    inert in any template, escaped or not, and shows every word.
     """
     (entry,) = parse_feed(document, url="https://x.example/feed").entries
-    assert entry.title == title
+    stored = inert_title(entry.title)
+    assert stored == title
+    assert re.search(r"<[A-Za-z/!?]", stored) is None
 
 
 async def test_a_gbk_feed_labelled_gb2312_decodes_to_the_right_chinese(
