@@ -331,6 +331,11 @@ def _bogus_comment(s: str, lt: int) -> _Token:
 def _read_tag(s: str, lt: int, name_start: int, *, closing: bool) -> _Token:
     """A start or end tag with its attributes (the spec's tag states)."""
     n = len(s)
+    if s.find(">", name_start) < 0:
+        # Only a '>' ends a tag: without one it is cut off by the end of the
+        # string, whatever comes first.  Said at once rather than after
+        # reading a million attributes ("<a " * 10**6).
+        return _Unterminated(lt, n)
     pos = _TAG_NAME.match(s, name_start).end()  # type: ignore[union-attr]
     name = s[name_start:pos].translate(_ASCII_LOWER)
     attrs: list[_Attr] = []

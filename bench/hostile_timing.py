@@ -256,9 +256,9 @@ def _child(case: Case, size: int, repeats: int, conn: Connection) -> None:
         conn.send(("error", f"{type(exc).__name__}"))
 
 
-def measure(case: Case, size: int, limit: float) -> tuple[str, float | str]:
+def measure(case: Case, size: int, limit: float, runs: int = 0) -> tuple[str, float | str]:
     """("ok", seconds), ("error", exception name) or ("timeout", limit)."""
-    repeats = 5 if size <= 256 * KIB else 3 if size <= MIB else 1
+    repeats = runs or (5 if size <= 256 * KIB else 3 if size <= MIB else 1)
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(case, size, repeats, send), daemon=True)
@@ -309,14 +309,14 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line, rule, *body])
 
 
-def timings(cases: list[Case], sizes: tuple[int, ...], limit: float) -> None:
+def timings(cases: list[Case], sizes: tuple[int, ...], limit: float, runs: int = 0) -> None:
     header = ["case", *(label(s) for s in sizes)]
     header += [f"{label(b)}/{label(a)}" for a, b in RATIOS if b in sizes]
     rows = []
     for case in cases:
         results: dict[int, tuple[str, float | str]] = {}
         for size in sizes:
-            results[size] = measure(case, size, limit)
+            results[size] = measure(case, size, limit, runs)
             print(f"  {case.name} @ {label(size)}: {cell(results[size])}", file=sys.stderr)
             if results[size][0] == "timeout":
                 break
@@ -413,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max", type=parse_size, default=16 * MIB, help="largest size (16M)")
     parser.add_argument("--only", default="", help="cases whose name contains this")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds per measurement")
+    parser.add_argument("--runs", type=int, default=0, help="runs per size (0: 5, 3, then 1)")
     parser.add_argument("--stalls", action="store_true", help="also measure event-loop stalls")
     parser.add_argument("--stall-size", type=parse_size, default=16 * MIB)
     parser.add_argument("--no-timings", action="store_true", help="only the stall table")
@@ -426,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         "~16 linear, ~256 quadratic"
     )
     if not args.no_timings:
-        timings(cases, sizes, args.limit)
+        timings(cases, sizes, args.limit, args.runs)
     if args.stalls:
         stalls(args.stall_size, args.limit)
     return 0
