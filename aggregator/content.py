@@ -301,12 +301,22 @@ _RAW_TEXT_END = {
 }
 
 
+# A '<' that may open markup (see _markup_at); any other '<' is text.
+_MARKUP_START = re.compile(r"<(?=[A-Za-z/!?])")
+
+
 def _tokens(s: str) -> Iterator[_Token]:
-    """Split ``s`` into tokens exactly where an HTML5 browser would."""
+    """Split ``s`` into tokens exactly where an HTML5 browser would.
+
+    A ``<`` that opens nothing stays inside the text around it (one token
+    for ``"a < b " * 200000``, not 400,000).
+    """
     n = len(s)
     pos = 0
+    markup = _MARKUP_START.search
     while pos < n:
-        lt = s.find("<", pos)
+        found = markup(s, pos)
+        lt = found.start() if found is not None else -1
         if lt < 0:
             yield _Text(pos, n)
             return
@@ -357,6 +367,11 @@ def _bogus_comment(s: str, lt: int) -> _Token:
 def _read_tag(s: str, lt: int, name_start: int, *, closing: bool) -> _Token:
     """A start or end tag with its attributes (the spec's tag states)."""
     n = len(s)
+    if s.find(">", name_start) < 0:
+        # Only a '>' ends a tag: without one it is cut off by the end of the
+        # string, whatever comes first.  Said at once rather than after
+        # reading a million attributes ("<a " * 10**6).
+        return _Unterminated(lt, n)
     pos = _TAG_NAME.match(s, name_start).end()  # type: ignore[union-attr]
     name = s[name_start:pos].translate(_ASCII_LOWER)
     attrs: list[_Attr] = []
@@ -411,17 +426,40 @@ def _decode_attribute(raw: str) -> str:
 
 def _decode_reference(match: re.Match[str], raw: str) -> str:
     if match.group(3) is None:  # numeric: html.unescape applies the spec's replacements
-        return html.unescape(match.group())
+        return _numeric_reference(match)
     name, semicolon = match.group(3), match.group(4)
     if semicolon and name + ";" in _HTML5_ENTITIES:
         return _HTML5_ENTITIES[name + ";"]
-    for cut in range(len(name), 1, -1):  # longest legacy (semicolon-less) name
+    # Longest legacy (semicolon-less) name first.  None is longer than
+    # _LEGACY_NAME_MAX, so longer prefixes are not tried: trying every prefix
+    # of a megabyte-long name was quadratic.
+    for cut in range(min(len(name), _LEGACY_NAME_MAX), 1, -1):
         if name[:cut] in _HTML5_ENTITIES:
             following = name[cut : cut + 1] or semicolon or raw[match.end() : match.end() + 1]
             if following and (following.isalnum() or following == "="):
                 return match.group()
             return _HTML5_ENTITIES[name[:cut]] + name[cut:] + semicolon
     return match.group()
+
+
+_LEGACY_NAME_MAX = max(len(name) for name in _HTML5_ENTITIES if not name.endswith(";"))
+
+
+def _numeric_reference(match: re.Match[str]) -> str:
+    """``html.unescape`` of one numeric reference, also when it has thousands of digits.
+
+    ``int()`` refuses decimals over 4,300 digits with a ValueError, which
+    would fail the feed; such a number is beyond U+10FFFF, which
+    ``html.unescape`` decodes as U+FFFD.  Leading zeros do not count.
+    """
+    digits = match.group(2)
+    if digits is not None and len(digits) > 7:
+        significant = digits.lstrip("0")
+        if len(significant) > 7:  # >= 10**7 > 0x10FFFF
+            return "\ufffd"
+        semicolon = ";" if match.group().endswith(";") else ""
+        return html.unescape("&#" + (significant or "0") + semicolon)
+    return html.unescape(match.group())
 
 
 def _attribute_value(s: str, tag: _Tag, name: str) -> str | None:
@@ -513,6 +551,13 @@ _PLAIN_RUN = re.compile(
 )
 
 
+# A '<' that opens nothing (no letter, '/', '!' or '?' after it: _markup_at
+# calls it text), with the text up to the next '<', and up to 10,000 such in
+# a row: "a < b " * 200000 is 20 steps instead of 200,000 tokens.  (The cap
+# keeps each call short -- it holds the GIL -- and is faster than none.)
+_STRAY_RUN = re.compile(r"(?:<(?![A-Za-z/!?])[^<]*){1,10000}")
+
+
 def _clean(s: str, base_url: str | None) -> _Cleaned:
     """One pass: copy what is fine, rewrite what is not, note the image tags.
 
@@ -530,6 +575,7 @@ def _clean(s: str, base_url: str | None) -> _Cleaned:
     n = len(s)
     pos = 0
     plain_run = _PLAIN_RUN.match
+    stray_run = _STRAY_RUN.match
     while pos < n:
         run_end = plain_run(s, pos).end()  # type: ignore[union-attr]
         if run_end > pos:
@@ -538,6 +584,11 @@ def _clean(s: str, base_url: str | None) -> _Cleaned:
             if pos >= n:
                 break
         # s[pos] is a "<" that starts something other than a plain tag.
+        stray = stray_run(s, pos)
+        if stray is not None:  # text, as _markup_at would say of each '<', in one step
+            out.append(stray.group().replace("<", "&lt;"))
+            pos = stray.end()
+            continue
         token = _markup_at(s, pos)
         pos = token.end
         if isinstance(token, _Text):

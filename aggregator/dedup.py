@@ -107,6 +107,9 @@ _DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 KEY_MAX: Final = 2048
 
 _TAG = re.compile(r"<!--.*?-->|<[^>]*>", re.S)
+_PLAIN_TAG = re.compile(r"<[^>]*>")
+# html.unescape's own pattern, for the rare body it cannot decode (see _unescape).
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)")
 
 
 def _compatibility_forms() -> dict[str, str]:
@@ -162,7 +165,60 @@ def _squeeze(text: str) -> str:
 
 def text_of(body_html: str) -> str:
     """The visible text of an HTML fragment, normalised for comparison."""
-    return _squeeze(_nfkc(html.unescape(_TAG.sub(" ", body_html))))
+    return _squeeze(_nfkc(_unescape(_drop_tags(body_html))))
+
+
+def _drop_tags(body: str) -> str:
+    """``_TAG.sub(" ", body)``, in time linear in ``body`` whatever it holds.
+
+    The regex alone is quadratic on hostile input: at every ``<`` with no
+    ``>`` after it (``"a < b " * 200000``), and at every ``<!--`` with no
+    ``-->`` after it, it scans to the end of the body before giving up, so
+    a 1.2 MB body took over a minute.  Every match ends at a ``>``, so
+    nothing after the last ``>`` can be in one and is copied as it is; and
+    no comment can end after the last ``-->``, so between the two only the
+    tag alternative can match.  Split there, each regex only ever meets a
+    ``<`` that has its end in its part, and every scan is consumed by the
+    match it finds.  The matches, hence the result, are those of the one
+    regex over the whole body.
+    """
+    last_gt = body.rfind(">")
+    if last_gt < 0:
+        return body
+    last_close = body.rfind("-->", 0, last_gt + 1)
+    comments_end = last_close + 3 if last_close >= 0 else 0
+    if comments_end == 0 and last_gt == len(body) - 1:
+        return _PLAIN_TAG.sub(" ", body)  # the usual body: no comment, ends with a tag
+    return (
+        _TAG.sub(" ", body[:comments_end])
+        + _PLAIN_TAG.sub(" ", body[comments_end : last_gt + 1])
+        + body[last_gt + 1 :]
+    )
+
+
+def _unescape(text: str) -> str:
+    """``html.unescape(text)``, also for decimal references too long to convert.
+
+    ``html.unescape`` calls ``int()`` on the digits, which refuses more than
+    4,300 of them (``sys.get_int_max_str_digits``) with a ValueError: one
+    ``&#111...;`` in a body would fail the whole feed.  Such a number is far
+    beyond U+10FFFF, which ``html.unescape`` turns into U+FFFD; so does this.
+    Only bodies that raise pay for the second pass.
+    """
+    try:
+        return html.unescape(text)
+    except ValueError:
+        return _CHARREF.sub(_unescape_reference, text)
+
+
+def _unescape_reference(match: re.Match[str]) -> str:
+    reference = match.group()
+    if reference[1] == "#" and reference[2] not in "xX":
+        digits = reference[2:].rstrip(";").lstrip("0")
+        if len(digits) > 7:  # >= 10**7 > 0x10FFFF
+            return "\ufffd"
+        reference = "&#" + (digits or "0") + (";" if reference.endswith(";") else "")
+    return html.unescape(reference)
 
 
 # ``src`` of the elements that carry a picture, a video or a sound.

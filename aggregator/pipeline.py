@@ -15,12 +15,15 @@ wait for it (the daemon) or give up (``fetch``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +63,7 @@ from aggregator.store import FeedState, IngestJob, IngestResult, Store
 
 __all__ = [
     "FeedReport",
+    "ParseProcesses",
     "Pipeline",
     "database_unavailable",
     "describe_error",
@@ -137,6 +141,72 @@ async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None)
     html = UnicodeDammit(page.content, [page.charset] if page.charset else []).unicode_markup
     # The page's text becomes the post's body: no NUL or other control either.
     return StoredPage(page.final_url, repair_text(html or ""))
+
+
+class ParseProcesses(Executor):
+    """Worker processes for the daemon's parsing and cleaning, started when first needed.
+
+    In a thread, a feed's parse and clean-up share the daemon's GIL with
+    the event loop, and one long C call -- a regex over a 16 MiB body,
+    feedparser's ``str.translate`` of it, ``str.split`` into millions of
+    words -- holds it for seconds: ``/healthz`` stops answering and no
+    other feed is fetched meanwhile.  In a process the loop is never held
+    up, whatever a feed contains; only the pickled bytes in and items out
+    cross, in milliseconds.
+
+    A worker that dies (killed for memory, a crash in a C library) breaks a
+    :class:`ProcessPoolExecutor` for good; here the next submit starts a
+    fresh pool, so one hostile feed fails alone.  :meth:`kill` ends the
+    workers at once: a stop does not wait for a parse still running.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self._workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        with self._lock:
+            if self._pool is not None:
+                try:
+                    return self._pool.submit(fn, *args, **kwargs)
+                except BrokenProcessPool:
+                    log.warning("a parse worker died; starting a new one")
+                    self._pool.shutdown(wait=False, cancel_futures=True)
+            from aggregator.runner import _worker_context  # runner imports this module
+
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=_worker_context())
+            return self._pool.submit(fn, *args, **kwargs)
+
+    async def run(self, fn: Callable[..., R], *args: Any) -> R:
+        """``fn(*args)`` in a worker, without blocking the event loop.
+
+        ``submit`` is called in a thread: the first one starts the fork
+        server, which imports the parse stages before it forks the worker --
+        seconds of waiting that must not be spent on the loop.
+        """
+        future = await asyncio.to_thread(self.submit, fn, *args)
+        return await asyncio.wrap_future(future)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def kill(self) -> None:
+        """Stop now: queued work is dropped and running workers are killed."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop a running task before
+        # Python 3.14 (terminate_workers); its process table is the only handle.
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:  # the fork server, their parent, reaps them
+            with contextlib.suppress(Exception):
+                process.kill()
 
 
 #: Notes that mean the feed's date was wrong or unreadable, worth a warning;
@@ -376,11 +446,19 @@ class Pipeline:
         self.exporter = Exporter(store, export_dir) if export_dir is not None else None
 
     async def _in_worker(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn`` in a thread: its arguments may be closures, which cannot go to a process."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+        executor = (
+            None
+            if isinstance(self.executor, (ProcessPoolExecutor, ParseProcesses))
+            else self.executor
+        )
+        return await loop.run_in_executor(executor, lambda: fn(*args, **kwargs))
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in the executor: a module-level function, so it pickles."""
+        if isinstance(self.executor, ParseProcesses):
+            return await self.executor.run(fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _update_feeds(self, rows: list[tuple[int, dict[str, Any]]]) -> list[None]:

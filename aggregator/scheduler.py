@@ -44,7 +44,7 @@ from aggregator.export import ExportError, prepare_directory
 from aggregator.feeds import Config, ConfigError, FeedSpec, load_config
 from aggregator.fetch import Fetcher, FetchLimits, redact_url
 from aggregator.metrics import Metrics
-from aggregator.pipeline import FeedReport, Pipeline, database_unavailable
+from aggregator.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.server import BindError, HttpServer, start_http_server
 from aggregator.store import DatabaseURLError, Store
 
@@ -77,6 +77,9 @@ class DaemonOptions:
     lease: timedelta = timedelta(minutes=15)
     grace: float = 8.0  # SIGTERM to exit, well inside systemd's/Docker's 10 s
     db_retry_max: float = 30.0
+    # Processes that parse and clean fetched feeds, off the event loop (see
+    # pipeline.ParseProcesses); 0 parses in threads of this process.
+    parse_workers: int = 1
 
 
 def owner_id() -> str:
@@ -188,51 +191,61 @@ class Daemon:
         with contextlib.suppress(*_DB_ERRORS):
             await asyncio.to_thread(self._reclaim_dead_leases)
         limits = replace(self.limits or FetchLimits(), host_policies=self.config.hosts)
-        async with Fetcher(limits) as fetcher:
-            self._pipeline = Pipeline(self.store, fetcher, export_dir=self.export_dir)
-            scheduler = AsyncIOScheduler(timezone=UTC)
-            o = self.options
-            common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-            scheduler.add_job(
-                self._claim,
-                "interval",
-                seconds=o.claim_every,
-                id="claim",
-                next_run_time=utcnow(),
-                **common,
-            )
-            scheduler.add_job(
-                self._reload, "interval", seconds=o.reload_every, id="reload", **common
-            )
-            scheduler.add_job(
-                self._housekeeping,
-                "interval",
-                seconds=o.housekeeping_every,
-                id="housekeeping",
-                next_run_time=utcnow(),
-                **common,
-            )
-            if self._pipeline.exporter is not None:
-                scheduler.add_job(
-                    self._catch_up_exports,
-                    "interval",
-                    seconds=o.exports_every,
-                    id="exports",
-                    next_run_time=utcnow(),
-                    **common,
+        workers = ParseProcesses(self.options.parse_workers) if self.options.parse_workers else None
+        try:
+            async with Fetcher(limits) as fetcher:
+                self._pipeline = Pipeline(
+                    self.store, fetcher, export_dir=self.export_dir, executor=workers
                 )
-            self._scheduler = scheduler
-            scheduler.start()
-            log.info(
-                "daemon %s polling %d feeds from %s",
-                self.owner,
-                len(self.config.enabled_feeds()),
-                self.config_path,
-            )
-            await self._stop.wait()
-            scheduler.shutdown(wait=False)
-            await self._drain()
+                await self._serve()
+        finally:
+            if workers is not None:
+                workers.kill()  # a parse still running after the grace period is dropped
         return 0
+
+    async def _serve(self) -> None:
+        """Schedule the jobs, and run them until asked to stop."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        o = self.options
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(
+            self._claim,
+            "interval",
+            seconds=o.claim_every,
+            id="claim",
+            next_run_time=utcnow(),
+            **common,
+        )
+        scheduler.add_job(self._reload, "interval", seconds=o.reload_every, id="reload", **common)
+        scheduler.add_job(
+            self._housekeeping,
+            "interval",
+            seconds=o.housekeeping_every,
+            id="housekeeping",
+            next_run_time=utcnow(),
+            **common,
+        )
+        assert self._pipeline is not None
+        if self._pipeline.exporter is not None:
+            scheduler.add_job(
+                self._catch_up_exports,
+                "interval",
+                seconds=o.exports_every,
+                id="exports",
+                next_run_time=utcnow(),
+                **common,
+            )
+        self._scheduler = scheduler
+        scheduler.start()
+        log.info(
+            "daemon %s polling %d feeds from %s",
+            self.owner,
+            len(self.config.enabled_feeds()),
+            self.config_path,
+        )
+        await self._stop.wait()
+        scheduler.shutdown(wait=False)
+        await self._drain()
 
     async def _drain(self) -> None:
         running = dict(self._inflight)  # the done-callbacks empty _inflight as tasks end

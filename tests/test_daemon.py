@@ -146,6 +146,8 @@ def test_health_and_metrics(tmp_path: Path, local_server: LocalServer) -> None:
             20,
             "feeds polled",
         )
+        # The first parse also starts the parse worker process: allow for it.
+        wait_for(lambda: "poll ok" in daemon.log, 20, "the good feed processed")
         time.sleep(0.5)
         text = httpx.get(f"{base}/metrics", timeout=5).text
         samples = {
