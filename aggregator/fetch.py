@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Protocol
+from typing import IO, Any, Final, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import brotli
@@ -386,13 +386,15 @@ class _Zstd:
 
     def __init__(self, sink: _Sink) -> None:
         decompressor = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
-        self._writer = decompressor.stream_writer(sink, write_size=_STEP)
+        # The sink is file-like where it counts (write); the stubs want IO[bytes].
+        self._writer = decompressor.stream_writer(cast("IO[bytes]", sink), write_size=_STEP)
 
     def feed(self, data: bytes) -> None:
         self._writer.write(data)
 
     def finish(self) -> None:
-        self._writer.flush()  # a truncated final frame is not detectable here
+        # A truncated final frame is not detectable here.
+        self._writer.flush()  # type: ignore[no-untyped-call]
 
 
 _DECODE_ERRORS = (zlib.error, brotli.error, zstandard.ZstdError)

@@ -237,7 +237,7 @@ def shape_feed(data: bytes) -> Shaped | None:
         root = etree.fromstring(data, _parser())
     except (etree.XMLSyntaxError, ValueError):
         return None
-    docinfo = root.getroottree().docinfo
+    docinfo: Any = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.system_url:
         return None
     token = _UNKNOWN_PREFIXES.set(unknown)
@@ -351,7 +351,10 @@ def _attributes(element: etree._Element) -> dict[str, str]:
     if not attrib:
         return {}
     out: dict[str, str] = {}
-    for key, value in attrib.items():
+    for raw_key, raw_value in attrib.items():
+        # lxml gives str for parsed text; its stubs also allow bytes.
+        key = raw_key if isinstance(raw_key, str) else raw_key.decode("utf-8")
+        value = raw_value if isinstance(raw_value, str) else raw_value.decode("utf-8")
         if key.startswith("{"):
             if key == f"{{{_XML_NS}}}lang":
                 continue
@@ -808,7 +811,10 @@ def raw_entry(entry: dict[str, Any]) -> dict[str, Any]:
         value = raw.get(key)
         if value is not None:
             try:
-                raw[key] = datetime(*value[:6], tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                year, month, day, hour, minute, second = value[:6]
+                raw[key] = datetime(year, month, day, hour, minute, second, tzinfo=UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ"
+                )
             except (TypeError, ValueError, OverflowError):
                 raw[key] = None
     return raw

@@ -546,7 +546,7 @@ class Pipeline:
                 await self._defer(feed_id, state, report, exc, deferral)
                 return
             challenge = isinstance(exc, HTTPStatusError) and is_challenge(
-                exc.status, exc.headers, exc.body_head
+                exc.status, exc.headers or {}, exc.body_head
             )
             await self._failed(
                 feed_id,
@@ -620,7 +620,7 @@ class Pipeline:
             return
         try:
             async with self._processing:
-                parsed: ParsedFeed = await self._in_worker(parse_fetched, result)
+                parsed = await self._in_worker(parse_fetched, result)
         except FeedParseError as exc:
             await self._not_a_feed(feed_id, state, report, spec, result, exc)
             return

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -247,6 +248,10 @@ class Daemon:
         scheduler.shutdown(wait=False)
         await self._drain()
 
+    def _forget(self, feed_id: int, _task: asyncio.Task[None]) -> None:
+        """A poll task ended: it no longer counts as in flight."""
+        self._inflight.pop(feed_id, None)
+
     async def _drain(self) -> None:
         running = dict(self._inflight)  # the done-callbacks empty _inflight as tasks end
         if not running:
@@ -366,7 +371,7 @@ class Daemon:
                 continue
             task = asyncio.create_task(self._poll(spec, feed_id), name=f"poll {url}")
             self._inflight[feed_id] = task
-            task.add_done_callback(lambda _t, fid=feed_id: self._inflight.pop(fid, None))
+            task.add_done_callback(functools.partial(self._forget, feed_id))
         if stale:
             await asyncio.to_thread(self.store.release, stale, owner=self.owner)
 
@@ -545,11 +550,12 @@ def run_daemon(
     options: DaemonOptions | None = None,
 ) -> int:
     """Entry point for ``aggregator run``; returns the exit status."""
-    main: Callable[[], Awaitable[int]] = lambda: _main(  # noqa: E731
-        database_url,
-        config_path,
-        http_bind=http_bind,
-        export_dir=export_dir,
-        options=options or DaemonOptions(),
+    return asyncio.run(
+        _main(
+            database_url,
+            config_path,
+            http_bind=http_bind,
+            export_dir=export_dir,
+            options=options or DaemonOptions(),
+        )
     )
-    return asyncio.run(main())

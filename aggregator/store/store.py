@@ -14,10 +14,11 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from sqlalchemy import (
     Engine,
+    Table,
     and_,
     bindparam,
     func,
@@ -323,6 +324,12 @@ _FORMER_HASHES: Final = (
     .where(m.PostRevision.content_hash.in_(bindparam("digests", expanding=True)))
     .order_by(m.PostRevision.replaced_at.desc(), m.PostRevision.id.desc())
 )
+# The tables, typed as Core tables for insert()/update() (the ORM's
+# ``__table__`` is declared as a FromClause).
+_POSTS: Final = cast("Table", m.Post.__table__)
+_ENTRIES: Final = cast("Table", m.Entry.__table__)
+_FEEDS: Final = cast("Table", m.Feed.__table__)
+
 _SLUGS_TAKEN: Final = select(m.Post.__table__.c.slug).where(
     m.Post.__table__.c.slug.in_(bindparam("slugs", expanding=True))
 )
@@ -672,6 +679,7 @@ class Store:
         # The feed's entries under these keys, with their posts.
         entries: dict[str, m.Entry] = {}
         entry_posts: dict[int, m.Post] = {}
+        entry: m.Entry | None
         for entry, entry_post in session.execute(
             _ENTRIES_BY_KEY, {"feed_id": feed_id, "keys": list(unique)}
         ):
@@ -732,8 +740,8 @@ class Store:
                 )
             else:
                 returned = connection.execute(
-                    insert(m.Post.__table__).returning(
-                        m.Post.__table__.c.id, m.Post.__table__.c.content_hash
+                    insert(_POSTS).returning(
+                        _POSTS.c.id, _POSTS.c.content_hash
                     ),
                     [values for _, values in pending],
                 )
@@ -755,7 +763,7 @@ class Store:
             if self._new_rows is not None:
                 self._new_rows.insert_entries(connection, entry_rows)
             else:
-                connection.execute(insert(m.Entry.__table__), entry_rows)
+                connection.execute(insert(_ENTRIES), entry_rows)
             pending.clear()
 
         def owner_of(digest: str) -> m.Post | None:
@@ -852,7 +860,7 @@ class Store:
             # Core, not an ORM-enabled UPDATE: no Feed is loaded in this
             # session to synchronise, and the ORM's bulk-update setup costs
             # as much as the statement (attribute and column names are the same).
-            feeds = m.Feed.__table__
+            feeds = _FEEDS
             session.connection().execute(
                 update(feeds).where(feeds.c.id == feed_id).values(**feed_values, updated_at=now)
             )
@@ -1147,7 +1155,9 @@ class Store:
                 else:
                     # Every `fetch` and every reload runs this over every feed:
                     # rows whose settings did not change are not written.
-                    changed = {k: v for k, v in wanted.items() if getattr(row, k) != v}
+                    changed: dict[str, Any] = {
+                        k: v for k, v in wanted.items() if getattr(row, k) != v
+                    }
                     if row.next_check_at is not None and interval < row.interval_seconds:
                         # A shorter interval should take effect now, not after the old one.
                         soon = min(row.next_check_at, now + timedelta(seconds=interval))
@@ -1237,7 +1247,7 @@ class Store:
                 .values(lease_until=None, lease_owner=None)
                 .execution_options(synchronize_session=False)
             )
-            return int(result.rowcount or 0)
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def feed_counts(self, *, now: datetime) -> tuple[int, int, int]:
         """(due, leased, active) feed counts, for the metrics gauges."""
