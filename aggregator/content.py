@@ -851,13 +851,24 @@ def _css_unescape(match: re.Match[str]) -> str:
 
 def _render_safe(s: str) -> str:
     """The cleaned body, balanced and with nothing Hexo would read as Markdown."""
+    original = s
     if "<" in s:
         s = _balance(s)
     if "]" in s:
         s = _defuse_markdown_links(s)
     if "```" in s or "~~~" in s or _BLANK_LINE_HINT.search(s) or _BLANK_FIRST_LINE.match(s):
         s = _fix_lines(s)
+    if s is not original and "<" in s:
+        # A body the clean-up passed as it was may hold a stray '<' (harmless
+        # where it stands); once this pass has rewritten the body, it is
+        # rewritten text, and rewritten text spells every stray '<' as &lt;,
+        # as the clean-up's own rewrites do (joined lines could put a letter
+        # after it).
+        s = _STRAY_LT.sub("&lt;", s)
     return s
+
+
+_STRAY_LT = re.compile(r"<(?![A-Za-z/!?])")
 
 
 # Elements, as the HTML parser groups them (WHATWG HTML 13.2.4.3, 13.2.6).

@@ -647,8 +647,10 @@ class _FeedFields(BaseModel):
     timezone: str | None = _setting(
         'IANA zone name, e.g. `Asia/Shanghai`',
         (
-            'The zone of entry dates that carry no offset (`2022-03-01 13:31:34`). Dates with an '
-            'offset or `GMT` are left alone. See [Dates](#dates).'
+            "The zone of entry dates that carry no offset (`2022-03-01 13:31:34`, "
+            "`2022年03月01日 13:31`, `Tue, 01 Mar 2022 13:31:34`), and what `CST` means: +08:00 "
+            "for a zone at UTC+8, else US Central. Dates with an offset or `GMT` are left "
+            "alone. See [Dates](#dates)."
         ),
         note='(UTC)',
     )
