@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from aggregator import __version__
-from aggregator.logs import configure_logging
-from aggregator.settings import ENV_PREFIX, Settings
+from aggregator.config.settings import ENV_PREFIX, Settings
+from aggregator.service.logs import configure_logging
 from aggregator.store import DEFAULT_DATABASE_URL, DatabaseURLError, SchemaNotReady, Store
 
 __all__ = ["main"]
@@ -172,9 +172,9 @@ def db_current(settings: Settings) -> None:
 @click.pass_obj
 def replay(settings: Settings, paths: tuple[Path, ...], timezone: str) -> None:
     """Load seed-format files (or directories of them) into the database."""
-    from aggregator.post import zone
-    from aggregator.replay import collect_files
-    from aggregator.replay import replay as run_replay
+    from aggregator.hexo.post import zone
+    from aggregator.hexo.replay import collect_files
+    from aggregator.hexo.replay import replay as run_replay
 
     try:
         zone(timezone)
@@ -201,7 +201,7 @@ def replay(settings: Settings, paths: tuple[Path, ...], timezone: str) -> None:
 @click.pass_obj
 def export(settings: Settings, directory: Path, outlet: str | None, since: str | None) -> None:
     """Write stored posts as seed-format .md files into DIRECTORY."""
-    from aggregator.export import Exporter
+    from aggregator.hexo.export import Exporter
 
     since_dt = _parse_since(since)
     store = _open_store(settings, schema="check")
@@ -240,7 +240,7 @@ def _export_option(fn: Callable[..., None]) -> Callable[..., None]:
 
 
 def _load_config(path: Path) -> Config:
-    from aggregator.feeds import ConfigError, load_config
+    from aggregator.config.feeds import ConfigError, load_config
 
     try:
         return load_config(path)
@@ -273,9 +273,9 @@ def fetch(
     """Poll the enabled feeds once, concurrently, and print a summary."""
     import asyncio
 
-    from aggregator.export import ExportError
-    from aggregator.feeds import ConfigError
-    from aggregator.runner import fetch_pass, summary_table, totals_line
+    from aggregator.config.feeds import ConfigError
+    from aggregator.hexo.export import ExportError
+    from aggregator.service.runner import fetch_pass, summary_table, totals_line
 
     config = _load_config(config_path)
     if needles:
@@ -294,7 +294,7 @@ def fetch(
     except Exception as exc:
         # Feeds' own failures are rows of the summary; what ends the pass
         # (the database gone before any feed ran) is one line, not a traceback.
-        from aggregator.pipeline import database_unavailable, describe_error
+        from aggregator.service.pipeline import database_unavailable, describe_error
 
         logging.getLogger(__name__).debug("fetch pass failed", exc_info=exc)
         what = "the database is unavailable" if database_unavailable(exc) else "fetch failed"
@@ -341,10 +341,10 @@ def reprocess(
     Offline: full_text selectors are applied to the stored article pages;
     --refetch fetches the pages of entries stored without one.
     """
-    from aggregator.export import ExportError
-    from aggregator.feeds import ConfigError
-    from aggregator.fetch import Fetcher, FetchLimits
-    from aggregator.reprocess import reprocess as run_reprocess
+    from aggregator.config.feeds import ConfigError
+    from aggregator.fetch.fetcher import Fetcher, FetchLimits
+    from aggregator.hexo.export import ExportError
+    from aggregator.service.reprocess import reprocess as run_reprocess
 
     since_dt = _parse_since(since)
     config = _load_config(config_path)
@@ -386,7 +386,7 @@ def status(settings: Settings, as_json: bool) -> None:
 
     Read-only: it never creates or migrates the schema.
     """
-    from aggregator.runner import status_document, status_table
+    from aggregator.service.runner import status_document, status_table
 
     store = _open_store(settings, schema="check")
     now = datetime.now(UTC)
@@ -420,7 +420,7 @@ def run(
     settings: Settings, config_path: Path, http_bind: str | None, export_dir: Path | None
 ) -> None:
     """Run the daemon: poll every feed in feeds.yaml on its schedule."""
-    from aggregator.scheduler import run_daemon
+    from aggregator.service.daemon import run_daemon
 
     _load_config(config_path)  # refuse to start on an invalid file
     sys.exit(
@@ -438,15 +438,15 @@ def run(
 # --------------------------------------------------------------------------
 
 if TYPE_CHECKING:  # the commands import their modules lazily, like the others
-    from aggregator.discover import FeedCandidate
-    from aggregator.feeds import Config
-    from aggregator.feeds_edit import FeedsFile
-    from aggregator.fetch import Fetcher
+    from aggregator.config.edit import FeedsFile
+    from aggregator.config.feeds import Config
+    from aggregator.fetch.fetcher import Fetcher
+    from aggregator.service.discover import FeedCandidate
 
 
 def _feeds_file(path: Path) -> FeedsFile:
     """The feeds file, read for editing; an invalid one is listed and exits 1, untouched."""
-    from aggregator.feeds_edit import FeedsFile
+    from aggregator.config.edit import FeedsFile
 
     config = _load_config(path)
     return FeedsFile(path.resolve(), path.read_bytes().decode("utf-8"), config)
@@ -454,8 +454,8 @@ def _feeds_file(path: Path) -> FeedsFile:
 
 def _save_feeds(feeds_file: FeedsFile, entries: list[dict[str, Any]]) -> None:
     """Append ``entries`` keeping the file's formatting; on any failure nothing changes."""
-    from aggregator.feeds import ConfigError
-    from aggregator.feeds_edit import FeedsEditError, append_feeds, save_feeds_file
+    from aggregator.config.edit import FeedsEditError, append_feeds, save_feeds_file
+    from aggregator.config.feeds import ConfigError
 
     try:
         new_text = append_feeds(feeds_file.text, entries, source=str(feeds_file.path))
@@ -473,7 +473,7 @@ def _save_feeds(feeds_file: FeedsFile, entries: list[dict[str, Any]]) -> None:
 
 
 def _refuse_duplicate(feeds_file: FeedsFile, url: str) -> None:
-    from aggregator.feeds_edit import duplicate_of, rsshub_route_of
+    from aggregator.config.edit import duplicate_of, rsshub_route_of
 
     base = feeds_file.defaults.get("rsshub_base")
     route = rsshub_route_of(url, base if isinstance(base, str) else None)
@@ -516,8 +516,8 @@ def _fetch_or_fail(work: Callable[[Fetcher], Awaitable[_T]]) -> _T:
     """Run one network step of `add` with a fresh fetcher; a failure ends the command."""
     import asyncio
 
-    from aggregator.discover import DiscoveryError
-    from aggregator.fetch import Fetcher, FetchError
+    from aggregator.fetch.fetcher import Fetcher, FetchError
+    from aggregator.service.discover import DiscoveryError
 
     async def run() -> _T:
         async with Fetcher() as fetcher:
@@ -550,9 +550,9 @@ def add(
     config_path: Path,
 ) -> None:
     """Add the feed at URL (a feed, or a web page that links one) to feeds.yaml."""
-    from aggregator.discover import check_feed, discover
-    from aggregator.feeds import normalise_url
-    from aggregator.feeds_edit import FALLBACK_GROUP, FALLBACK_SECTION, build_entry
+    from aggregator.config.edit import FALLBACK_GROUP, FALLBACK_SECTION, build_entry
+    from aggregator.config.feeds import normalise_url
+    from aggregator.service.discover import check_feed, discover
 
     feeds_file = _feeds_file(config_path)
     defaults = feeds_file.defaults
@@ -588,7 +588,7 @@ def opml() -> None:
 @_config_option
 def opml_export(config_path: Path) -> None:
     """Write every feed in feeds.yaml as OPML 2.0 on standard output."""
-    from aggregator.opml import export_opml
+    from aggregator.config.opml import export_opml
 
     click.echo(export_opml(_load_config(config_path)), nl=False)
 
@@ -598,7 +598,7 @@ def opml_export(config_path: Path) -> None:
 @_config_option
 def opml_import(file: Path, config_path: Path) -> None:
     """Append the feeds of an OPML FILE to feeds.yaml (duplicates are left out)."""
-    from aggregator.opml import OpmlError, categories_of, parse_opml, plan_import
+    from aggregator.config.opml import OpmlError, categories_of, parse_opml, plan_import
 
     feeds_file = _feeds_file(config_path)
     try:

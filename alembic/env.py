@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 
-from alembic import context
-
 from aggregator.store.engine import DEFAULT_DATABASE_URL, make_engine
 from aggregator.store.models import Base
+from alembic import context
 
 target_metadata = Base.metadata
 

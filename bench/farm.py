@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``aggregator`` importable from the tree
     sys.path.insert(0, str(ROOT))
 
-from aggregator.post import format_date, parse  # noqa: E402
+from aggregator.hexo.post import format_date, parse  # noqa: E402
 
 __all__ = ["FarmFeed", "Material", "Seed", "build_farm", "load_seeds", "main", "render_feed"]
 

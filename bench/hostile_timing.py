@@ -49,10 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aggregator import content, dedup, images, parse  # noqa: E402
-from aggregator.feeds import FeedSpec  # noqa: E402
-from aggregator.filters import Filters, Rule  # noqa: E402
-from aggregator.items import parse_and_build  # noqa: E402
+from aggregator.config.feeds import FeedSpec  # noqa: E402
+from aggregator.content import clean as content
+from aggregator.content import images
+from aggregator.content.items import parse_and_build  # noqa: E402
+from aggregator.parse import parser as parse  # noqa: E402
+from aggregator.policy import dedup
+from aggregator.policy.filters import Filters, Rule  # noqa: E402
 
 KIB = 1024
 MIB = 1024 * KIB

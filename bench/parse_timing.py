@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from aggregator.parse import parse_feed  # noqa: E402
+from aggregator.parse.parser import parse_feed  # noqa: E402
 from bench.farm import Material, load_seeds, render_feed  # noqa: E402
 
 

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _load(root: Path, name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, root / "aggregator" / "post.py")
     if spec is None or spec.loader is None:
-        raise SystemExit(f"no aggregator/post.py under {root}")
+        raise SystemExit(f"no aggregator/hexo/post.py under {root}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look the module up while building
     spec.loader.exec_module(module)

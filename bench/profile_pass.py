@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="parse workers (default: auto)")
     args = parser.parse_args(argv)
 
-    from aggregator.feeds import loads_config
-    from aggregator.fetch import Fetcher, FetchLimits
-    from aggregator.runner import fetch_once
+    from aggregator.config.feeds import loads_config
+    from aggregator.fetch.fetcher import Fetcher, FetchLimits
+    from aggregator.service.runner import fetch_once
     from aggregator.store import Store
 
     with tempfile.TemporaryDirectory(prefix="aggregator-profile-") as tmp:

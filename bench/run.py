@@ -145,9 +145,9 @@ def child_ours(
 ) -> dict[str, Any]:
     import asyncio
 
-    from aggregator.feeds import loads_config
-    from aggregator.fetch import Fetcher, FetchLimits
-    from aggregator.runner import fetch_once, parse_workers
+    from aggregator.config.feeds import loads_config
+    from aggregator.fetch.fetcher import Fetcher, FetchLimits
+    from aggregator.service.runner import fetch_once, parse_workers
     from aggregator.store import Store
 
     n = len(feeds)
@@ -642,7 +642,7 @@ def check_imports(only: str) -> None:
             )
             raise SystemExit(2)
     if only in ("ours", "both"):
-        error = importable("aggregator.runner")
+        error = importable("aggregator.service.runner")
         if error is not None:
             print(
                 f"aggregator's fetch pass is not importable ({error}); install the project "

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 from paths import CORPUS, SEEDS
 
-from aggregator.post import Post, format_date, parse
+from aggregator.hexo.post import Post, format_date, parse
 
 RSS_NAMESPACES = (
     'xmlns:content="http://purl.org/rss/1.0/modules/content/" '

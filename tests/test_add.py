@@ -16,8 +16,8 @@ from paths import REPO
 from support_proc import aggregator
 
 from aggregator import cli
-from aggregator.discover import COMMON_PATHS, find_feed_links
-from aggregator.feeds import load_config
+from aggregator.config.feeds import load_config
+from aggregator.service.discover import COMMON_PATHS, find_feed_links
 
 RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
 HTML = {"Content-Type": "text/html; charset=utf-8"}

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from localserver import LocalServer
 from support_proc import AggregatorProcess, free_port, wait_for
 
-from aggregator import content, dedup
-from aggregator.content import (
+from aggregator.content import clean as content
+from aggregator.content.clean import (
     _HTML5_ENTITIES,
     _Comment,
     _markup_at,
@@ -36,6 +36,7 @@ from aggregator.content import (
     _Text,
     _Token,
 )
+from aggregator.policy import dedup
 
 # --------------------------------------------------------------------------
 # References: the code before issue 14

@@ -1,4 +1,4 @@
-"""aggregator.content: clean HTML passes through untouched, hostile HTML comes out safe."""
+"""aggregator.content.clean: clean HTML passes through untouched, hostile HTML comes out safe."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from feedbuild import rss_document, seed_item, seed_paths
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.content import (
+from aggregator.content.clean import (
     ContentError,
     clean_html,
     entry_to_post,
@@ -24,8 +24,8 @@ from aggregator.content import (
     inert_title,
     pick_image,
 )
-from aggregator.parse import Entry, parse_feed
-from aggregator.post import Post, parse, render
+from aggregator.hexo.post import Post, parse, render
+from aggregator.parse.parser import Entry, parse_feed
 
 BASE = "https://news.example.com/2022/story.html"
 FIRST_SEEN = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)

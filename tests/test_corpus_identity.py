@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from feedbuild import CORPUS, corpus_rows, require_corpus
 
-from aggregator.dedup import content_hash
-from aggregator.feeds import FeedSpec
-from aggregator.items import IngestItem, parse_and_build
-from aggregator.parse import FeedParseError
+from aggregator.config.feeds import FeedSpec
+from aggregator.content.items import IngestItem, parse_and_build
+from aggregator.parse.parser import FeedParseError
+from aggregator.policy.dedup import content_hash
 from aggregator.store import Store
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -18,15 +18,15 @@ from localserver import LocalServer
 from sqlalchemy import select, update
 from support_proc import aggregator
 
-from aggregator.export import export_posts
-from aggregator.feeds import Config, ConfigError, loads_config
-from aggregator.filters import Filters, Rule
-from aggregator.parse import parse_feed
-from aggregator.pipeline import FeedReport
-from aggregator.post import format_date, parse
-from aggregator.rawentry import RawEntryError, StoredPage, dump_entry, load_entry, load_page
-from aggregator.reprocess import reprocess
-from aggregator.runner import fetch_once
+from aggregator.config.feeds import Config, ConfigError, loads_config
+from aggregator.hexo.export import export_posts
+from aggregator.hexo.post import format_date, parse
+from aggregator.parse.parser import parse_feed
+from aggregator.parse.rawentry import RawEntryError, StoredPage, dump_entry, load_entry, load_page
+from aggregator.policy.filters import Filters, Rule
+from aggregator.service.pipeline import FeedReport
+from aggregator.service.reprocess import reprocess
+from aggregator.service.runner import fetch_once
 from aggregator.store import Store
 from aggregator.store import models as m
 

@@ -23,7 +23,11 @@ from hypothesis import strategies as st
 from localserver import LocalServer
 from support_proc import aggregator
 
-from aggregator.dates import (
+from aggregator.config.feeds import ConfigError, loads_config
+from aggregator.content.items import post_date
+from aggregator.parse.parser import Entry, FeedParseError, parse_feed
+from aggregator.parse.rawentry import dump_entry, load_entry
+from aggregator.policy.dates import (
     EARLIEST,
     FUTURE_TOLERANCE,
     REASONS,
@@ -31,12 +35,8 @@ from aggregator.dates import (
     has_offset,
     read_date,
 )
-from aggregator.feeds import ConfigError, loads_config
-from aggregator.items import post_date
-from aggregator.metrics import Metrics
-from aggregator.parse import Entry, FeedParseError, parse_feed
-from aggregator.rawentry import dump_entry, load_entry
-from aggregator.runner import fetch_once
+from aggregator.service.metrics import Metrics
+from aggregator.service.runner import fetch_once
 from aggregator.store import Store
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -626,7 +626,7 @@ def test_a_future_date_becomes_the_time_first_seen_and_is_logged_and_counted(
         ),
         headers={"Content-Type": "application/rss+xml"},
     )
-    caplog.set_level(logging.INFO, logger="aggregator.pipeline")
+    caplog.set_level(logging.INFO, logger="aggregator.service.pipeline")
     before = datetime.now(UTC).replace(microsecond=0)  # posts keep whole seconds
     (report,) = fetch(store, feed_config(local_server.url("/future.xml")))
     after = datetime.now(UTC)
@@ -684,7 +684,7 @@ def test_a_shanghai_feed_reads_every_chinese_form_and_counts_the_guesses(
         ),
         headers={"Content-Type": "application/rss+xml"},
     )
-    caplog.set_level(logging.INFO, logger="aggregator.pipeline")
+    caplog.set_level(logging.INFO, logger="aggregator.service.pipeline")
     (report,) = fetch(
         store, feed_config(local_server.url("/cn.xml"), "    timezone: Asia/Shanghai\n")
     )
@@ -714,7 +714,7 @@ def test_cst_in_a_feed_without_a_china_zone_is_counted_as_ambiguous(
         body=rss_document(item("cst", "Tue, 01 Mar 2022 13:31:34 CST")),
         headers={"Content-Type": "application/rss+xml"},
     )
-    caplog.set_level(logging.INFO, logger="aggregator.pipeline")
+    caplog.set_level(logging.INFO, logger="aggregator.service.pipeline")
     (report,) = fetch(store, feed_config(local_server.url("/cst.xml")))
     assert stored_dates(store) == {"Story cst": datetime(2022, 3, 1, 19, 31, 34, tzinfo=UTC)}
     assert report.date_notes == {"cst_ambiguous": 1}

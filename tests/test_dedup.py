@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.dedup import (
+from aggregator.policy.dedup import (
     KeyFacts,
     Known,
     Outcome,

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from paths import REPO
 
-from aggregator.feeds import loads_config
-from aggregator.scheduler import DaemonOptions
+from aggregator.config.feeds import loads_config
+from aggregator.service.daemon import DaemonOptions
 
 UNIT = REPO / "deploy" / "aggregator.service"
 DOCKERFILE = REPO / "Dockerfile"
@@ -89,7 +89,7 @@ def test_unit_creates_and_may_write_everything_the_daemon_writes() -> None:
     export = _exec_start_export(service)
     writable = " ".join(service.get("ReadWritePaths", [])).split()
     assert _one(service, "ProtectSystem") == "strict"
-    # images: archive writes <export>/../images (aggregator.images).
+    # images: archive writes <export>/../images (aggregator.content.images).
     assert _covered(export, writable), f"{export} is not in ReadWritePaths"
     assert _covered(export.parent / "images", writable), "the images directory is read-only"
 

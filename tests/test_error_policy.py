@@ -18,11 +18,9 @@ import pytest
 from localserver import LocalServer
 from rich.console import Console
 
-from aggregator.feeds import DEFAULT_DISABLE_AFTER, ConfigError, FeedSpec, loads_config
-from aggregator.fetch import Fetcher, HTTPStatusError
-from aggregator.pipeline import FeedReport, Pipeline
-from aggregator.runner import status_table
-from aggregator.schedule import (
+from aggregator.config.feeds import DEFAULT_DISABLE_AFTER, ConfigError, FeedSpec, loads_config
+from aggregator.fetch.fetcher import Fetcher, HTTPStatusError
+from aggregator.policy.schedule import (
     CHALLENGE_WAIT,
     QUICK_RETRIES,
     ErrorClass,
@@ -31,6 +29,8 @@ from aggregator.schedule import (
     classify_status,
     is_challenge,
 )
+from aggregator.service.pipeline import FeedReport, Pipeline
+from aggregator.service.runner import status_table
 from aggregator.store import Store
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

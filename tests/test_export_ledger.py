@@ -1,6 +1,6 @@
 """The export ledger: every stored post reaches its file, whatever stopped the last pass.
 
-The unit tests drive :class:`aggregator.export.Exporter` on real files and a
+The unit tests drive :class:`aggregator.hexo.export.Exporter` on real files and a
 real database (both backends); the process tests run ``aggregator fetch`` and
 ``aggregator run`` against a local feed server and break the export directory
 the ways an operator meets: read-only, a crash (SIGKILL), a full disk.
@@ -28,10 +28,10 @@ from localserver import LocalServer
 from sqlalchemy import update
 from support_proc import AggregatorProcess, wait_for
 
-from aggregator import export as export_module
-from aggregator.dedup import entry_key
-from aggregator.export import Exporter, export_posts, file_name
-from aggregator.post import Post
+from aggregator.hexo import export as export_module
+from aggregator.hexo.export import Exporter, export_posts, file_name
+from aggregator.hexo.post import Post
+from aggregator.policy.dedup import entry_key
 from aggregator.store import IngestItem, Store
 from aggregator.store import models as m
 from aggregator.store.exports import LedgerRow, PostVersion, directory_key, plan_exports
@@ -567,8 +567,8 @@ async def test_the_daemon_writes_them_within_a_minute_once_the_cause_is_gone(
 ) -> None:
     import asyncio
 
-    from aggregator.feeds import load_config
-    from aggregator.scheduler import Daemon, DaemonOptions
+    from aggregator.config.feeds import load_config
+    from aggregator.service.daemon import Daemon, DaemonOptions
 
     config_path = tmp_path / "feeds.yaml"
     config_path.write_text("feeds: []\n", encoding="utf-8")

@@ -28,8 +28,8 @@ from pgcluster import PrivatePostgres, private_cluster
 from sqlalchemy import create_engine, text
 from support_proc import AggregatorProcess, free_port, wait_for
 
-from aggregator.post import parse
-from aggregator.scheduler import dead_local_owners, pid_alive
+from aggregator.hexo.post import parse
+from aggregator.service.daemon import dead_local_owners, pid_alive
 from aggregator.store import Store
 
 KEY = ("新媒体", "观察者网", "头条")
@@ -91,7 +91,7 @@ def test_pid_alive_knows_this_process_and_a_reaped_child() -> None:
 def test_release_owners_frees_only_the_dead_owners_leases(store: Store) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from aggregator.feeds import FeedSpec
+    from aggregator.config.feeds import FeedSpec
 
     now = datetime.now(UTC)
     specs = [

@@ -1,4 +1,4 @@
-"""Specification of ``feeds.yaml`` loading (``aggregator.feeds``).
+"""Specification of ``feeds.yaml`` loading (``aggregator.config.feeds``).
 
 Error tests assert on the line number and the key, because "which line do I
 fix" is the whole point of a config error.
@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from paths import REPO
 
-from aggregator import feeds as feeds_module
-from aggregator.feeds import (
+from aggregator.config import feeds as feeds_module
+from aggregator.config.feeds import (
     DEFAULT_INTERVAL,
     Config,
     ConfigError,
@@ -33,7 +33,7 @@ from aggregator.feeds import (
     normalise_url,
     parse_duration,
 )
-from aggregator.post import parse
+from aggregator.hexo.post import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -621,7 +621,7 @@ def test_absurd_nesting_is_an_error_not_a_crash() -> None:
 def test_interval_under_a_minute_is_accepted_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="aggregator.feeds"):
+    with caplog.at_level(logging.WARNING, logger="aggregator.config.feeds"):
         config = loads_config(ONE_FEED + "    interval: 30s\n")
     assert config.feeds[0].interval == timedelta(seconds=30)
     (warning,) = config.warnings

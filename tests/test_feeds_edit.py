@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from paths import REPO
 
-from aggregator.feeds import ConfigError, loads_config
-from aggregator.feeds_edit import (
+from aggregator.config.edit import (
     FeedsEditError,
     FeedsFile,
     append_feeds,
@@ -18,6 +17,7 @@ from aggregator.feeds_edit import (
     rsshub_route_of,
     save_feeds_file,
 )
+from aggregator.config.feeds import ConfigError, loads_config
 
 
 def inserted_into(original: str, edited: str) -> str:
@@ -165,7 +165,7 @@ def test_a_save_that_does_not_load_back_restores_the_original(
     def broken(_: Path) -> None:
         raise ConfigError("feeds.yaml:1: changed under our feet")
 
-    monkeypatch.setattr("aggregator.feeds_edit.load_config", broken)
+    monkeypatch.setattr("aggregator.config.edit.load_config", broken)
     with pytest.raises(ConfigError):
         save_feeds_file(feeds_file, append_feeds(original, [NEW]))
     assert path.read_text(encoding="utf-8") == original

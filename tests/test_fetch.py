@@ -1,4 +1,4 @@
-"""Tests for aggregator.fetch, against real sockets on 127.0.0.1 (see localserver.py)."""
+"""Tests for aggregator.fetch.fetcher, against real sockets on 127.0.0.1 (see localserver.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from localserver import Handler, LocalServer
 
 from aggregator import __version__
-from aggregator.fetch import (
+from aggregator.fetch.fetcher import (
     ACCEPT_ENCODING,
     DEFAULT_ACCEPT,
     BodyTooLarge,

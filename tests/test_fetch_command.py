@@ -18,7 +18,7 @@ from feedbuild import (
 from localserver import LocalServer
 from support_proc import aggregator
 
-from aggregator.post import parse
+from aggregator.hexo.post import parse
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from feedbuild import EtagFeed, feeds_yaml, rss_document
 from localserver import LocalServer
 from support_proc import aggregator
 
-from aggregator.post import parse
+from aggregator.hexo.post import parse
 
 HOME = "https://news.example.com/"
 DATE = "Tue, 01 Mar 2022 13:31:34 GMT"

@@ -1,10 +1,10 @@
 """Fuzzing the two parsers that read text from outside: the post format and the body clean-up.
 
-* ``aggregator.post.parse`` reads files people edit by hand (``aggregator
+* ``aggregator.hexo.post.parse`` reads files people edit by hand (``aggregator
   replay``): whatever it is given, it either returns a post or raises
   ``PostFormatError`` naming the line -- never another exception, which
   would abort a whole replay instead of reporting one file.
-* ``aggregator.content.clean_html`` reads bodies written by whoever controls
+* ``aggregator.content.clean.clean_html`` reads bodies written by whoever controls
   a feed: it must never crash, and what it returns must be safe read by
   *two* independent parsers (Python's ``html.parser`` and libxml2 via
   ``lxml.html``), because they disagree on comments, CDATA and bogus markup
@@ -32,8 +32,8 @@ from feedbuild import seed_paths
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aggregator.content import clean_html
-from aggregator.post import PostFormatError, parse, render
+from aggregator.content.clean import clean_html
+from aggregator.hexo.post import PostFormatError, parse, render
 
 BASE = "https://news.example.com/2024/story.html"
 

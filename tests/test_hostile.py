@@ -37,13 +37,13 @@ from localserver import LocalServer
 from sqlalchemy import select
 from support_proc import aggregator, free_port
 
-from aggregator.content import inert_title
-from aggregator.feeds import loads_config
-from aggregator.fetch import Fetcher, FetchLimits
-from aggregator.parse import parse_feed
-from aggregator.pipeline import FeedReport
-from aggregator.post import parse
-from aggregator.runner import fetch_once
+from aggregator.config.feeds import loads_config
+from aggregator.content.clean import inert_title
+from aggregator.fetch.fetcher import Fetcher, FetchLimits
+from aggregator.hexo.post import parse
+from aggregator.parse.parser import parse_feed
+from aggregator.service.pipeline import FeedReport
+from aggregator.service.runner import fetch_once
 from aggregator.store import FeedState, Store
 from aggregator.store import models as m
 
@@ -721,9 +721,9 @@ async def test_truncated_xml_keeps_the_complete_items_and_says_the_feed_is_ill_f
 CHILD = """
 import asyncio, dataclasses, json, sys
 from pathlib import Path
-from aggregator.feeds import load_config
-from aggregator.fetch import Fetcher, FetchLimits
-from aggregator.runner import fetch_once
+from aggregator.config.feeds import load_config
+from aggregator.fetch.fetcher import Fetcher, FetchLimits
+from aggregator.service.runner import fetch_once
 from aggregator.store import Store
 
 config_path, database_url, export_dir = sys.argv[1:4]

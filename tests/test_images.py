@@ -12,11 +12,11 @@ from aiohttp import web
 from feedbuild import EtagFeed, rss_document, seed_item, seed_posts
 from localserver import LocalServer
 
-from aggregator.content import clean_html
-from aggregator.feeds import Config, loads_config
-from aggregator.images import find_image_urls, referer_for, rewrite_post, rewrite_srcs
-from aggregator.post import Post
-from aggregator.runner import fetch_once
+from aggregator.config.feeds import Config, loads_config
+from aggregator.content.clean import clean_html
+from aggregator.content.images import find_image_urls, referer_for, rewrite_post, rewrite_srcs
+from aggregator.hexo.post import Post
+from aggregator.service.runner import fetch_once
 from aggregator.store import Store
 
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"
@@ -106,7 +106,7 @@ def test_referer_rules() -> None:
 
 
 def test_config_validates_image_keys() -> None:
-    from aggregator.feeds import ConfigError
+    from aggregator.config.feeds import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         _config("http://x/feed", "    images: local\n    image_referers: {a.cn: sometimes}\n")
@@ -270,7 +270,7 @@ def test_archive_without_an_export_dir_says_so_and_keeps_remote(
 def test_reprocess_keeps_pointing_at_the_archived_images(
     store: Store, local_server: LocalServer, posts_dir: Path
 ) -> None:
-    from aggregator.reprocess import reprocess
+    from aggregator.service.reprocess import reprocess
 
     local_server.route("/img/a.jpg", _image(JPEG))
     post = _post(f'<p><img src="{local_server.url("/img/a.jpg")}"></p>')

@@ -20,9 +20,9 @@ import pytest
 from feedbuild import rss_document
 from localserver import LocalServer
 
-from aggregator.feeds import loads_config
-from aggregator.fetch import Fetcher, FetchError, ForbiddenAddress
-from aggregator.netguard import (
+from aggregator.config.feeds import loads_config
+from aggregator.fetch.fetcher import Fetcher, FetchError, ForbiddenAddress
+from aggregator.fetch.netguard import (
     PRIVATE_NETWORKS_HINT,
     AddressGuard,
     AddressRefused,
@@ -30,7 +30,7 @@ from aggregator.netguard import (
     refusal_reason,
     system_resolver,
 )
-from aggregator.pipeline import Pipeline
+from aggregator.service.pipeline import Pipeline
 from aggregator.store import Store
 
 LOOPBACK = ipaddress.ip_address("127.0.0.1")

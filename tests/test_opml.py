@@ -11,8 +11,8 @@ from lxml import etree
 from paths import REPO
 
 from aggregator import cli
-from aggregator.feeds import FeedSpec, load_config
-from aggregator.opml import NAMESPACE, OpmlError, parse_opml
+from aggregator.config.feeds import FeedSpec, load_config
+from aggregator.config.opml import NAMESPACE, OpmlError, parse_opml
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,4 +1,4 @@
-"""aggregator.parse: real feeds parse like feedparser reads them; hostile ones stay harmless."""
+"""aggregator.parse.parser: real feeds read as feedparser reads them; hostile ones stay harmless."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from feedbuild import CORPUS, corpus_rows, require_corpus, rss_document
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_feed
+from aggregator.parse.parser import Entry, FeedParseError, ParsedFeed, parse_feed
 
 FEED_URL = "https://feeds.example.org/dir/feed.xml"
 
@@ -34,7 +34,7 @@ BETTER_THAN_FEEDPARSER = {
     "simplepie__feed-utf16be.xml": 1,
 }
 #: Files whose dates we read where feedparser misreads or drops them
-#: (aggregator.dates; the values are checked in test_dates.py).
+#: (aggregator.policy.dates; the values are checked in test_dates.py).
 DATES_BETTER_THAN_FEEDPARSER = {
     "nnw__kc0011.rss": "2020/1/10 14:33:00: feedparser says 1 December 2020",
     "feedjira__InvalidDateFormat.xml": "1518478934 (Unix time): feedparser says 3 July 2015",
@@ -69,7 +69,7 @@ def reference(name: str) -> Any:
     return feedparser.parse((CORPUS / name).read_bytes())
 
 
-#: What a post header may not contain (aggregator.post's rule).
+#: What a post header may not contain (aggregator.hexo.post's rule).
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufeff\ufffe\uffff]")
 #: The same, minus the whitespace that collapsing turns into spaces.
 _NON_SPACE_CONTROL = re.compile(

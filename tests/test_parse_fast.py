@@ -1,6 +1,6 @@
-"""aggregator.parse_fast: where it answers, it answers exactly as feedparser does.
+"""aggregator.parse.fast: where it answers, it answers exactly as feedparser does.
 
-Every test here compares the two paths of :func:`aggregator.parse.parse_feed`
+Every test here compares the two paths of :func:`aggregator.parse.parser.parse_feed`
 (``fast=True``, the default, and ``fast=False``, always feedparser) field by
 field -- every ParsedFeed field and every Entry field except ``raw``, which
 is intentionally smaller on the fast path -- and checks whether the fast
@@ -21,9 +21,15 @@ from feedbuild import CORPUS, corpus_rows, require_corpus, rss_document, seed_it
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.parse import FeedParseError, ParsedFeed, _sniff_charset, _transcode, parse_feed
-from aggregator.parse_fast import shape_feed
-from aggregator.post import format_date
+from aggregator.hexo.post import format_date
+from aggregator.parse.fast import shape_feed
+from aggregator.parse.parser import (
+    FeedParseError,
+    ParsedFeed,
+    _sniff_charset,
+    _transcode,
+    parse_feed,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import farm

@@ -11,9 +11,9 @@ from aiohttp import web
 from feedbuild import EtagFeed, rss_document, seed_item, seed_posts
 from localserver import LocalServer
 
-from aggregator.feeds import Config, loads_config
-from aggregator.pipeline import FeedReport
-from aggregator.runner import fetch_once
+from aggregator.config.feeds import Config, loads_config
+from aggregator.service.pipeline import FeedReport
+from aggregator.service.runner import fetch_once
 from aggregator.store import Store
 
 
@@ -126,7 +126,7 @@ def test_validators_and_schedule_are_stored_on_the_feed(
 def test_a_slow_body_is_cut_by_the_deadline_and_recorded(
     store: Store, local_server: LocalServer
 ) -> None:
-    from aggregator.fetch import Fetcher, FetchLimits
+    from aggregator.fetch.fetcher import Fetcher, FetchLimits
 
     async def drip(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/rss+xml"})
@@ -156,7 +156,7 @@ def test_a_pass_over_many_feeds_parses_in_worker_processes(
     """At PROCESS_POOL_MIN_FEEDS feeds fetch_once parses in spawned processes."""
     from dataclasses import replace
 
-    from aggregator import runner
+    from aggregator.service import runner
 
     post = seed_posts()[2]
     n = runner.PROCESS_POOL_MIN_FEEDS
@@ -188,7 +188,7 @@ def test_a_pass_over_many_feeds_parses_in_worker_processes(
 
 
 async def test_concurrent_writes_share_transactions() -> None:
-    from aggregator.pipeline import _Batches
+    from aggregator.service.pipeline import _Batches
 
     batches: list[list[int]] = []
 
@@ -209,7 +209,7 @@ async def test_concurrent_writes_share_transactions() -> None:
 
 
 async def test_a_failed_batch_reaches_every_caller() -> None:
-    from aggregator.pipeline import _Batches
+    from aggregator.service.pipeline import _Batches
 
     calls = 0
 
@@ -230,7 +230,7 @@ async def test_a_failed_batch_reaches_every_caller() -> None:
 
 
 async def test_a_job_that_failed_on_its_own_fails_only_its_caller() -> None:
-    from aggregator.pipeline import _Batches
+    from aggregator.service.pipeline import _Batches
 
     batches: list[list[int]] = []
 
@@ -248,7 +248,7 @@ async def test_a_job_that_failed_on_its_own_fails_only_its_caller() -> None:
 
 async def test_a_cancelled_caller_still_has_its_job_written() -> None:
     """A feed's posts and row go in together or not at all, even if its poll is cancelled."""
-    from aggregator.pipeline import _Batches
+    from aggregator.service.pipeline import _Batches
 
     written: list[int] = []
     release = asyncio.Event()

@@ -32,15 +32,12 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy import exc as sa
 from support_proc import AggregatorProcess, aggregator, free_port, wait_for
 
-from aggregator import items as items_module
-from aggregator import pipeline as pipeline_module
-from aggregator.feeds import loads_config
-from aggregator.fetch import Fetcher, Validators
-from aggregator.logs import configure_logging
-from aggregator.parse import parse_feed
-from aggregator.parse_fast import shape_feed
-from aggregator.pipeline import FeedReport, database_unavailable, describe_error, fetch_page
-from aggregator.repair import (
+from aggregator.config.feeds import loads_config
+from aggregator.content import items as items_module
+from aggregator.fetch.fetcher import Fetcher, Validators
+from aggregator.parse.fast import shape_feed
+from aggregator.parse.parser import parse_feed
+from aggregator.policy.repair import (
     escape_for_log,
     fit_key,
     fit_or_none,
@@ -48,7 +45,10 @@ from aggregator.repair import (
     repair_text,
     repair_tree,
 )
-from aggregator.runner import fetch_once
+from aggregator.service import pipeline as pipeline_module
+from aggregator.service.logs import configure_logging
+from aggregator.service.pipeline import FeedReport, database_unavailable, describe_error, fetch_page
+from aggregator.service.runner import fetch_once
 from aggregator.store import FeedState, Store
 from aggregator.store import models as m
 
@@ -686,7 +686,7 @@ def test_a_guid_with_a_newline_forges_no_log_line_in_text_or_json(
 ) -> None:
     """An impossible date makes the pipeline log the entry's GUID: the GUID's
     newline (and the error text's) must not start a line of its own."""
-    forged = "2026-01-01 00:00:00,000 ERROR aggregator.scheduler: database unavailable"
+    forged = "2026-01-01 00:00:00,000 ERROR aggregator.service.daemon: database unavailable"
     document = _json_feed(
         {
             "id": f"guid-1\n{forged}",

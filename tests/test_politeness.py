@@ -14,8 +14,8 @@ from feedbuild import EtagFeed, rss_document
 from localserver import LocalServer, RecordedRequest
 from support_proc import AggregatorProcess, wait_for
 
-from aggregator.feeds import ConfigError, loads_config
-from aggregator.fetch import (
+from aggregator.config.feeds import ConfigError, loads_config
+from aggregator.fetch.fetcher import (
     Fetcher,
     FetchLimits,
     HostPolicy,

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paths import SEEDS
 
-from aggregator.post import (
+from aggregator.hexo.post import (
     INVALID_DATE,
     Post,
     PostFormatError,

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from paths import ARCHIVE_REAL
 
-from aggregator.post import INVALID_DATE, Layout, Post, PostFormatError, parse, render
+from aggregator.hexo.post import INVALID_DATE, Layout, Post, PostFormatError, parse, render
 
 _TAIL = "\n</div>\n            "
 

@@ -37,9 +37,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paths import REPO
 
-from aggregator.content import clean_html, entry_to_post
-from aggregator.parse import parse_feed
-from aggregator.post import Post, render
+from aggregator.content.clean import clean_html, entry_to_post
+from aggregator.hexo.post import Post, render
+from aggregator.parse.parser import parse_feed
 
 BASE = "https://news.example.com/2022/story.html"
 

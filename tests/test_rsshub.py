@@ -1,4 +1,4 @@
-"""RSSHub: detection and the warm-up rules (aggregator.rsshub), as tables and through
+"""RSSHub: detection and the warm-up rules (aggregator.policy.rsshub), as tables and through
 the pipeline against a local server that behaves like an RSSHub instance."""
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import pytest
 from feedbuild import rss_document
 from localserver import LocalServer
 
-from aggregator.feeds import FeedSpec
-from aggregator.fetch import Fetcher, FetchLimits
-from aggregator.pipeline import Pipeline
-from aggregator.rsshub import (
+from aggregator.config.feeds import FeedSpec
+from aggregator.fetch.fetcher import Fetcher, FetchLimits
+from aggregator.policy.rsshub import (
     COLD_TIMEOUT,
     WARMING,
     RsshubPolicy,
@@ -26,6 +25,7 @@ from aggregator.rsshub import (
     is_rsshub,
     origin,
 )
+from aggregator.service.pipeline import Pipeline
 from aggregator.store import Store
 
 RSSHUB_FEED = rss_document(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aggregator.schedule import (
+from aggregator.policy.schedule import (
     JITTER,
     MAX_BACKOFF,
     ErrorClass,

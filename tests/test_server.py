@@ -15,8 +15,8 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aggregator.metrics import Metrics
-from aggregator.server import (
+from aggregator.service.metrics import Metrics
+from aggregator.service.server import (
     BindError,
     HttpServer,
     format_bind,
@@ -192,11 +192,11 @@ async def test_requests_are_not_logged_at_info(
     assert [r for r in caplog.records if r.name != "httpx"] == []  # httpx is the client
 
     # aiohttp decides per connection whether to log, hence a new client.
-    caplog.set_level(logging.DEBUG, logger="aggregator.server")
+    caplog.set_level(logging.DEBUG, logger="aggregator.service.server")
     async with httpx.AsyncClient(base_url=client.base_url) as fresh:
         await fresh.get("/metrics")
     for _ in range(100):  # the server logs just after sending; give it a moment
-        if any(r.name == "aggregator.server" for r in caplog.records):
+        if any(r.name == "aggregator.service.server" for r in caplog.records):
             break
         await asyncio.sleep(0.01)
     assert [r.getMessage().split(" in ")[0] for r in caplog.records if r.name != "httpx"] == [
@@ -207,7 +207,7 @@ async def test_requests_are_not_logged_at_info(
 async def test_health_changes_are_logged_once(
     client: httpx.AsyncClient, health: Health, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="aggregator.server")
+    caplog.set_level(logging.INFO, logger="aggregator.service.server")
     await client.get("/healthz")
     health.healthy, health.reason = False, "stuck"
     for _ in range(3):

@@ -63,4 +63,4 @@ def test_help_and_version_import_no_heavy_library(argv: tuple[str, ...]) -> None
 
 def test_the_guard_sees_a_heavy_import() -> None:
     """The check itself works: the fetch stage does import httpx."""
-    assert "httpx" in _modules_after("import aggregator.fetch")
+    assert "httpx" in _modules_after("import aggregator.fetch.fetcher")

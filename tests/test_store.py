@@ -15,8 +15,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 
-from aggregator.dedup import KeyFacts, Outcome, canonical_link, content_hash, entry_key, entry_keys
-from aggregator.post import Post, parse, render
+from aggregator.hexo.post import Post, parse, render
+from aggregator.policy.dedup import (
+    KeyFacts,
+    Outcome,
+    canonical_link,
+    content_hash,
+    entry_key,
+    entry_keys,
+)
 from aggregator.store import IngestItem, IngestJob, Store
 from aggregator.store import models as m
 from aggregator.store.engine import current_revision, make_engine, upgrade

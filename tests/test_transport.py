@@ -1,4 +1,4 @@
-"""The aiohttp wire under feed polls (aggregator.transport), through the Fetcher.
+"""The aiohttp wire under feed polls (aggregator.fetch.transport), through the Fetcher.
 
 tests/test_fetch.py already runs every fetch behaviour (timeouts, limits,
 redirects, codings, refused and dropped connections) over this transport,
@@ -19,9 +19,9 @@ import pytest
 from aiohttp import web
 from localserver import LocalServer
 
-from aggregator.fetch import FetchConnectError, Fetcher, FetchLimits
-from aggregator.netguard import AddressGuard
-from aggregator.transport import AiohttpTransport
+from aggregator.fetch.fetcher import FetchConnectError, Fetcher, FetchLimits
+from aggregator.fetch.netguard import AddressGuard
+from aggregator.fetch.transport import AiohttpTransport
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -150,7 +150,7 @@ class Post(Base):
     # When the publisher last edited it (rendered as ``updated:``); None if never.
     revised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # How a replayed archive file spelled its front matter and body ends
-    # (``aggregator.post.Layout.as_dict``), so export writes it back byte for
+    # (``aggregator.hexo.post.Layout.as_dict``), so export writes it back byte for
     # byte; None for fetched posts, which are written in the canonical layout.
     layout: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Why it is not exported (a block rule), or None.  Set only when every

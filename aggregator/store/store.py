@@ -3,7 +3,7 @@
 The only module that issues queries.  Every public method is one
 transaction: either everything it was asked to write is committed, or nothing
 is (ARCHITECTURE invariant 5).  Dedup decisions come from the pure rules in
-:mod:`aggregator.dedup`; this class only gathers the facts they need in a few
+:mod:`aggregator.policy.dedup`; this class only gathers the facts they need in a few
 batched queries and applies the verdicts.
 """
 
@@ -32,8 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from aggregator import post as fmt
-from aggregator.dedup import (
+from aggregator.content.items import IngestItem
+from aggregator.hexo import post as fmt
+from aggregator.policy.dedup import (
     Identity,
     Known,
     Outcome,
@@ -44,14 +45,13 @@ from aggregator.dedup import (
     free_slug,
     slug_for,
 )
-from aggregator.items import IngestItem
-from aggregator.schedule import startup_delay
+from aggregator.policy.schedule import startup_delay
 from aggregator.store import models as m
 from aggregator.store.bulk import NewRows
 from aggregator.store.engine import check_schema, make_engine, upgrade
 
 if TYPE_CHECKING:
-    from aggregator.feeds import FeedSpec
+    from aggregator.config.feeds import FeedSpec
     from aggregator.store.exports import ExportLedger
 
 __all__ = [
@@ -518,7 +518,7 @@ class Store:
         are written in the same transaction as the posts, so a crash can
         never record a feed as fetched without its posts, or the reverse.
         ``identity`` is the feed's setting, used to match items whose key is
-        unknown (see :func:`aggregator.dedup.fallback_match`).
+        unknown (see :func:`aggregator.policy.dedup.fallback_match`).
         """
         for attempt in range(_RETRIES_ON_CONFLICT):
             try:
@@ -592,7 +592,7 @@ class Store:
         when the feed's ``identity`` setting changes, or when the canonical
         link rules learn a tracking parameter; without this, each of those
         would store every item again.  One query gathers the candidates; the
-        decision is :func:`aggregator.dedup.fallback_match`.  Returns the
+        decision is :func:`aggregator.policy.dedup.fallback_match`.  Returns the
         keys that were re-keyed.
         """
         rekeyed: set[str] = set()
@@ -927,7 +927,7 @@ class Store:
 
     @staticmethod
     def _free_slugs(connection: Any, rows: Sequence[dict[str, Any]]) -> None:
-        """Give each new post a slug no other post has (see :func:`aggregator.dedup.free_slug`).
+        """Give each new post a slug no other has (see :func:`aggregator.policy.dedup.free_slug`).
 
         A slug is the date and a hash prefix, so two posts share one only
         when a hash was used before (an edited post keeps the slug of its

@@ -8,10 +8,9 @@ Create Date: 2026-11-23 19:10:18.256049
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
 import aggregator.store.models
-
+from alembic import op
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -15,10 +15,10 @@ Revises: 0001
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
 import aggregator.store.models
-from aggregator.dedup import canonical_link
+from aggregator.policy.dedup import canonical_link
+from alembic import op
 
 revision: str = "0002"
 down_revision: str | None = "0001"

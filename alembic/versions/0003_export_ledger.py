@@ -14,9 +14,9 @@ Revises: 0002
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
 import aggregator.store.models
+from alembic import op
 
 revision: str = "0003"
 down_revision: str | None = "0002"

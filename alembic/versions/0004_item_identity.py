@@ -14,9 +14,9 @@ Revises: 0003 (re-chained after 0003 at merge)
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
-from aggregator.dedup import canonical_link
+from aggregator.policy.dedup import canonical_link
+from alembic import op
 
 revision: str = "0004"
 down_revision: str | None = "0003"

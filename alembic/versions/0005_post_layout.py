@@ -2,7 +2,7 @@
 
 Issue 13: replay must write every file the original generator wrote back byte
 for byte.  ``posts.layout`` keeps what such a file spelled differently from
-the canonical seed layout (``aggregator.post.Layout.as_dict``); it is NULL for
+the canonical seed layout (``aggregator.hexo.post.Layout.as_dict``); it is NULL for
 fetched posts and for replayed files already in the canonical layout, which is
 what every existing row is.
 
@@ -13,6 +13,7 @@ Revises: 0004
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision: str = "0005"

@@ -19,8 +19,8 @@ The mapping, both ways (also in the README):
   group = the outermost, section = the innermost; one folder (what Miniflux,
   FreshRSS and Feedly export) is the section, the group coming from the
   file's ``defaults.group``; none gives the file's defaults.  What nothing
-  gives falls back to :data:`~aggregator.feeds_edit.FALLBACK_GROUP` and
-  :data:`~aggregator.feeds_edit.FALLBACK_SECTION`.  The outlet is the
+  gives falls back to :data:`~aggregator.config.edit.FALLBACK_GROUP` and
+  :data:`~aggregator.config.edit.FALLBACK_SECTION`.  The outlet is the
   outline's ``text`` (else ``title``, else the feed's host name).
   ``aggregator:`` settings are applied; a feed without them takes the
   file's defaults.
@@ -46,20 +46,20 @@ from urllib.parse import urlsplit
 from lxml import etree
 from ruamel.yaml import YAML
 
-from aggregator.feeds import (
+from aggregator.config.edit import (
+    FALLBACK_GROUP,
+    FALLBACK_SECTION,
+    build_entry,
+    duplicate_of,
+    rsshub_route_of,
+)
+from aggregator.config.feeds import (
     Config,
     ConfigError,
     FeedSpec,
     feed_settings,
     loads_config,
     parse_duration,
-)
-from aggregator.feeds_edit import (
-    FALLBACK_GROUP,
-    FALLBACK_SECTION,
-    build_entry,
-    duplicate_of,
-    rsshub_route_of,
 )
 
 __all__ = [

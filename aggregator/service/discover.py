@@ -12,7 +12,7 @@ candidate feeds:
   (:data:`COMMON_PATHS`); those that answer with a feed are the candidates.
 
 :func:`find_feed_links` is the pure half (HTML in, candidates out), tested as
-data; the network goes through :class:`aggregator.fetch.Fetcher` like every
+data; the network goes through :class:`aggregator.fetch.fetcher.Fetcher` like every
 other request, so discovery obeys the same limits, timeouts and User-Agent.
 :func:`check_feed` fetches the chosen candidate once and parses it, so a
 page that merely *claims* a feed is refused before anything is written.
@@ -29,9 +29,9 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from bs4 import BeautifulSoup
 from bs4.filter import SoupStrainer
 
-from aggregator.feeds import normalise_url
-from aggregator.fetch import Fetcher, FetchError, FetchResult
-from aggregator.parse import FeedParseError, ParsedFeed, parse_fetched
+from aggregator.config.feeds import normalise_url
+from aggregator.fetch.fetcher import Fetcher, FetchError, FetchResult
+from aggregator.parse.parser import FeedParseError, ParsedFeed, parse_fetched
 
 __all__ = [
     "COMMON_PATHS",
@@ -129,7 +129,7 @@ def find_feed_links(
 async def discover(url: str, fetcher: Fetcher) -> list[FeedCandidate]:
     """The feeds ``url`` may mean: itself, the feeds its page links, or probed ones.
 
-    Raises :class:`~aggregator.fetch.FetchError` if ``url`` cannot be fetched,
+    Raises :class:`~aggregator.fetch.fetcher.FetchError` if ``url`` cannot be fetched,
     :class:`NotAFeedError` if it is neither a feed nor a web page, and
     :class:`NoFeedFound` for a page with no feed anywhere we looked.
     """
@@ -162,7 +162,7 @@ async def check_feed(candidate: FeedCandidate, fetcher: Fetcher) -> ParsedFeed:
 
     Raises :class:`NotAFeedError` when what is served there does not parse
     as a feed (a page announcing a feed that is really an error page, say),
-    and :class:`~aggregator.fetch.FetchError` when it cannot be fetched.
+    and :class:`~aggregator.fetch.fetcher.FetchError` when it cannot be fetched.
     """
     if candidate.feed is not None:
         return candidate.feed

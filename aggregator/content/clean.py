@@ -65,8 +65,8 @@ from datetime import datetime
 from html.entities import html5 as _HTML5_ENTITIES
 from urllib.parse import urljoin
 
-from aggregator.parse import Entry
-from aggregator.post import Post
+from aggregator.hexo.post import Post
+from aggregator.parse.parser import Entry
 
 __all__ = [
     "ContentError",
@@ -108,7 +108,7 @@ def entry_to_post(
 
     ``body_html`` replaces the feed's body (full text fetched elsewhere);
     ``date`` replaces the entry's own date (the feed's date rules, applied
-    by the caller with :func:`aggregator.dates.effective_date`).
+    by the caller with :func:`aggregator.policy.dates.effective_date`).
     The author is the outlet, as the archives want; the entry's own author
     stays in the stored raw entry.  A post always has a date: the entry's,
     else when we first saw it.

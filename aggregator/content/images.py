@@ -3,7 +3,7 @@
 Many Chinese image hosts answer 403 (or a "no hotlinking" placeholder) when the
 Referer is a foreign site.  The default, ``images: remote``, keeps the remote
 URLs and relies on the ``referrerpolicy="no-referrer"`` that
-:mod:`aggregator.content` puts on every ``<img>``.  ``images: archive`` fetches
+:mod:`aggregator.content.clean` puts on every ``<img>``.  ``images: archive`` fetches
 every image at ingest instead -- each ``<img src>`` of the body, and the post's
 headimg/thumbnail -- and stores it content-addressed as
 ``<images_dir>/<sha256>.<ext>``; the post then points at ``/images/<sha256>.<ext>``.
@@ -33,7 +33,7 @@ Design decisions:
   image's own origin, ``https://host/``, which most anti-hotlinking rules
   accept) or an explicit URL; a rule for ``sinaimg.cn`` also covers
   ``wx1.sinaimg.cn`` (the longest matching rule wins).
-* **Rewriting** uses :mod:`aggregator.content`'s tokenizer: only the bytes of a
+* **Rewriting** uses :mod:`aggregator.content.clean`'s tokenizer: only the bytes of a
   ``src`` value change; every other byte of the body is kept.  ``srcset`` is
   left as it is (browsers that use it load the remote candidates, with no
   Referer, as in ``images: remote``).
@@ -53,7 +53,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aggregator.content import (
+from aggregator.config.feeds import DEFAULT_MAX_IMAGE_BYTES
+from aggregator.content.clean import (
     _IMAGE_TAGS,
     _attribute_value,
     _decode_attribute,
@@ -61,10 +62,9 @@ from aggregator.content import (
     _tokens,
     _usable_image,
 )
-from aggregator.feeds import DEFAULT_MAX_IMAGE_BYTES
-from aggregator.fetch import Fetcher, FetchError, redact_url
-from aggregator.netguard import AddressGuard
-from aggregator.post import Post
+from aggregator.fetch.fetcher import Fetcher, FetchError, redact_url
+from aggregator.fetch.netguard import AddressGuard
+from aggregator.hexo.post import Post
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",

@@ -10,7 +10,7 @@ mostly polls feeds that have not changed, so that per-request cost is the
 daemon's cost.  aiohttp is already a dependency (the health server).
 
 Only trusted fetches use it: feed URLs from feeds.yaml.  Links found inside
-feeds go through :class:`aggregator.fetch._PinnedTransport`, whose
+feeds go through :class:`aggregator.fetch.fetcher._PinnedTransport`, whose
 connections are opened by the address guard; aiohttp is not given that job.
 
 What this transport keeps from httpx's behaviour, because the fetcher

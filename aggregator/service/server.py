@@ -36,7 +36,7 @@ from typing import Final, Self
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from aggregator.metrics import Metrics
+from aggregator.service.metrics import Metrics
 
 __all__ = [
     "DEFAULT_HOST",

@@ -23,7 +23,7 @@ that introduce what follows the list (see :func:`append_feeds`).
 
 The file-level half, :func:`save_feeds_file`, writes atomically (temporary
 file + rename, so the daemon's hot reload never reads half a file),
-re-validates with :func:`aggregator.feeds.load_config` and puts the original
+re-validates with :func:`aggregator.config.feeds.load_config` and puts the original
 back if the result does not load.
 
 Everything else here is pure: duplicate detection, RSSHub route recognition
@@ -48,7 +48,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from aggregator.feeds import (
+from aggregator.config.feeds import (
     Config,
     ConfigError,
     FeedSpec,
@@ -101,7 +101,7 @@ def read_defaults(text: str) -> dict[str, Any]:
     New entries leave out what ``defaults`` already gives (group, section,
     interval...), so an appended feed looks like the hand-written ones.  The
     text is expected to be valid already (callers load it with
-    :func:`~aggregator.feeds.load_config` first); anything odd reads as ``{}``.
+    :func:`~aggregator.config.feeds.load_config` first); anything odd reads as ``{}``.
     """
     try:
         data = YAML(typ="rt").load(text)
@@ -134,7 +134,7 @@ def rsshub_route_of(url: str, base: str | None) -> str | None:
     is ``/guancha/headline``; writing it as ``rsshub:`` keeps the file
     readable and lets the feed follow ``rsshub_base`` if the server moves.
     The answer is checked by joining it back with
-    :func:`~aggregator.feeds.join_rsshub`, so it is never a near miss.
+    :func:`~aggregator.config.feeds.join_rsshub`, so it is never a near miss.
     """
     if not base:
         return None

@@ -18,10 +18,10 @@ bounded here, so callers never need their own guards:
   named;
 * untrusted URLs (links inside feeds): with ``guard=`` a fetch only reaches
   public addresses, checked after DNS on every hop and pinned at connect time
-  (see :mod:`aggregator.netguard`).
+  (see :mod:`aggregator.fetch.netguard`).
 
 Requests are httpx ``Request``/``Response`` objects handed straight to a
-transport: aiohttp's wire for feed URLs (:mod:`aggregator.transport`, a
+transport: aiohttp's wire for feed URLs (:mod:`aggregator.fetch.transport`, a
 fraction of httpcore's cost per request), httpcore pinned by the guard for
 untrusted links, or whatever a test injects.
 
@@ -54,14 +54,14 @@ import httpx
 import zstandard
 
 from aggregator import __version__
-from aggregator.netguard import AddressGuard, AddressRefused, GuardedBackend
-from aggregator.politeness import (
+from aggregator.fetch.netguard import AddressGuard, AddressRefused, GuardedBackend
+from aggregator.fetch.transport import AiohttpTransport
+from aggregator.policy.politeness import (
     HostPolicy,
     default_host_policy,
     is_local_host,
 )
-from aggregator.repair import fit_or_none
-from aggregator.transport import AiohttpTransport
+from aggregator.policy.repair import fit_or_none
 
 __all__ = [
     "DEFAULT_ACCEPT",
@@ -528,7 +528,7 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
             raise RuntimeError(
                 f"httpx {httpx.__version__} no longer keeps its connection pool in "
-                "AsyncHTTPTransport._pool; aggregator.fetch cannot pin guarded connections"
+                "AsyncHTTPTransport._pool; aggregator.fetch.fetcher cannot pin guarded connections"
             )
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(),
@@ -629,7 +629,7 @@ class Fetcher:
             )
         self._injected = transport
         # Feed URLs are trusted: they go over aiohttp's wire, which costs a
-        # fraction of httpcore's per request (see aggregator.transport).
+        # fraction of httpcore's per request (see aggregator.fetch.transport).
         # HTTP/2 is httpcore's alone.
         self._wire = _Channel(
             transport

@@ -22,7 +22,7 @@ literal -- the address connected to is the address that was checked.  TLS is
 unaffected: httpcore still sends the host name for SNI and checks the
 certificate against it.
 
-This module does no HTTP and knows nothing of feeds; :mod:`aggregator.fetch`
+This module does no HTTP and knows nothing of feeds; :mod:`aggregator.fetch.fetcher`
 applies it per fetch.
 """
 
@@ -122,7 +122,7 @@ class AddressRefused(Exception):
     """A host name or literal that leads to an address the guard refuses.
 
     Raised inside the HTTP client's connect step as well as by
-    :meth:`AddressGuard.check`; :mod:`aggregator.fetch` turns it into a
+    :meth:`AddressGuard.check`; :mod:`aggregator.fetch.fetcher` turns it into a
     ``ForbiddenAddress`` fetch error naming the URL.
     """
 

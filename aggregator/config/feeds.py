@@ -55,10 +55,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from aggregator.dedup import IDENTITIES, Identity
-from aggregator.filters import FIELDS as _RULE_FIELDS
-from aggregator.filters import Filters, Rule, compile_pattern
-from aggregator.politeness import HostPolicy, default_host_policy
+from aggregator.policy.dedup import IDENTITIES, Identity
+from aggregator.policy.filters import FIELDS as _RULE_FIELDS
+from aggregator.policy.filters import Filters, Rule, compile_pattern
+from aggregator.policy.politeness import HostPolicy, default_host_policy
 
 #: ``max_image_bytes`` when feeds.yaml does not set it (``images: archive``).
 DEFAULT_MAX_IMAGE_BYTES: Final = 16 * 1024 * 1024
@@ -150,10 +150,10 @@ class FeedSpec:
     disable_after: timedelta = DEFAULT_DISABLE_AFTER
     #: Which field identifies an item across edits (see dedup.entry_key).
     identity: Identity = "guid"
-    #: keep/block rules, the defaults' first (see aggregator.filters).
+    #: keep/block rules, the defaults' first (see aggregator.policy.filters).
     filters: Filters = field(default_factory=Filters)
     allow_private_networks: bool = False
-    #: ``remote`` (posts link the outlet's images) or ``archive`` (see aggregator.images).
+    #: ``remote`` (posts link the outlet's images) or ``archive`` (see aggregator.content.images).
     images: Literal["remote", "archive"] = "remote"
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     #: Referer rules for image hosts, ``(host, none|origin|URL)``, sorted; the
@@ -1255,7 +1255,7 @@ class _Loader:
         """``hosts:``: per host name, ``max_concurrency`` and ``min_spacing``.
 
         A key left out keeps the default for that host (local or public, see
-        :func:`aggregator.fetch.default_host_policy`), so ``min_spacing: 2s``
+        :func:`aggregator.fetch.fetcher.default_host_policy`), so ``min_spacing: 2s``
         alone is enough to slow one host down.
         """
         raw = data.get("hosts", {})

@@ -3,7 +3,7 @@
 Rules change after items are stored: a new block rule, a fixed clean-up, a
 placeholder image.  Readers that only apply rules to new items leave the
 archive inconsistent (Miniflux #2688); here every stored entry keeps its raw
-fields (:mod:`aggregator.rawentry`), so the same :func:`~aggregator.pipeline.
+fields (:mod:`aggregator.parse.rawentry`), so the same :func:`~aggregator.service.pipeline.
 build_item` that a fetch uses re-derives its post and filter verdict, the
 store applies what changed, and the export directory follows: changed posts
 are rewritten under the same file name, newly blocked ones are removed,
@@ -17,7 +17,7 @@ on) keep their stored full-text body, re-cleaned; ``refetch=True``
 (``--refetch``) fetches their pages once -- through the address guard unless
 the feed has ``allow_private_networks`` -- and stores them for next time.
 Entry keys are not recomputed (the next fetch re-keys them, see
-:func:`aggregator.dedup.fallback_match`).
+:func:`aggregator.policy.dedup.fallback_match`).
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aggregator import images as image_archive
-from aggregator.content import ContentError, extract_full_text
-from aggregator.export import Exporter, ExportError, ExportResult, prepare_directory
-from aggregator.feeds import FeedSpec, FullText
-from aggregator.fetch import Fetcher, FetchError, FetchLimits
-from aggregator.items import build_item
-from aggregator.netguard import AddressGuard
-from aggregator.parse import Entry
-from aggregator.pipeline import FULL_TEXT_CONCURRENCY, fetch_page
-from aggregator.rawentry import RawEntryError, StoredPage, load_entry, load_page
+from aggregator.config.feeds import FeedSpec, FullText
+from aggregator.content import images as image_archive
+from aggregator.content.clean import ContentError, extract_full_text
+from aggregator.content.items import build_item
+from aggregator.fetch.fetcher import Fetcher, FetchError, FetchLimits
+from aggregator.fetch.netguard import AddressGuard
+from aggregator.hexo.export import Exporter, ExportError, ExportResult, prepare_directory
+from aggregator.parse.parser import Entry
+from aggregator.parse.rawentry import RawEntryError, StoredPage, load_entry, load_page
+from aggregator.service.pipeline import FULL_TEXT_CONCURRENCY, fetch_page
 from aggregator.store import Reprocessed, Store, StoredEntry
 
 __all__ = ["ReprocessReport", "reprocess"]

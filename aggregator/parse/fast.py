@@ -4,7 +4,7 @@ feedparser costs about half a millisecond per item, most of it in its SAX
 callbacks, and dominated cold ingest.  This module reads the common,
 well-formed documents with :mod:`lxml` instead and hands back the same
 *feedparser-shaped* dicts (``version``, the feed dict, one dict per entry)
-that :mod:`aggregator.parse` turns into :class:`~aggregator.parse.Entry`
+that :mod:`aggregator.parse.parser` turns into :class:`~aggregator.parse.parser.Entry`
 values, so both paths share every line of that second step.
 
 Equality with feedparser is the whole point, so the rule is: mimic exactly
@@ -37,7 +37,7 @@ media:description) before any content as *content*, keeps every content
 element in order, lets media:title stand in for a missing title, and lets a
 permalink guid (or Atom id) be the link until a <link> says otherwise.
 
-The dicts hold what :func:`aggregator.parse._xml_entry` reads plus what a
+The dicts hold what :func:`aggregator.parse.parser._xml_entry` reads plus what a
 later rule might want; an entry dict holds at most ``id``, ``guidislink``,
 ``link``, ``links`` [{rel, type, href, ...}], ``title``/``title_detail``
 {type}, ``summary``/``summary_detail`` {type, value}, ``content`` [{type,
@@ -223,7 +223,7 @@ def _parser() -> etree.XMLParser:
 def shape_feed(data: bytes) -> Shaped | None:
     """The feedparser-shaped reading of UTF-8 ``data``, or None when not sure.
 
-    ``data`` must be what :func:`aggregator.parse._transcode` produced (UTF-8
+    ``data`` must be what :func:`aggregator.parse.parser._transcode` produced (UTF-8
     with a UTF-8 declaration), so both paths see the same characters.
     """
     if b"<!ENTITY" in data or b"<!DOCTYPE" in data[:4096]:
@@ -802,7 +802,7 @@ def _entry(element: etree._Element, *, atom: bool) -> dict[str, Any]:
 def raw_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """An entry dict as JSON: everything is str/list/dict already but the dates.
 
-    ``*_parsed`` rendered exactly as :func:`aggregator.parse._jsonable` does
+    ``*_parsed`` rendered exactly as :func:`aggregator.parse.parser._jsonable` does
     (``YYYY-MM-DDTHH:MM:SSZ``, None when not a valid date), without walking
     the rest.
     """

@@ -22,7 +22,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from aggregator.repair import escape_for_log
+from aggregator.policy.repair import escape_for_log
 
 __all__ = ["JsonLineFormatter", "TextFormatter", "configure_logging"]
 

@@ -29,7 +29,7 @@ from typing import Final, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from aggregator.dates import REASONS as DATE_REASONS
+from aggregator.policy.dates import REASONS as DATE_REASONS
 
 __all__ = [
     "DATE_REASONS",
@@ -47,7 +47,7 @@ ERROR_CLASSES: Final = (
     "permanent",
     "gone",
     "export",
-    # RSSHub waits (aggregator.rsshub): retried soon, not counted in error streaks.
+    # RSSHub waits (aggregator.policy.rsshub): retried soon, not counted in error streaks.
     "warming",
     "cold_timeout",
 )

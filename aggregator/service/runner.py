@@ -1,8 +1,8 @@
 """One pass over a set of feeds, and the tables the CLI prints.
 
 Used by ``aggregator fetch``: reconcile feeds.yaml with the database, poll the
-chosen feeds concurrently through one :class:`~aggregator.pipeline.Pipeline`,
-and report.  The daemon (:mod:`aggregator.scheduler`) does the same per feed,
+chosen feeds concurrently through one :class:`~aggregator.service.pipeline.Pipeline`,
+and report.  The daemon (:mod:`aggregator.service.daemon`) does the same per feed,
 but on a schedule and with leases.
 """
 
@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aggregator.export import ExportResult
-from aggregator.feeds import Config, FeedSpec
-from aggregator.fetch import Fetcher, FetchLimits, redact_url
-from aggregator.pipeline import (
+from aggregator.config.feeds import Config, FeedSpec
+from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
+from aggregator.hexo.export import ExportResult
+from aggregator.service.pipeline import (
     FeedReport,
     Pipeline,
     database_unavailable,
@@ -116,8 +116,8 @@ def parse_workers(feeds: int, requested: int | None = None) -> int:
     return min(cores - 1, 4)
 
 
-#: What a parse worker needs, and all it imports (see aggregator.items).
-WORKER_MODULES = ["aggregator.items", "aggregator.feeds"]
+#: What a parse worker needs, and all it imports (see aggregator.content.items).
+WORKER_MODULES = ["aggregator.content.items", "aggregator.config.feeds"]
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:

@@ -4,7 +4,7 @@ ARCHITECTURE invariant 7 asks that every later stage (clean-up, filters,
 images) can be re-run over stored items without refetching.  The parser's
 own item dict is not enough for that (its dates are already flattened to
 text, its HTML is split across feedparser's detail records), so the stored
-form is the :class:`~aggregator.parse.Entry` fields themselves -- the HTML as
+form is the :class:`~aggregator.parse.parser.Entry` fields themselves -- the HTML as
 the feed sent it, before any clean-up -- plus:
 
 * ``full_text``: the article body cut from the page by a ``full_text``
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from aggregator.parse import Entry
+from aggregator.parse.parser import Entry
 
 __all__ = [
     "MAX_STORED_PAGE",

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aggregator import post as fmt
-from aggregator.dedup import Outcome
+from aggregator.hexo import post as fmt
+from aggregator.policy.dedup import Outcome
 from aggregator.store import Store
 
 __all__ = ["ReplayResult", "collect_files", "replay"]

@@ -11,7 +11,7 @@ Decisions worth knowing before changing anything:
   ``resolve_relative_uris=False``.  Its sanitiser re-serialises every body
   (``&resize`` becomes ``&amp;resize``, unknown attributes such as
   ``referrerpolicy`` vanish), which would make clean bodies come out changed;
-  :mod:`aggregator.content` sanitises and resolves URLs itself and leaves
+  :mod:`aggregator.content.clean` sanitises and resolves URLs itself and leaves
   clean HTML byte for byte alone.  So ``content_html`` and ``summary_html``
   are the feed's markup as sent: untrusted, to be cleaned before display.
 * feedparser gets the body wrapped in :class:`io.BytesIO`, never as bytes:
@@ -41,7 +41,7 @@ parse_fast
 
 feedparser costs about 0.4-0.5 ms per item (its SAX callbacks and per-element
 bookkeeping), which made parsing the bulk of a cold ingest.  So XML is first
-offered to :mod:`aggregator.parse_fast`, which reads the common documents with
+offered to :mod:`aggregator.parse.fast`, which reads the common documents with
 lxml (hardened: no entities resolved, no network, no DTD, no huge trees) in
 about a fifth of the time, and falls back to feedparser whenever it answers
 None ("not sure").  Two paths, one result:
@@ -90,12 +90,12 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from feedparser.encodings import convert_to_utf8
 
-from aggregator.dates import read_entry_date
-from aggregator.parse_fast import raw_entry, shape_feed
-from aggregator.repair import repair_references, repair_text, repair_tree
+from aggregator.parse.fast import raw_entry, shape_feed
+from aggregator.policy.dates import read_entry_date
+from aggregator.policy.repair import repair_references, repair_text, repair_tree
 
 if TYPE_CHECKING:
-    from aggregator.fetch import FetchResult
+    from aggregator.fetch.fetcher import FetchResult
 
 __all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed", "parse_fetched"]
 
@@ -136,7 +136,7 @@ class Entry:
     updated_naive: bool = False
     # The date texts as the feed sent them: the feed's ``timezone`` decides
     # what a zone-less or ``CST`` time means, so the post's date is read
-    # from these (see aggregator.dates.effective_date).
+    # from these (see aggregator.policy.dates.effective_date).
     published_text: str | None = None
     updated_text: str | None = None
 
@@ -453,7 +453,7 @@ def _xml_entry(item: dict[str, Any], url: str, *, raw: dict[str, Any] | None = N
     doc_base = _absolute(url, xml_base) or url
     link = _http_url(url, item.get("link"))
     # Our own reading of the text first: feedparser's misses some forms and
-    # misreads others (see aggregator.dates).  dict.get, not
+    # misreads others (see aggregator.policy.dates).  dict.get, not
     # FeedParserDict.get: the latter quietly answers "updated_parsed" with
     # published_parsed when there is no update date.
     published_text = _nonempty(dict.get(item, "published"))
@@ -489,7 +489,7 @@ def _xml_entry(item: dict[str, Any], url: str, *, raw: dict[str, Any] | None = N
 def _repaired(entry: Entry) -> Entry:
     """The entry with every text field as both databases and every encoder take it.
 
-    The last of the repairs (see :mod:`aggregator.repair`) made where values
+    The last of the repairs (see :mod:`aggregator.policy.repair`) made where values
     enter, whichever parser read them: lenient parsing lets NUL and other
     controls through, and anything a later stage writes -- the post, the
     entry row, the raw JSON -- comes from these fields.  GUIDs, links and
@@ -613,7 +613,7 @@ def _strip_title_markup(text: str) -> str:
     formatting tags publishers use (``<b>...</b>``, ``<br>``; a start tag
     only when its end tag follows, so "Vec<U>" stays).  What is left,
     ``vector<int>``, ``map<string,int>``, ``a<b``, is text: the post stage
-    (:func:`aggregator.content.inert_title`) makes it inert for templates.
+    (:func:`aggregator.content.clean.inert_title`) makes it inert for templates.
     """
     text = _DROPPED_WITH_TEXT.sub("", text)
     if "<" not in text:
@@ -656,7 +656,7 @@ def _without_markup(text: str) -> str:
     return _strip_title_markup(text)
 
 
-# Characters a post header cannot carry (mirrors aggregator.post's rule):
+# Characters a post header cannot carry (mirrors aggregator.hexo.post's rule):
 # C0/C1 controls, DEL, lone surrogates, BOM, U+FFFE/U+FFFF.  Whitespace
 # controls are left for the collapsing step, which turns them into spaces.
 _UNPRINTABLE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufeff\ufffe\uffff]")

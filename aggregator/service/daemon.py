@@ -41,12 +41,12 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from aggregator.export import ExportError, prepare_directory
-from aggregator.feeds import Config, ConfigError, FeedSpec, load_config
-from aggregator.fetch import Fetcher, FetchLimits, redact_url
-from aggregator.metrics import Metrics
-from aggregator.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
-from aggregator.server import BindError, HttpServer, start_http_server
+from aggregator.config.feeds import Config, ConfigError, FeedSpec, load_config
+from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
+from aggregator.hexo.export import ExportError, prepare_directory
+from aggregator.service.metrics import Metrics
+from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
+from aggregator.service.server import BindError, HttpServer, start_http_server
 from aggregator.store import DatabaseURLError, Store
 
 __all__ = ["Daemon", "DaemonOptions", "dead_local_owners", "pid_alive", "run_daemon"]

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from aggregator.dedup import text_of
+from aggregator.policy.dedup import text_of
 
 __all__ = ["FIELDS", "Filters", "Rule", "compile_pattern"]
 

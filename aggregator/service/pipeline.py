@@ -29,13 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from aggregator import images as image_archive
-from aggregator import rsshub
-from aggregator.content import ContentError, extract_full_text
-from aggregator.dedup import slug_for
-from aggregator.export import Exporter, ExportResult
-from aggregator.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
-from aggregator.fetch import (
+from aggregator.config.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
+from aggregator.content import images as image_archive
+from aggregator.content.clean import ContentError, extract_full_text
+from aggregator.content.items import IngestItem, build_items, parse_and_build
+from aggregator.fetch.fetcher import (
     Fetcher,
     FetchError,
     FetchResult,
@@ -45,12 +43,14 @@ from aggregator.fetch import (
     cache_max_age,
     redact_url,
 )
-from aggregator.items import IngestItem, build_items, parse_and_build
-from aggregator.netguard import AddressGuard
-from aggregator.parse import Entry, FeedParseError, ParsedFeed, parse_fetched
-from aggregator.rawentry import StoredPage
-from aggregator.repair import repair_text
-from aggregator.schedule import (
+from aggregator.fetch.netguard import AddressGuard
+from aggregator.hexo.export import Exporter, ExportResult
+from aggregator.parse.parser import Entry, FeedParseError, ParsedFeed, parse_fetched
+from aggregator.parse.rawentry import StoredPage
+from aggregator.policy import rsshub
+from aggregator.policy.dedup import slug_for
+from aggregator.policy.repair import repair_text
+from aggregator.policy.schedule import (
     ErrorClass,
     ErrorState,
     Hints,
@@ -107,7 +107,7 @@ class FeedReport:
     #: Entries left out because building their post failed (see ``notes``).
     skipped: int = 0
     #: New posts whose date is not the entry's own as written, by reason
-    #: (:data:`aggregator.dates.REASONS`): replaced, or its zone assumed.
+    #: (:data:`aggregator.policy.dates.REASONS`): replaced, or its zone assumed.
     date_notes: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -173,7 +173,7 @@ class ParseProcesses(Executor):
                 except BrokenProcessPool:
                     log.warning("a parse worker died; starting a new one")
                     self._pool.shutdown(wait=False, cancel_futures=True)
-            from aggregator.runner import _worker_context  # runner imports this module
+            from aggregator.service.runner import _worker_context  # runner imports this module
 
             self._pool = ProcessPoolExecutor(self._workers, mp_context=_worker_context())
             return self._pool.submit(fn, *args, **kwargs)
@@ -422,7 +422,7 @@ class Pipeline:
         # Links inside feeds are untrusted: fetch them only from public addresses.
         self.guard = guard or AddressGuard()
         # images: archive stores files next to the export dir (source/_posts ->
-        # source/images, served by Hexo at /images/; see aggregator.images).
+        # source/images, served by Hexo at /images/; see aggregator.content.images).
         self.images_dir = images_dir or (
             export_dir.parent / "images" if export_dir is not None else None
         )
@@ -783,7 +783,7 @@ class Pipeline:
     def _rsshub_deferral(
         self, spec: FeedSpec, state: FeedState, exc: FetchError
     ) -> rsshub.Deferral | None:
-        """Whether this failure is an RSSHub route warming up (see aggregator.rsshub)."""
+        """Whether this failure is an RSSHub route warming up (see aggregator.policy.rsshub)."""
         return rsshub.classify_failure(
             rsshub=rsshub.is_rsshub(
                 route=spec.rsshub_route,

@@ -1,7 +1,7 @@
 """Politeness per host: how many requests at once, and how far apart they start.
 
-Pure policy, no I/O: the fetcher enforces it (aggregator.fetch), feeds.yaml
-``hosts:`` overrides it (aggregator.feeds), and both import it from here so
+Pure policy, no I/O: the fetcher enforces it (aggregator.fetch.fetcher), feeds.yaml
+``hosts:`` overrides it (aggregator.config.feeds), and both import it from here so
 that reading the configuration never has to load the HTTP stack.
 """
 

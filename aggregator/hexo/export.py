@@ -34,7 +34,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from aggregator.post import render
+from aggregator.hexo.post import render
 from aggregator.store import Store, StoredPost
 from aggregator.store.exports import Written
 

@@ -22,16 +22,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
-from aggregator.content import entry_to_post
-from aggregator.dates import DateNote, effective_date
-from aggregator.dedup import Identity, KeyFacts, canonical_link, content_hash, entry_key, entry_keys
-from aggregator.parse import Entry, ParsedFeed, parse_feed
-from aggregator.post import Post
-from aggregator.rawentry import StoredPage, dump_entry
-from aggregator.repair import fit_key
+from aggregator.content.clean import entry_to_post
+from aggregator.hexo.post import Post
+from aggregator.parse.parser import Entry, ParsedFeed, parse_feed
+from aggregator.parse.rawentry import StoredPage, dump_entry
+from aggregator.policy.dates import DateNote, effective_date
+from aggregator.policy.dedup import (
+    Identity,
+    KeyFacts,
+    canonical_link,
+    content_hash,
+    entry_key,
+    entry_keys,
+)
+from aggregator.policy.repair import fit_key
 
 if TYPE_CHECKING:
-    from aggregator.feeds import FeedSpec
+    from aggregator.config.feeds import FeedSpec
 
 __all__ = [
     "LINK_KEY_MAX",
@@ -87,7 +94,7 @@ class IngestItem:
 
 def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime, DateNote | None]:
     """The date the entry's post gets under the feed's date rules, and a note
-    when it was replaced or its zone assumed (see :mod:`aggregator.dates`).
+    when it was replaced or its zone assumed (see :mod:`aggregator.policy.dates`).
 
     Published, else updated: an unreadable published text gives way to a
     readable updated one (the note then says so).  ``now`` is also the
@@ -181,7 +188,7 @@ def build_items(
     """Entries -> posts ready to store (pure; runs in a worker).
 
     Each item is keyed among all the items of its document
-    (:func:`aggregator.dedup.entry_keys`): a GUID or link that several
+    (:func:`aggregator.policy.dedup.entry_keys`): a GUID or link that several
     entries share identifies none of them.  With ``on_skipped(entry, reason)``, an
     entry that cannot be built (a bug in clean-up meeting input nobody
     foresaw) is left out and reported there, and the rest of the feed is

@@ -1,0 +1,30 @@
+"""Feed bytes -> normalised entries (feedparser, with a fast path for plain
+RSS/Atom), and the stored raw form an entry is rebuilt from.
+
+The entry points below are exported lazily (PEP 562): importing one module of
+this package must not load the others (start-up stays small).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aggregator.parse.parser import Entry, parse_feed
+
+__all__ = [
+    "Entry",
+    "parse_feed",
+]
+
+_EXPORTS = {
+    "Entry": "aggregator.parse.parser",
+    "parse_feed": "aggregator.parse.parser",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

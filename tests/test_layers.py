@@ -1,0 +1,286 @@
+"""The import contract: which part of aggregator may import which.
+
+docs/architecture.md ("Layers") says it in prose; this is the same rule as
+data, checked over every module's source with ``ast`` -- top-level imports,
+imports inside functions (the lazy ones that keep start-up small) and
+``if TYPE_CHECKING:`` imports alike, because each is a dependency a reader
+has to follow.
+
+From the top down, a unit may import itself, and any unit of a LOWER rank:
+
+    5  __main__                              python -m aggregator
+    4  cli                                   the command line
+    3  service                               the stages put together
+    2  fetch  parse  content  store  hexo    the stages: siblings, none imports another
+    1  config                                what the operator writes
+    0  policy  hexo.post  aggregator         pure rules, the post format, __version__
+
+Rank 0 imports nothing of the project but itself.  Imports between stages are
+what the service layer exists for; the ones that exist today are listed in
+KNOWN_VIOLATIONS with the reason and the slice of issue 19 that removes each.
+The list must only shrink: a new violation fails, and so does an entry that
+no longer happens (delete it).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "aggregator"
+
+#: Unit -> rank.  A module belongs to the longest unit that prefixes its name.
+UNITS: dict[str, int] = {
+    "aggregator": 0,  # the package itself: __version__ only
+    "aggregator.policy": 0,
+    "aggregator.hexo.post": 0,
+    "aggregator.config": 1,
+    "aggregator.fetch": 2,
+    "aggregator.parse": 2,
+    "aggregator.content": 2,
+    "aggregator.store": 2,
+    "aggregator.hexo": 2,
+    "aggregator.service": 3,
+    "aggregator.cli": 4,
+    "aggregator.__main__": 5,  # python -m aggregator: runs the cli
+}
+
+#: (importer, imported) -> why it is there, and which slice removes it.
+KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
+    # -- Stage types that live in the stage producing them.  Slice 2 ("stage
+    #    types"): the values that cross a stage boundary (FetchResult, Entry,
+    #    IngestItem) move to the lower layer they are handed through, so a
+    #    stage needs only the types, not the stage.
+    ("aggregator.parse.parser", "aggregator.fetch.fetcher"): (
+        "parse_fetched() takes a FetchResult (TYPE_CHECKING only); slice 2"
+    ),
+    ("aggregator.content.clean", "aggregator.parse.parser"): (
+        "entry_to_post() takes a parse Entry; slice 2"
+    ),
+    ("aggregator.content.items", "aggregator.parse.parser"): (
+        "build_item() takes an Entry, and parse_and_build() runs parse_feed in the "
+        "worker; slice 2 (types), slice 3 (the worker's parse+build moves to service)"
+    ),
+    ("aggregator.content.items", "aggregator.parse.rawentry"): (
+        "the stored raw form of an entry is built with the item; slice 3 moves "
+        "dump_entry() to the worker in service"
+    ),
+    ("aggregator.store.store", "aggregator.content.items"): (
+        "Store.ingest takes content's IngestItem; slice 2 moves IngestItem down "
+        "beside the store's own row types"
+    ),
+    # -- Network inside a content step.  Slice 3 ("content without I/O"): the
+    #    pipeline hands images.archive_images a download callable (it gets one
+    #    from fetch), so content never holds a Fetcher.
+    ("aggregator.content.images", "aggregator.fetch.fetcher"): (
+        "archive_images() downloads with a Fetcher; slice 3"
+    ),
+    ("aggregator.content.images", "aggregator.fetch.netguard"): (
+        "archive_images() checks image addresses with the AddressGuard; slice 3"
+    ),
+    # -- Files in and out that reach into the store.  Slice 4 ("hexo speaks
+    #    files"): export takes (slug, Post) pairs, and replay yields Posts for
+    #    the service to store, so hexo needs only the format.
+    ("aggregator.hexo.export", "aggregator.store"): (
+        "export_posts() is typed with StoredPost; slice 4"
+    ),
+    ("aggregator.hexo.export", "aggregator.store.exports"): (
+        "export records each file it wrote in the store's export ledger (Written); "
+        "slice 4: export returns what it wrote and the service records it"
+    ),
+    ("aggregator.hexo.replay", "aggregator.store"): (
+        "replay() writes through Store.ingest_posts itself; slice 4"
+    ),
+    # -- Configuration that reaches up.  Slice 2: DEFAULT_DATABASE_URL is a
+    #    setting's default, so it moves to config.settings and store.engine
+    #    imports it from there (downwards).
+    ("aggregator.config.settings", "aggregator.store"): (
+        "Settings.database_url's default is store's DEFAULT_DATABASE_URL; slice 2"
+    ),
+}
+
+#: Names a package's __init__ re-exports from outside the package (same debt
+#: as the import it rides on).
+KNOWN_FOREIGN_EXPORTS: dict[tuple[str, str], str] = {
+    ("aggregator.store", "IngestItem"): "content.items' type, re-exported; slice 2",
+}
+
+#: Third-party libraries that only some units may import: the guard behind
+#: "only store talks to the database, only fetch talks to the network".
+#: Exceptions to catch (``sqlalchemy.exc``) are not talking.
+LIBRARY_HOMES: dict[str, tuple[str, ...]] = {
+    "sqlalchemy": ("aggregator.store",),
+    "alembic": ("aggregator.store",),
+    "httpx": ("aggregator.fetch",),
+    "httpcore": ("aggregator.fetch",),
+    # the client under feed polls, and the daemon's own /healthz server
+    "aiohttp": ("aggregator.fetch", "aggregator.service.server"),
+    "feedparser": ("aggregator.parse",),
+    "apscheduler": ("aggregator.service.daemon",),
+    "prometheus_client": ("aggregator.service.metrics",),
+}
+LIBRARY_EXCEPTIONS = (
+    "sqlalchemy.exc",  # exceptions to catch are not talking to the database
+    "feedparser.datetimes",  # pure date-string readers: policy.dates reads dates as parse does
+)
+
+#: (importer, library module) used outside its home today, and why.  Shrinks only.
+KNOWN_LIBRARY_STRAYS: dict[tuple[str, str], str] = {
+    ("aggregator.cli", "sqlalchemy.engine"): (
+        "_redacted() parses the database URL with make_url to hide its password; "
+        "slice 2: store.engine offers redacted_url() beside DatabaseURLError"
+    ),
+}
+
+#: Standard-library modules that mean I/O: a pure unit imports none of them,
+#: nor a library of LIBRARY_HOMES (pure helpers such as dateutil are fine).
+IO_STDLIB = ("socket", "ssl", "http", "urllib.request", "subprocess", "sqlite3", "asyncio")
+PURE_UNITS = ("aggregator.policy", "aggregator.hexo.post")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES: dict[str, Path] = {
+    module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "__pycache__" not in p.parts
+}
+
+
+def unit_of(module: str) -> str:
+    best = "aggregator" if module == "aggregator" else ""
+    for unit in UNITS:
+        if unit != "aggregator" and (module == unit or module.startswith(unit + ".")):
+            best = max(best, unit, key=len)
+    return best
+
+
+def imports_of(module: str) -> Iterator[tuple[str, int]]:
+    """(imported name, line) for every import in a module, at any depth.
+
+    ``from X import Y`` names ``X.Y`` when that is a module of ours (``from
+    aggregator.hexo import post``), else ``X``.
+    """
+    path = MODULES[module]
+    is_package = path.name == "__init__.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                known = full in MODULES or full.startswith(LIBRARY_EXCEPTIONS)
+                yield (full if known else base), node.lineno
+
+
+def project_edges() -> dict[tuple[str, str], int]:
+    edges: dict[tuple[str, str], int] = {}
+    for module in MODULES:
+        for name, line in imports_of(module):
+            if name == "aggregator" or name.startswith("aggregator."):
+                edges.setdefault((module, name), line)
+    return edges
+
+
+def allowed(importer: str, imported: str) -> bool:
+    mine, theirs = unit_of(importer), unit_of(imported)
+    return mine == theirs or UNITS[theirs] < UNITS[mine]
+
+
+def test_every_module_has_a_place_in_the_layers() -> None:
+    homeless = [m for m in MODULES if m != "aggregator" and unit_of(m) in ("", "aggregator")]
+    assert homeless == [], (
+        f"{homeless}: put each module in a package of docs/architecture.md's layers "
+        "(aggregator/ keeps only __init__, __main__ and cli at its top)"
+    )
+
+
+def test_imports_follow_the_layers() -> None:
+    violations = {
+        edge: line for edge, line in project_edges().items() if not allowed(*edge)
+    }
+    new = {
+        f"{MODULES[a].relative_to(PACKAGE.parent)}:{line}: {a} ({unit_of(a)}, rank "
+        f"{UNITS[unit_of(a)]}) imports {b} ({unit_of(b)}, rank {UNITS[unit_of(b)]})"
+        for (a, b), line in violations.items()
+        if (a, b) not in KNOWN_VIOLATIONS
+    }
+    assert not new, (
+        "imports against docs/architecture.md's layers; pass the value in from the "
+        "service layer, or move the type down a layer:\n" + "\n".join(sorted(new))
+    )
+    gone = sorted(set(KNOWN_VIOLATIONS) - set(violations))
+    assert not gone, f"fixed, so delete from KNOWN_VIOLATIONS: {gone}"
+
+
+@pytest.mark.parametrize("unit", PURE_UNITS)
+def test_pure_units_do_no_io_and_import_nothing_of_ours(unit: str) -> None:
+    found = []
+    for module in MODULES:
+        if unit_of(module) != unit:
+            continue
+        for name, line in imports_of(module):
+            top = name.split(".")[0]
+            ours = name == unit or name.startswith(unit + ".")
+            project = top == "aggregator" and not ours
+            io = any(name == m or name.startswith(m + ".") for m in IO_STDLIB)
+            owned = top in LIBRARY_HOMES and not name.startswith(LIBRARY_EXCEPTIONS)
+            if project or io or owned:
+                found.append(f"{module}:{line}: {name}")
+    assert found == [], f"{unit} must stay pure (no I/O, nothing of the project): {found}"
+
+
+def test_libraries_stay_in_their_units() -> None:
+    strays: dict[tuple[str, str], str] = {}
+    for module in MODULES:
+        for name, line in imports_of(module):
+            homes = LIBRARY_HOMES.get(name.split(".")[0])
+            if homes is None or name.startswith(LIBRARY_EXCEPTIONS):
+                continue
+            if not any(module == h or module.startswith(h + ".") for h in homes):
+                strays[(module, name)] = f"{module}:{line}: {name} (belongs in {', '.join(homes)})"
+    new = [text for edge, text in sorted(strays.items()) if edge not in KNOWN_LIBRARY_STRAYS]
+    assert new == [], "\n".join(new)
+    gone = sorted(set(KNOWN_LIBRARY_STRAYS) - set(strays))
+    assert not gone, f"fixed, so delete from KNOWN_LIBRARY_STRAYS: {gone}"
+
+
+def test_the_rule_sees_a_violation() -> None:
+    """The checker itself: a stage importing a sibling or a higher layer is caught."""
+    assert not allowed("aggregator.parse.parser", "aggregator.content.clean")
+    assert not allowed("aggregator.policy.dedup", "aggregator.config.feeds")
+    assert not allowed("aggregator.hexo.post", "aggregator")
+    assert not allowed("aggregator.store.store", "aggregator.service.pipeline")
+    assert allowed("aggregator.hexo.export", "aggregator.hexo.post")
+    assert allowed("aggregator.service.pipeline", "aggregator.store")
+    assert allowed("aggregator.policy.filters", "aggregator.policy.dedup")
+
+
+def _exports() -> Iterator[tuple[str, str]]:
+    for module, path in MODULES.items():
+        if path.name == "__init__.py" and module != "aggregator":
+            for name in getattr(importlib.import_module(module), "__all__", ()):
+                yield module, name
+
+
+@pytest.mark.parametrize(("package", "name"), list(_exports()))
+def test_package_exports_resolve_to_the_package(package: str, name: str) -> None:
+    """What a package's __init__ exports exists, and comes from inside it."""
+    value = getattr(importlib.import_module(package), name)
+    home = getattr(value, "__module__", package)
+    inside = home == package or home.startswith(package + ".")
+    assert inside != ((package, name) in KNOWN_FOREIGN_EXPORTS), (package, name, home)
