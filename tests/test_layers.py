@@ -14,8 +14,9 @@ From the top down, a unit may import itself, and any unit of a LOWER rank:
     2  fetch  parse  content  store  hexo    the stages: siblings, none imports another
     1  config                                what the operator writes
     0  policy  hexo.post  aggregator         pure rules, the post format, __version__
+   -1  errors                                the error tree, which every layer raises
 
-Rank 0 imports nothing of the project but itself.  Imports between stages are
+Rank 0 imports nothing of the project but itself and the error tree.  Imports between stages are
 what the service layer exists for; the ones that exist today are listed in
 KNOWN_VIOLATIONS with the reason and the slice of issue 19 that removes each.
 The list must only shrink: a new violation fails, and so does an entry that
@@ -37,6 +38,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "aggregator"
 UNITS: dict[str, int] = {
     "aggregator": 0,  # the package itself: __version__ only
     "aggregator.policy": 0,
+    "aggregator.errors": -1,  # the error tree: imports nothing, everyone may raise it
     "aggregator.hexo.post": 0,
     "aggregator.config": 1,
     "aggregator.fetch": 2,
@@ -236,7 +238,7 @@ def test_pure_units_do_no_io_and_import_nothing_of_ours(unit: str) -> None:
         for name, line in imports_of(module):
             top = name.split(".")[0]
             ours = name == unit or name.startswith(unit + ".")
-            project = top == "aggregator" and not ours
+            project = top == "aggregator" and not ours and name != "aggregator.errors"
             io = any(name == m or name.startswith(m + ".") for m in IO_STDLIB)
             owned = top in LIBRARY_HOMES and not name.startswith(LIBRARY_EXCEPTIONS)
             if project or io or owned:

@@ -59,6 +59,7 @@ from aggregator.config.feeds import (
     normalise_url,
     parse_duration,
 )
+from aggregator.errors import ConfigurationError
 
 __all__ = [
     "FALLBACK_GROUP",
@@ -86,7 +87,7 @@ FALLBACK_SECTION: Final = "新闻"
 _EMPTY_FLOW_LIST: Final = re.compile(r"[ \t]*\[[ \t]*\][ \t]*")
 
 
-class FeedsEditError(ValueError):
+class FeedsEditError(ConfigurationError, ValueError):
     """The feeds file cannot be edited safely; the message says what to do instead."""
 
 

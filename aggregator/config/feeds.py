@@ -55,6 +55,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from aggregator.errors import ConfigurationError
 from aggregator.policy.dedup import IDENTITIES, Identity
 from aggregator.policy.filters import FIELDS as _RULE_FIELDS
 from aggregator.policy.filters import Filters, Rule, compile_pattern
@@ -246,7 +247,7 @@ class ConfigIssue:
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError, ValueError):
     """``feeds.yaml`` cannot be used; ``errors`` lists every reason.
 
     Each entry of ``errors`` reads ``file:line: key: message``; ``issues`` holds

@@ -61,6 +61,7 @@ from aggregator.config.feeds import (
     loads_config,
     parse_duration,
 )
+from aggregator.errors import ConfigurationError
 
 __all__ = [
     "MAX_OPML_BYTES",
@@ -81,7 +82,7 @@ MAX_OPML_BYTES: Final = 16 * 1024 * 1024
 _DECLARATION: Final = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
-class OpmlError(ValueError):
+class OpmlError(ConfigurationError, ValueError):
     """The file is not OPML we can read; the message names the file and the problem."""
 
 

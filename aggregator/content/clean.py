@@ -65,6 +65,7 @@ from datetime import datetime
 from html.entities import html5 as _HTML5_ENTITIES
 from urllib.parse import urljoin
 
+from aggregator.errors import AggregatorError
 from aggregator.hexo.post import Post
 from aggregator.parse.parser import Entry
 
@@ -79,7 +80,7 @@ __all__ = [
 ]
 
 
-class ContentError(ValueError):
+class ContentError(AggregatorError, ValueError):
     """Full text could not be extracted (selector matched nothing or is invalid)."""
 
 

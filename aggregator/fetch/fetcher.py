@@ -54,6 +54,7 @@ import httpx
 import zstandard
 
 from aggregator import __version__
+from aggregator.errors import AggregatorError
 from aggregator.fetch.netguard import AddressGuard, AddressRefused, GuardedBackend
 from aggregator.fetch.transport import AiohttpTransport
 from aggregator.policy.politeness import (
@@ -200,7 +201,7 @@ class FetchResult:
         return None
 
 
-class FetchError(Exception):
+class FetchError(AggregatorError):
     """A fetch that failed; ``reason`` is short and says which limit or fault it was."""
 
     def __init__(

@@ -35,6 +35,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import httpcore
 
+from aggregator.errors import AggregatorError
+
 __all__ = [
     "PRIVATE_NETWORKS_HINT",
     "AddressGuard",
@@ -118,7 +120,7 @@ def refusal_reason(address: IPAddress) -> str | None:
     return None
 
 
-class AddressRefused(Exception):
+class AddressRefused(AggregatorError):
     """A host name or literal that leads to an address the guard refuses.
 
     Raised inside the HTTP client's connect step as well as by

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from aggregator.errors import AggregatorError
 from aggregator.hexo.post import render
 from aggregator.store import Store, StoredPost
 from aggregator.store.exports import Written
@@ -64,7 +65,7 @@ _TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 _DIRECTORY_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
-class ExportError(OSError):
+class ExportError(AggregatorError, OSError):
     """A file could not be written or removed; the database is untouched.
 
     ``whole_directory`` says the directory itself refuses (read-only, full,

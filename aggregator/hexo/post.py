@@ -14,8 +14,8 @@ and records what differs in a :class:`Layout`, which ``render`` follows, so a
 replayed file is written back byte for byte; posts we fetch have no layout and
 always come out canonical.
 
-It imports nothing else from the project, so the format can be reused and
-tested on its own.
+It imports nothing else from the project but the error tree, so the format
+can be reused and tested on its own.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aggregator.errors import AggregatorError
 
 __all__ = [
     "INVALID_DATE",
@@ -137,7 +139,7 @@ _ESCAPE_RE = re.compile(r"\\(?:x([0-9A-Fa-f]{2})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]
 _DOUBLE_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.S)
 
 
-class PostFormatError(ValueError):
+class PostFormatError(AggregatorError, ValueError):
     """A text is not in the seed post format.
 
     ``line`` is 1-based and points at the offending line of the text, so a

@@ -90,6 +90,7 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 from feedparser.encodings import convert_to_utf8
 
+from aggregator.errors import AggregatorError
 from aggregator.parse.fast import raw_entry, shape_feed
 from aggregator.policy.dates import read_entry_date
 from aggregator.policy.repair import repair_references, repair_text, repair_tree
@@ -100,7 +101,7 @@ if TYPE_CHECKING:
 __all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed", "parse_fetched"]
 
 
-class FeedParseError(ValueError):
+class FeedParseError(AggregatorError, ValueError):
     """The bytes are not a feed at all; the message says what they looked like.
 
     Every message starts "not a feed" or "not a readable feed", so it can be

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from aggregator.errors import AggregatorError
 from aggregator.parse.parser import Entry
 
 __all__ = [
@@ -57,7 +58,7 @@ _DUPLICATED_ITEM_KEYS: Final = frozenset(
 MAX_STORED_PAGE: Final = 512 * 1024
 
 
-class RawEntryError(ValueError):
+class RawEntryError(AggregatorError, ValueError):
     """A stored raw entry cannot be turned back into an Entry."""
 
 

@@ -30,6 +30,7 @@ from bs4 import BeautifulSoup
 from bs4.filter import SoupStrainer
 
 from aggregator.config.feeds import normalise_url
+from aggregator.errors import AggregatorError
 from aggregator.fetch.fetcher import Fetcher, FetchError, FetchResult
 from aggregator.parse.parser import FeedParseError, ParsedFeed, parse_fetched
 
@@ -61,7 +62,7 @@ FEED_TYPES: Final = frozenset(
 COMMON_PATHS: Final = ("/feed", "/rss", "/rss.xml", "/atom.xml", "/feed.xml", "/index.xml")
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(AggregatorError):
     """No usable feed at a URL; the message names the URL and what was found there."""
 
 

@@ -36,6 +36,7 @@ from typing import Final, Self
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from aggregator.errors import AggregatorError
 from aggregator.service.metrics import Metrics
 
 __all__ = [
@@ -136,7 +137,7 @@ def format_bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class BindError(OSError):
+class BindError(AggregatorError, OSError):
     """The server could not listen; ``str()`` is ready for the operator.
 
     ``errno`` is kept from the underlying error (``errno.EADDRINUSE`` ...) for

@@ -23,6 +23,8 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, e
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from aggregator.errors import AggregatorError, ConfigurationError
+
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
@@ -47,11 +49,11 @@ _MIGRATION_LOCK_ID = 0x6167_6772  # "aggr": arbitrary, constant across releases
 SCHEMA_REVISION = "0005"
 
 
-class DatabaseURLError(ValueError):
+class DatabaseURLError(ConfigurationError, ValueError):
     """The database URL cannot be used; the message says how to write one."""
 
 
-class SchemaNotReady(RuntimeError):
+class SchemaNotReady(AggregatorError, RuntimeError):
     """A command that only reads found no schema, or another revision; nothing was changed."""
 
 
