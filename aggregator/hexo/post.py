@@ -655,7 +655,7 @@ def _canonical_spelling(key: str, value: Any) -> str:
     return " " + _quoted(value)
 
 
-def _parse(text: str, tz: ZoneInfo, tz_name: str) -> Post:
+def _parse(text: str, tz: ZoneInfo, tz_name: str) -> Post:  # noqa: C901 - one pass over a line grammar; each branch is one key's shape
     head = _HEAD_RE.match(text)
     if head is None:
         first = text.split("\n", 2)[:2]

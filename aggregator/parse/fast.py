@@ -583,7 +583,7 @@ class _Context:
             author = ""
         self.data["author"] = author
 
-    def _entry_child(self, name: str, element: etree._Element, depth: int = 0) -> None:
+    def _entry_child(self, name: str, element: etree._Element, depth: int = 0) -> None:  # noqa: C901 - a dispatch on element names, as feedparser's handlers
         data = self.data
         if name in ("description", "summary", "itunes_summary", "media_description"):
             if "summary" in data and not self.has_content:
@@ -674,7 +674,7 @@ class _Context:
         self.data.setdefault("content", []).append({"type": content_type, "value": value})
         self.data.setdefault("summary", value)  # every type allowed here is copied
 
-    def _feed_child(self, name: str, element: etree._Element) -> None:
+    def _feed_child(self, name: str, element: etree._Element) -> None:  # noqa: C901 - a dispatch on element names, as feedparser's handlers
         data = self.data
         if name in ("ttl", "sy_updateperiod", "sy_updatefrequency"):
             self.once(name)

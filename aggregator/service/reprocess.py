@@ -72,7 +72,7 @@ class ReprocessReport:
         return text
 
 
-def reprocess(
+def reprocess(  # noqa: C901 - to be split with the store (issue 19, store slice)
     store: Store,
     specs: Sequence[FeedSpec],
     *,

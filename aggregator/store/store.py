@@ -657,7 +657,7 @@ class Store:
         with self._session.begin() as session:
             return self._ingest_into(session, feed_id, items, now, feed_values, identity)
 
-    def _ingest_into(
+    def _ingest_into(  # noqa: C901 - split into facts/decide/apply in the store slice (issue 19)
         self,
         session: Session,
         feed_id: int,
