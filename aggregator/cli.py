@@ -422,13 +422,14 @@ def run(
     """Run the daemon: poll every feed in feeds.yaml on its schedule."""
     from aggregator.service.daemon import run_daemon
 
-    _load_config(config_path)  # refuse to start on an invalid file
+    config = _load_config(config_path)  # refuse to start on an invalid file
     sys.exit(
         run_daemon(
             settings.database_url,
             config_path,
             http_bind=http_bind,
             export_dir=export_dir,
+            config=config,
         )
     )
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 import sqlite3
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -247,3 +249,32 @@ def test_sigterm_with_a_feed_in_flight_exits_zero_and_writes_nothing_half(
         posts = conn.execute("select count(*) from posts").fetchone()[0]
     assert posts == 2  # the fast feed's, complete; nothing of the stuck one
     assert all(rows.values()), "leases of cancelled polls are given back"
+
+
+def test_log_lines_an_operator_reads(tmp_path: Path, local_server: LocalServer) -> None:
+    """JSON times in ISO 8601 with their zone, the short-interval warning once
+    at start, a reload that changed a feed says so, unchanged polls out of
+    INFO, and a last line when the daemon stops."""
+    _serve(local_server, "/a.xml")
+    config = tmp_path / "feeds.yaml"
+    _config(config, local_server, ["/a.xml"], interval="2s")
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    with AggregatorProcess(
+        "--log-format", "json", "run", "--config", str(config), db=db, cwd=tmp_path
+    ) as daemon:
+        wait_for(lambda: _hits(local_server, "/a.xml") >= 2, 30, "feed a polled twice")
+        _config(config, local_server, ["/a.xml"], interval="3s")
+        wait_for(lambda: "reloaded" in daemon.log, 15, "the reload logged")
+        assert daemon.stop()[0] == 0
+    records = [json.loads(line) for line in daemon.log.splitlines() if line.startswith("{")]
+    assert records
+    for record in records:
+        assert datetime.fromisoformat(record["time"]).utcoffset() == timedelta(0), record
+    (reload,) = [r for r in records if r["message"].startswith("reloaded")]
+    at_start = records[: records.index(reload)]
+    warned = [r for r in at_start if "2s is under a minute" in r["message"]]
+    assert len(warned) == 1, warned
+    assert "0 added, 0 removed, 1 changed" in reload["message"]
+    polls = [r for r in records if r["message"] == "poll ok"]
+    assert len(polls) == 1 and polls[0]["new"] == 2  # the second poll changed nothing
+    assert records[-1]["message"] == "stopped (exit status 0)"

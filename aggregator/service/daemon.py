@@ -307,7 +307,8 @@ class Daemon:
 
     def _db_ok(self) -> None:
         if self._db_down_since is not None:
-            log.warning("database is back after %s", utcnow() - self._db_down_since)
+            down = (utcnow() - self._db_down_since).total_seconds()
+            log.warning("database is back after %.1f s", down)
             self._db_down_since = None
 
     async def _sync_with_retry(self, *, spread_new: bool) -> bool:
@@ -436,6 +437,7 @@ class Daemon:
         if new == self.config and not force:
             return
         old_urls, new_urls = set(self._specs), {s.url for s in new.feeds}
+        changed = sum(1 for s in new.feeds if s.url in self._specs and self._specs[s.url] != s)
         for gone in old_urls - new_urls:
             self.metrics.forget_feed(redact_url(gone))  # labelled as FeedReport.url is
         self.config = new
@@ -449,10 +451,11 @@ class Daemon:
         except _DB_ERRORS as exc:
             self._db_failed(exc)
         log.info(
-            "reloaded %s: %d added, %d removed, %d feeds",
+            "reloaded %s: %d added, %d removed, %d changed, %d feeds",
             self.config_path,
             len(new_urls - old_urls),
             len(old_urls - new_urls),
+            changed,
             len(new.feeds),
         )
 
@@ -491,8 +494,11 @@ async def _main(
     http_bind: str | None,
     export_dir: Path | None,
     options: DaemonOptions,
+    config: Config | None = None,
 ) -> int:
-    config = load_config(config_path)
+    # The CLI has loaded (and warned about) the file already; loading it
+    # again here would print every warning twice at start.
+    config = config if config is not None else load_config(config_path)
     metrics = Metrics()
     early_stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -548,14 +554,21 @@ def run_daemon(
     http_bind: str | None = None,
     export_dir: Path | None = None,
     options: DaemonOptions | None = None,
+    config: Config | None = None,
 ) -> int:
-    """Entry point for ``aggregator run``; returns the exit status."""
-    return asyncio.run(
+    """Entry point for ``aggregator run``; returns the exit status.
+
+    ``config``, when given, is ``config_path`` as the caller already loaded it.
+    """
+    status = asyncio.run(
         _main(
             database_url,
             config_path,
             http_bind=http_bind,
             export_dir=export_dir,
             options=options or DaemonOptions(),
+            config=config,
         )
     )
+    log.info("stopped (exit status %d)", status)
+    return status

@@ -498,7 +498,16 @@ class Pipeline:
             raise
         finally:
             report.elapsed_ms = round((time.monotonic() - started) * 1000)
-            level = logging.WARNING if report.failed else logging.INFO
+            # A poll that changed nothing (a 304, or the same items again) is
+            # most of a daemon's polls: DEBUG, so INFO shows what happened.
+            quiet = not (report.new or report.updated or report.notes)
+            level = (
+                logging.WARNING
+                if report.failed
+                else logging.DEBUG
+                if quiet
+                else logging.INFO
+            )
             message = f"poll failed: {report.error}" if report.failed else "poll ok"
             log.log(level, message, extra=report.log_fields())
         return report
