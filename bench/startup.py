@@ -1,0 +1,71 @@
+"""Start-up benchmark: wall time and max RSS of short CLI commands.
+
+Runs each command N times in fresh processes against one or more checkouts
+(paired: before/after alternate), prints median/max wall and max RSS.
+
+    python bench/startup.py /work/main /work/wt/startup -n 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COMMANDS: dict[str, list[str]] = {
+    "--help": ["--help"],
+    "status": ["status"],
+    "fetch (nothing due)": ["fetch"],
+}
+
+
+def _run(root: Path, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, int]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "aggregator", *argv],
+        cwd=cwd,
+        env={**env, "PYTHONPATH": str(root)},
+        capture_output=True,
+        check=False,
+    )
+    wall = time.perf_counter() - start
+    # ru_maxrss is a high-water mark over all children: only a rise is exact.
+    return wall, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("roots", nargs="+", type=Path)
+    ap.add_argument("-n", type=int, default=7)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        (cwd / "feeds.yaml").write_text("feeds: []\n")
+        env = dict(os.environ)
+        env["AGGREGATOR_DATABASE_URL"] = f"sqlite:///{cwd / 'bench.db'}"
+        # one fetch first so that `status` finds a (small, empty) database
+        _run(args.roots[0], ["fetch"], env, cwd)
+        print(f"{'command':<22}{'checkout':<24}{'median s':>10}{'max s':>8}{'maxRSS MB':>11}")
+        for name, argv in COMMANDS.items():
+            times: dict[Path, list[float]] = {r: [] for r in args.roots}
+            rss: dict[Path, int] = {r: 0 for r in args.roots}
+            for _ in range(args.n):
+                for root in args.roots:
+                    wall, peak = _run(root, argv, env, cwd)
+                    times[root].append(wall)
+                    rss[root] = max(rss[root], peak)
+            for root in args.roots:
+                t = times[root]
+                med, top, mb = statistics.median(t), max(t), rss[root] / 1024
+                print(f"{name:<22}{root!s:<24}{med:>10.3f}{top:>8.3f}{mb:>11.1f}")
+
+
+if __name__ == "__main__":
+    main()
