@@ -22,7 +22,7 @@ caught those still works.
     │   └── ForbiddenAddress           a guarded fetch led to a non-public address
     ├── fetch.netguard.AddressRefused  the address guard refused a host (inside a connect)
     ├── parse.parser.FeedParseError    the bytes are not a feed
-    ├── parse.rawentry.RawEntryError   a stored raw entry cannot be read back
+    ├── content.rawentry.RawEntryError   a stored raw entry cannot be read back
     ├── content.clean.ContentError     full text could not be extracted from a page
     ├── hexo.post.PostFormatError      a post file in none of the accepted shapes (file:line)
     ├── hexo.export.ExportError        the export directory refused a file (also an OSError)

@@ -32,7 +32,8 @@ from typing import Any, Generic, TypeVar
 from aggregator.config.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
 from aggregator.content import images as image_archive
 from aggregator.content.clean import ContentError, extract_full_text
-from aggregator.content.items import IngestItem, build_items, parse_and_build
+from aggregator.content.items import IngestItem, build_items
+from aggregator.content.rawentry import StoredPage
 from aggregator.fetch.fetcher import (
     Fetcher,
     FetchError,
@@ -46,7 +47,6 @@ from aggregator.fetch.fetcher import (
 from aggregator.fetch.netguard import AddressGuard
 from aggregator.hexo.export import Exporter, ExportResult
 from aggregator.parse.parser import Entry, FeedParseError, ParsedFeed, parse_fetched
-from aggregator.parse.rawentry import StoredPage
 from aggregator.policy import rsshub
 from aggregator.policy.dedup import slug_for
 from aggregator.policy.repair import repair_text
@@ -59,6 +59,7 @@ from aggregator.policy.schedule import (
     is_challenge,
     next_after_success,
 )
+from aggregator.service.worker import parse_and_build
 from aggregator.store import FeedState, IngestJob, IngestResult, Store
 
 __all__ = [

@@ -116,8 +116,8 @@ def parse_workers(feeds: int, requested: int | None = None) -> int:
     return min(cores - 1, 4)
 
 
-#: What a parse worker needs, and all it imports (see aggregator.content.items).
-WORKER_MODULES = ["aggregator.content.items", "aggregator.config.feeds"]
+#: What a parse worker needs, and all it imports (see aggregator.service.worker).
+WORKER_MODULES = ["aggregator.service.worker", "aggregator.config.feeds"]
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
