@@ -278,3 +278,46 @@ def test_log_lines_an_operator_reads(tmp_path: Path, local_server: LocalServer) 
     polls = [r for r in records if r["message"] == "poll ok"]
     assert len(polls) == 1 and polls[0]["new"] == 2  # the second poll changed nothing
     assert records[-1]["message"] == "stopped (exit status 0)"
+
+
+async def test_a_full_claim_refills_as_polls_end_not_only_on_the_tick(
+    tmp_path: Path, local_server: LocalServer
+) -> None:
+    """More feeds due than ``capacity``: freed slots are claimed again at once.
+
+    The one-second tick alone capped a daemon at ``capacity`` feeds a
+    second; here the tick comes once an hour, so only the refill after
+    each finished poll can reach every feed.
+    """
+    from datetime import UTC
+
+    from aggregator.config.feeds import load_config
+    from aggregator.service.daemon import Daemon, DaemonOptions
+    from aggregator.store import Store
+
+    paths = [f"/r{i}.xml" for i in range(9)]
+    for p in paths:
+        _serve(local_server, p, n_items=1)
+    config_path = tmp_path / "feeds.yaml"
+    _config(config_path, local_server, paths, interval="1h")
+    config = load_config(config_path)
+    store = Store.open(f"sqlite:///{tmp_path / 'a.db'}")
+    store.sync_feeds(config.feeds, now=datetime.now(UTC), spread_new=False)  # all due now
+    daemon = Daemon(
+        store,
+        config_path,
+        config,
+        options=DaemonOptions(capacity=2, claim_every=3600, parse_workers=0),
+    )
+    running = asyncio.create_task(daemon.run())
+    try:
+        for _ in range(200):
+            if all(_hits(local_server, p) for p in paths):
+                break
+            await asyncio.sleep(0.05)
+        assert [p for p in paths if not _hits(local_server, p)] == []
+        assert all(_hits(local_server, p) == 1 for p in paths)  # each once: interval 1h
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(running, 10) == 0
+        store.close()
