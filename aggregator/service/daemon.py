@@ -47,7 +47,7 @@ from aggregator.hexo.export import ExportError, prepare_directory
 from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.service.server import BindError, HttpServer, start_http_server
-from aggregator.store import DatabaseURLError, Store
+from aggregator.store import DatabaseURLError, FeedState, Store
 
 __all__ = ["Daemon", "DaemonOptions", "dead_local_owners", "pid_alive", "run_daemon"]
 
@@ -391,6 +391,18 @@ class Daemon:
         except _DB_ERRORS as exc:
             self._db_failed(exc)
             return
+        try:
+            # The claimed feeds' rows in one query, not one per poll: on a
+            # round of 304s that query was a fifth of the daemon's CPU.
+            states = (
+                await asyncio.to_thread(self.store.feed_states, [i for i, _ in claimed])
+                if claimed
+                else {}
+            )
+        except _DB_ERRORS as exc:
+            self._unreleased.update(i for i, _ in claimed)  # given back once it answers
+            self._db_failed(exc)
+            return
         self._db_ok()
         self._more_due = len(claimed) == free
         stale: list[int] = []
@@ -399,16 +411,17 @@ class Daemon:
             if spec is None or not spec.enabled or feed_id in self._inflight:
                 stale.append(feed_id)
                 continue
-            task = asyncio.create_task(self._poll(spec, feed_id), name=f"poll {url}")
+            poll = self._poll(spec, feed_id, states.get(feed_id))
+            task = asyncio.create_task(poll, name=f"poll {url}")
             self._inflight[feed_id] = task
             task.add_done_callback(functools.partial(self._forget, feed_id))
         if stale:
             await asyncio.to_thread(self.store.release, stale, owner=self.owner)
 
-    async def _poll(self, spec: FeedSpec, feed_id: int) -> None:
+    async def _poll(self, spec: FeedSpec, feed_id: int, state: FeedState | None = None) -> None:
         assert self._pipeline is not None
         try:
-            report: FeedReport = await self._pipeline.run_feed(spec, feed_id)
+            report: FeedReport = await self._pipeline.run_feed(spec, feed_id, state)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
