@@ -201,7 +201,7 @@ def replay(settings: Settings, paths: tuple[Path, ...], timezone: str) -> None:
 @click.pass_obj
 def export(settings: Settings, directory: Path, outlet: str | None, since: str | None) -> None:
     """Write stored posts as seed-format .md files into DIRECTORY."""
-    from aggregator.hexo.export import Exporter
+    from aggregator.service.export import Exporter
 
     since_dt = _parse_since(since)
     store = _open_store(settings, schema="check")

@@ -70,19 +70,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("aggregator.content.images", "aggregator.fetch.netguard"): (
         "archive_images() checks image addresses with the AddressGuard; slice 3"
     ),
-    # -- Files in and out that reach into the store.  Slice 4 ("hexo speaks
-    #    files"): export takes (slug, Post) pairs, and replay yields Posts for
-    #    the service to store, so hexo needs only the format.
-    ("aggregator.hexo.export", "aggregator.store"): (
-        "export_posts() is typed with StoredPost; slice 4"
-    ),
-    ("aggregator.hexo.export", "aggregator.store.exports"): (
-        "export records each file it wrote in the store's export ledger (Written); "
-        "slice 4: export returns what it wrote and the service records it"
-    ),
-    ("aggregator.hexo.replay", "aggregator.store"): (
-        "replay() writes through Store.ingest_posts itself; slice 4"
-    ),
     # -- Configuration that reaches up.  Slice 2: DEFAULT_DATABASE_URL is a
     #    setting's default, so it moves to config.settings and store.engine
     #    imports it from there (downwards).

@@ -45,7 +45,7 @@ from aggregator.fetch.fetcher import (
     redact_url,
 )
 from aggregator.fetch.netguard import AddressGuard
-from aggregator.hexo.export import Exporter, ExportResult
+from aggregator.hexo.export import ExportResult
 from aggregator.parse.parser import Entry, FeedParseError, ParsedFeed, parse_fetched
 from aggregator.policy import rsshub
 from aggregator.policy.dedup import slug_for
@@ -59,6 +59,7 @@ from aggregator.policy.schedule import (
     is_challenge,
     next_after_success,
 )
+from aggregator.service.export import Exporter
 from aggregator.service.worker import parse_and_build
 from aggregator.store import FeedState, IngestJob, IngestResult, Store
 
