@@ -17,19 +17,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from aggregator import __version__
-from aggregator.config.settings import ENV_PREFIX, Settings
+from aggregator.config.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, Settings
+from aggregator.errors import AggregatorError, ConfigurationError
 from aggregator.service.logs import configure_logging
-from aggregator.store import DEFAULT_DATABASE_URL, DatabaseURLError, SchemaNotReady, Store
+
+# What a command needs is imported inside it: ``--help``, ``status`` and a
+# ``fetch`` with nothing to poll must not pay for the libraries of the others
+# (rich ~0.08 s, the store and SQLAlchemy ~0.7 s, the HTTP clients and
+# parsers ~0.4 s); tests/test_startup.py checks which modules each one loads.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from aggregator.store import Store
 
 __all__ = ["main"]
 
 _T = TypeVar("_T")
 
-err = Console(stderr=True)
+
+def _console(*, stderr: bool = False, width: int | None = None) -> Console:
+    """A rich console, at least ``width`` columns wide (rich is imported on first use)."""
+    from rich.console import Console
+
+    if width is None:
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=max(Console().width, width))
 
 
 def _fail(message: str) -> None:
@@ -40,6 +54,15 @@ def _fail(message: str) -> None:
 @contextmanager
 def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A progress bar on a terminal; nothing at all in a pipe or a log."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    err = _console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -63,9 +86,11 @@ def _open_store(
     """
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+    from aggregator.store import Store
+
     try:
         return Store.open(settings.database_url, schema=schema)
-    except (DatabaseURLError, SchemaNotReady) as exc:
+    except AggregatorError as exc:  # a URL that cannot be used, a schema not ready
         _fail(str(exc))
     except SQLAlchemyError as exc:  # the driver's own message is the useful part
         detail = " ".join(str(getattr(exc, "orig", None) or exc).split())  # drivers wrap lines
@@ -145,7 +170,7 @@ def db_upgrade(settings: Settings, revision: str) -> None:
 
     try:
         engine = make_engine(settings.database_url)
-    except DatabaseURLError as exc:
+    except ConfigurationError as exc:  # DatabaseURLError
         _fail(str(exc))
     upgrade(engine, revision)
     click.echo(f"database at revision {current_revision(engine)}")
@@ -299,8 +324,7 @@ def fetch(
         logging.getLogger(__name__).debug("fetch pass failed", exc_info=exc)
         what = "the database is unavailable" if database_unavailable(exc) else "fetch failed"
         _fail(f"{what}: {describe_error(exc)}")
-    console = Console(width=max(Console().width, 120))
-    console.print(summary_table(done.reports))
+    _console(width=120).print(summary_table(done.reports))
     click.echo(totals_line(done.reports))
     export_failed = False
     if done.export is not None and target is not None:
@@ -386,7 +410,7 @@ def status(settings: Settings, as_json: bool) -> None:
 
     Read-only: it never creates or migrates the schema.
     """
-    from aggregator.service.runner import status_document, status_table
+    from aggregator.service.status import status_document, status_table
 
     store = _open_store(settings, schema="check")
     now = datetime.now(UTC)
@@ -398,7 +422,7 @@ def status(settings: Settings, as_json: bool) -> None:
         document = status_document(feeds, daemons=daemons, now=now)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
-    Console(width=max(Console().width, 140)).print(status_table(feeds, now=now))
+    _console(width=140).print(status_table(feeds, now=now))
     if daemons:
         click.echo(f"polling now: {', '.join(daemons)} (daemons holding leases, host:pid)")
     else:

@@ -70,12 +70,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("aggregator.content.images", "aggregator.fetch.netguard"): (
         "archive_images() checks image addresses with the AddressGuard; slice 3"
     ),
-    # -- Configuration that reaches up.  Slice 2: DEFAULT_DATABASE_URL is a
-    #    setting's default, so it moves to config.settings and store.engine
-    #    imports it from there (downwards).
-    ("aggregator.config.settings", "aggregator.store"): (
-        "Settings.database_url's default is store's DEFAULT_DATABASE_URL; slice 2"
-    ),
 }
 
 #: Names a package's __init__ re-exports from outside the package (same debt

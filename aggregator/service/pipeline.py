@@ -721,27 +721,10 @@ class Pipeline:
                 report.error_class = "export"
 
     async def catch_up_exports(self, *, sweep: bool = False) -> ExportResult | None:
-        """Write what the export directory lacks (see ``Exporter.catch_up``); None without one.
+        """Write what the export directory lacks; see :func:`runner.catch_up_exports`."""
+        from aggregator.service.runner import catch_up_exports  # runner imports this module
 
-        Run at the end of every ``fetch`` pass and by the daemon at start and
-        then periodically: whatever a crash, a full disk or a read-only
-        directory kept from being written gets written once the cause is gone,
-        although the feeds have nothing new.
-        """
-        if self.exporter is None:
-            return None
-        result = await asyncio.to_thread(self.exporter.catch_up, sweep=sweep)
-        problem = result.problem(self.exporter.directory)
-        if problem is not None:
-            log.warning("export: %s", problem)
-        elif result.written or result.removed:
-            log.info(
-                "export: wrote %d file(s) and removed %d that earlier passes left undone in %s",
-                result.written,
-                result.removed,
-                self.exporter.directory,
-            )
-        return result
+        return await catch_up_exports(self.exporter, sweep=sweep)
 
     async def _failed(
         self,
