@@ -61,15 +61,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "Store.ingest takes content's IngestItem; slice 2 moves IngestItem down "
         "beside the store's own row types"
     ),
-    # -- Network inside a content step.  Slice 3 ("content without I/O"): the
-    #    pipeline hands images.archive_images a download callable (it gets one
-    #    from fetch), so content never holds a Fetcher.
-    ("aggregator.content.images", "aggregator.fetch.fetcher"): (
-        "archive_images() downloads with a Fetcher; slice 3"
-    ),
-    ("aggregator.content.images", "aggregator.fetch.netguard"): (
-        "archive_images() checks image addresses with the AddressGuard; slice 3"
-    ),
 }
 
 #: Names a package's __init__ re-exports from outside the package (same debt

@@ -46,7 +46,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType, TracebackType
 from typing import IO, Any, Final, Protocol, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import brotli
 import httpx
@@ -62,6 +61,7 @@ from aggregator.policy.politeness import (
     is_local_host,
 )
 from aggregator.policy.repair import fit_or_none
+from aggregator.policy.urls import redact_url
 
 __all__ = [
     "DEFAULT_ACCEPT",
@@ -273,19 +273,6 @@ class ForbiddenAddress(FetchError):
     Nothing was sent to that address; the reason names the URL, the address
     and what to set if the address is meant to be reached.
     """
-
-
-def redact_url(url: str) -> str:
-    """Drop ``user:password@``: feeds behind basic auth carry it, logs must not."""
-    if "@" not in url:  # the usual case, and called for every poll
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 _redact = redact_url  # the short name used throughout this module

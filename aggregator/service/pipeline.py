@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -846,10 +846,19 @@ class Pipeline:
         ]
         if not urls:
             return items
+        guard = None if spec.allow_private_networks else self.guard
+
+        async def download(url: str, headers: Mapping[str, str] | None) -> FetchResult:
+            try:
+                return await self.fetcher.fetch(
+                    url, headers=headers, accept=image_archive.IMAGE_ACCEPT, guard=guard
+                )
+            except FetchError as exc:
+                raise image_archive.ImageUnavailable(str(exc.reason)) from exc
+
         archived = await image_archive.archive_images(
             urls,
-            self.fetcher,
-            None if spec.allow_private_networks else self.guard,
+            download,
             self.images_dir,
             dict(spec.image_referers),
             max_bytes=spec.max_image_bytes,

@@ -229,7 +229,7 @@ async def catch_up_exports(
 
 def _unrecorded(spec: FeedSpec, exc: Exception) -> FeedReport:
     """The summary row of a feed whose poll ended in an exception the pipeline let through."""
-    from aggregator.fetch.fetcher import redact_url
+    from aggregator.policy.urls import redact_url
     from aggregator.service.pipeline import (
         FeedReport,
         database_unavailable,
