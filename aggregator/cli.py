@@ -100,13 +100,9 @@ def _open_store(
 
 
 def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from aggregator.store.engine import redacted_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    return redacted_url(url)
 
 
 def _parse_since(value: str | None) -> datetime | None:

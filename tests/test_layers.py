@@ -93,10 +93,6 @@ LIBRARY_EXCEPTIONS = (
 
 #: (importer, library module) used outside its home today, and why.  Shrinks only.
 KNOWN_LIBRARY_STRAYS: dict[tuple[str, str], str] = {
-    ("aggregator.cli", "sqlalchemy.engine"): (
-        "_redacted() parses the database URL with make_url to hide its password; "
-        "slice 2: store.engine offers redacted_url() beside DatabaseURLError"
-    ),
 }
 
 #: Standard-library modules that mean I/O: a pure unit imports none of them,
