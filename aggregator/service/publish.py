@@ -39,21 +39,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from aggregator.config.publish import (
-    CommandPublish,
-    GitPublish,
-    PublishConfig,
-    WebhookPublish,
-)
 from aggregator.errors import AggregatorError
-from aggregator.fetch.fetcher import FetchError, redact_url
-from aggregator.fetch.post import JsonPoster
-from aggregator.hexo.post import PostFormatError, parse
 from aggregator.store import Store
 from aggregator.store import publish as ledger
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
+    from aggregator.config.publish import (
+        CommandPublish,
+        GitPublish,
+        PublishConfig,
+        WebhookPublish,
+    )
     from aggregator.service.metrics import Metrics
+
+# ``aggregator status`` imports this module for publisher_states: the HTTP
+# client (fetch), the post parser (hexo) and pydantic (config) are imported
+# where a publisher runs, so a status stays as light as it was.
 
 __all__ = [
     "CommandPublisher",
@@ -65,8 +68,10 @@ __all__ = [
     "RunOutcome",
     "WebhookPublisher",
     "publisher_states",
+    "publisher_table",
     "run_process",
     "sign",
+    "status_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -285,6 +290,61 @@ def publisher_states(store: Store, config: PublishConfig | None = None) -> list[
     return states
 
 
+def _ago(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "never"
+    seconds = max((now - moment).total_seconds(), 0)
+    if seconds < 90:
+        return f"{seconds:.0f}s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def publisher_table(states: Sequence[PublisherStatus], *, now: datetime) -> Table:
+    """``aggregator status``'s publishers: last success, last error, queue."""
+    from rich.table import Table  # only the CLI prints tables
+
+    table = Table(title="publishers")
+    for name in ("publisher", "last success", "last error", "queue"):
+        table.add_column(name)
+    for state in states:
+        error = "-"
+        if state.last_error_at is not None:
+            error = f"{_ago(state.last_error_at, now)}: {state.last_error}"
+            if not state.failing:
+                error += " (since succeeded)"
+        table.add_row(
+            state.name + ("" if state.configured else " (not configured)"),
+            _ago(state.last_success_at, now),
+            error,
+            str(state.queue),
+        )
+    return table
+
+
+def status_rows(states: Sequence[PublisherStatus]) -> list[dict[str, object]]:
+    """``aggregator status --json``'s ``publishers``: each state as plain JSON values."""
+
+    def plain(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return [
+        {
+            "name": state.name,
+            "kind": state.kind,
+            "configured": state.configured,
+            "last_run_at": plain(state.last_run_at),
+            "last_success_at": plain(state.last_success_at),
+            "last_error": state.last_error,
+            "last_error_at": plain(state.last_error_at),
+            "failing": state.failing,
+            "queue": state.queue,
+        }
+        for state in states
+    ]
+
+
 # -- git -----------------------------------------------------------------------------
 
 
@@ -423,6 +483,8 @@ class GitPublisher:
 
     def _message(self, root: Path, changes: list[tuple[str, str]]) -> str:
         """``aggregator: 3 new, 1 changed, 0 removed posts, 2 images`` and the outlets."""
+        from aggregator.hexo.post import PostFormatError, parse
+
         export = self.export_dir.resolve()
         counts: Counter[str] = Counter()
         outlets: Counter[str] = Counter()
@@ -638,6 +700,9 @@ class WebhookPublisher:
         return first is not None and first <= self.clock()
 
     async def run(self) -> RunOutcome:
+        from aggregator.fetch.fetcher import FetchError, redact_url
+        from aggregator.fetch.post import JsonPoster
+
         queued = await self.enqueue()
         try:
             secret = self.config.resolve_secret()
