@@ -456,10 +456,9 @@ class GitPublisher:
             "--name-status",
             "-z",
             "--no-renames",
-            "--pathspec-from-file=-",
-            "--pathspec-file-nul",
+            "--",
+            *paths,
             cwd=root,
-            stdin=spec,
         )
         fields = "\n".join(status.output).split("\0")
         changes = [(fields[i], fields[i + 1]) for i in range(0, len(fields) - 1, 2) if fields[i]]

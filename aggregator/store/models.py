@@ -254,6 +254,8 @@ class PublisherState(Base):
     __tablename__ = "publishers"
 
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # A webhook's first cursor: exports rows up to it are never sent.
+    start: Mapped[int | None] = mapped_column(Integer)
     cursor: Mapped[int | None] = mapped_column(Integer)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

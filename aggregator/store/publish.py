@@ -88,9 +88,9 @@ def _insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _ensure(conn: Connection, name: str, *, cursor: int | None = None) -> None:
+def _ensure(conn: Connection, name: str) -> None:
     """The publisher's row, created if missing (another process may create it too)."""
-    statement = _insert(conn)(_PUBLISHERS).values(name=name, cursor=cursor, pending=0)
+    statement = _insert(conn)(_PUBLISHERS).values(name=name, pending=0)
     conn.execute(statement.on_conflict_do_nothing(index_elements=[_PUBLISHERS.c.name]))
 
 
@@ -130,16 +130,19 @@ def enqueue_new_posts(
     key = directory_key(directory)
     exports, posts, outbox = _EXPORTS, _POSTS, _DELIVERIES
     with engine.begin() as conn:
-        cursor = conn.scalar(select(_PUBLISHERS.c.cursor).where(_PUBLISHERS.c.name == webhook))
-        if cursor is None:
+        found = conn.execute(
+            select(_PUBLISHERS.c.start, _PUBLISHERS.c.cursor).where(_PUBLISHERS.c.name == webhook)
+        ).first()
+        if found is None or found.cursor is None:
             newest = conn.scalar(select(func.max(exports.c.id)).where(exports.c.directory == key))
-            _ensure(conn, webhook, cursor=newest or 0)
+            _ensure(conn, webhook)
             conn.execute(
                 update(_PUBLISHERS)
                 .where(_PUBLISHERS.c.name == webhook, _PUBLISHERS.c.cursor.is_(None))
-                .values(cursor=newest or 0)
+                .values(start=newest or 0, cursor=newest or 0)
             )
             return 0
+        start, cursor = int(found.start or 0), int(found.cursor)
         queued = (
             select(outbox.c.id)
             .where(outbox.c.webhook == webhook, outbox.c.post_id == exports.c.post_id)
@@ -162,7 +165,7 @@ def enqueue_new_posts(
             .join(posts, posts.c.id == exports.c.post_id)
             .where(
                 exports.c.directory == key,
-                exports.c.id > cursor - lookback,
+                exports.c.id > max(start, cursor - lookback),
                 posts.c.blocked.is_(None),
                 ~queued,
             )

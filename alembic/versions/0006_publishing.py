@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.create_table(
         "publishers",
         sa.Column("name", sa.String(length=128), nullable=False),
+        sa.Column("start", sa.Integer(), nullable=True),
         sa.Column("cursor", sa.Integer(), nullable=True),
         sa.Column("last_run_at", moment, nullable=True),
         sa.Column("last_success_at", moment, nullable=True),
