@@ -9,6 +9,7 @@ queue reads are the ones a daemon writes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,8 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from feedbuild import seed_posts
+from feedbuild import EtagFeed, feeds_yaml, rss_document, seed_item, seed_posts
+from localserver import LocalServer
 from sqlalchemy import select
+from support_proc import AggregatorProcess, free_port, wait_for
+from support_proc import aggregator as aggregator_cli
 
 from aggregator.config.feeds import ConfigError, loads_config
 from aggregator.config.publish import (
@@ -327,6 +332,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.statuses: list[int] = []  # the answer to each of ``received``
         self.plan: list[int] = []  # statuses to answer, then 200
         self.lock = threading.Lock()
         receiver = self
@@ -337,6 +343,7 @@ class Receiver:
                 with receiver.lock:
                     receiver.received.append((dict(self.headers.items()), body))
                     status = receiver.plan.pop(0) if receiver.plan else 200
+                    receiver.statuses.append(status)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -546,3 +553,93 @@ def test_publisher_states_lists_what_is_configured_before_it_ever_ran(store: Sto
     assert all(s.last_success_at is None for s in states)
     now = datetime.now(UTC)
     assert now  # the dataclass is plain: the page renders it as it likes
+
+
+# -- the daemon -----------------------------------------------------------------------------
+
+
+def test_the_daemon_publishes_without_losing_or_repeating_across_a_restart(
+    tmp_path: Path, site: Path, receiver: Receiver, local_server: LocalServer
+) -> None:
+    """A real ``aggregator run``: posts from a local feed are committed and pushed to a
+    bare repository and POSTed to the receiver; the receiver fails part of the way,
+    the daemon is stopped (SIGTERM) and started again, and every post ends up
+    delivered exactly once with a 2xx, none lost."""
+    bare = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=tmp_path)
+    git("remote", "add", "origin", str(bare), cwd=site)
+    posts = site / "source" / "_posts"
+    post = seed_posts()[0]
+    local_server.route(
+        "/feed.xml",
+        EtagFeed(
+            rss_document(
+                "".join(
+                    seed_item(
+                        dataclasses.replace(post, title=f"{post.title} #{i}"),
+                        link=f"https://news.example.com/{i}",
+                        guid=f"story-{i}",
+                    )
+                    for i in range(3)
+                )
+            )
+        ),
+    )
+    feeds = tmp_path / "feeds.yaml"
+    feeds.write_text(
+        feeds_yaml({("新媒体", "观察者网", "头条"): local_server.url("/feed.xml")}, interval="1h")
+        + f"output_dir: {posts}\n"
+        + "publish:\n"
+        + "  interval: 1s\n"
+        + "  git: {push: true, retry_delay: 0s}\n"
+        + f"  webhook: {{name: site, url: '{receiver.url}', backoff: 1s, max_backoff: 1s}}\n",
+        encoding="utf-8",
+    )
+    db = f"sqlite:///{tmp_path / 'agg.db'}"
+    # Seen once before the first poll: the posts the daemon stores are new to it.
+    aggregator_cli("publish", "--config", str(feeds), db=db, cwd=tmp_path)
+    receiver.plan = [200, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503]
+    port = free_port()
+    run_args = ("run", "--config", str(feeds), "--http", f"127.0.0.1:{port}")
+    with AggregatorProcess(*run_args, db=db, cwd=tmp_path) as daemon:
+        wait_for(lambda: len(list(posts.glob("*.md"))) == 3, 60, "three posts exported")
+        wait_for(lambda: 503 in receiver.statuses, 60, "the receiver failing")
+        wait_for(lambda: "git: pushed to origin main" in daemon.log, 60, "a push")
+        code, _ = daemon.stop(timeout=30)
+        assert code == 0, daemon.log
+        assert "publish: git, webhook:site, at most one round every 0:00:01" in daemon.log
+    delivered_before = [
+        json.loads(body)["slug"]
+        for (_, body), status in zip(receiver.received, receiver.statuses, strict=True)
+        if status == 200
+    ]
+    assert len(delivered_before) == 1
+    subjects = git("log", "--format=%s", "main", cwd=bare)
+    assert "aggregator: 3 new, 0 changed, 0 removed posts" in subjects
+
+    receiver.plan = []  # the receiver is fixed
+    seen = len(receiver.received)
+    with AggregatorProcess(*run_args, db=db, cwd=tmp_path) as daemon:
+        wait_for(lambda: receiver.statuses.count(200) == 3, 60, "every post delivered")
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+        wait_for(
+            lambda: (
+                'aggregator_publisher_queue{publisher="webhook:site"} 0.0'
+                in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+                .read()
+                .decode()
+            ),
+            30,
+            "the queue gauge at 0",
+        )
+        assert b"aggregator_publisher_last_success_timestamp_seconds" in metrics
+        code, _ = daemon.stop(timeout=30)
+        assert code == 0, daemon.log
+    after = [json.loads(body)["slug"] for _, body in receiver.received[seen:]]
+    assert delivered_before[0] not in after, "a delivered post was sent again"
+    ok = [
+        json.loads(body)["slug"]
+        for (_, body), status in zip(receiver.received, receiver.statuses, strict=True)
+        if status == 200
+    ]
+    assert len(ok) == len(set(ok)) == 3
