@@ -17,19 +17,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from aggregator import __version__
-from aggregator.config.settings import ENV_PREFIX, Settings
+from aggregator.config.settings import DEFAULT_DATABASE_URL, ENV_PREFIX, Settings
+from aggregator.errors import AggregatorError, ConfigurationError
 from aggregator.service.logs import configure_logging
-from aggregator.store import DEFAULT_DATABASE_URL, DatabaseURLError, SchemaNotReady, Store
+
+# What a command needs is imported inside it: ``--help``, ``status`` and a
+# ``fetch`` with nothing to poll must not pay for the libraries of the others
+# (rich ~0.08 s, the store and SQLAlchemy ~0.7 s, the HTTP clients and
+# parsers ~0.4 s); tests/test_startup.py checks which modules each one loads.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from aggregator.store import Store
 
 __all__ = ["main"]
 
 _T = TypeVar("_T")
 
-err = Console(stderr=True)
+
+def _console(*, stderr: bool = False, width: int | None = None) -> Console:
+    """A rich console, at least ``width`` columns wide (rich is imported on first use)."""
+    from rich.console import Console
+
+    if width is None:
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=max(Console().width, width))
 
 
 def _fail(message: str) -> None:
@@ -40,6 +54,15 @@ def _fail(message: str) -> None:
 @contextmanager
 def _progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A progress bar on a terminal; nothing at all in a pipe or a log."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    err = _console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -63,9 +86,11 @@ def _open_store(
     """
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+    from aggregator.store import Store
+
     try:
         return Store.open(settings.database_url, schema=schema)
-    except (DatabaseURLError, SchemaNotReady) as exc:
+    except AggregatorError as exc:  # a URL that cannot be used, a schema not ready
         _fail(str(exc))
     except SQLAlchemyError as exc:  # the driver's own message is the useful part
         detail = " ".join(str(getattr(exc, "orig", None) or exc).split())  # drivers wrap lines
@@ -75,13 +100,9 @@ def _open_store(
 
 
 def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from aggregator.store.engine import redacted_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    return redacted_url(url)
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -145,7 +166,7 @@ def db_upgrade(settings: Settings, revision: str) -> None:
 
     try:
         engine = make_engine(settings.database_url)
-    except DatabaseURLError as exc:
+    except ConfigurationError as exc:  # DatabaseURLError
         _fail(str(exc))
     upgrade(engine, revision)
     click.echo(f"database at revision {current_revision(engine)}")
@@ -201,7 +222,7 @@ def replay(settings: Settings, paths: tuple[Path, ...], timezone: str) -> None:
 @click.pass_obj
 def export(settings: Settings, directory: Path, outlet: str | None, since: str | None) -> None:
     """Write stored posts as seed-format .md files into DIRECTORY."""
-    from aggregator.hexo.export import Exporter
+    from aggregator.service.export import Exporter
 
     since_dt = _parse_since(since)
     store = _open_store(settings, schema="check")
@@ -299,8 +320,7 @@ def fetch(
         logging.getLogger(__name__).debug("fetch pass failed", exc_info=exc)
         what = "the database is unavailable" if database_unavailable(exc) else "fetch failed"
         _fail(f"{what}: {describe_error(exc)}")
-    console = Console(width=max(Console().width, 120))
-    console.print(summary_table(done.reports))
+    _console(width=120).print(summary_table(done.reports))
     click.echo(totals_line(done.reports))
     export_failed = False
     if done.export is not None and target is not None:
@@ -387,7 +407,7 @@ def status(settings: Settings, as_json: bool) -> None:
     Read-only: it never creates or migrates the schema.
     """
     from aggregator.service.publish import publisher_states, publisher_table, status_rows
-    from aggregator.service.runner import status_document, status_table
+    from aggregator.service.status import status_document, status_table
 
     store = _open_store(settings, schema="check")
     now = datetime.now(UTC)
@@ -401,7 +421,7 @@ def status(settings: Settings, as_json: bool) -> None:
         document["publishers"] = status_rows(publishers)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
-    console = Console(width=max(Console().width, 140))
+    console = _console(width=140)
     console.print(status_table(feeds, now=now))
     if publishers:
         console.print(publisher_table(publishers, now=now))

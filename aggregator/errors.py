@@ -22,8 +22,9 @@ caught those still works.
     │   └── ForbiddenAddress           a guarded fetch led to a non-public address
     ├── fetch.netguard.AddressRefused  the address guard refused a host (inside a connect)
     ├── parse.parser.FeedParseError    the bytes are not a feed
-    ├── parse.rawentry.RawEntryError   a stored raw entry cannot be read back
+    ├── content.rawentry.RawEntryError   a stored raw entry cannot be read back
     ├── content.clean.ContentError     full text could not be extracted from a page
+    ├── content.images.ImageUnavailable   an image could not be downloaded (kept remote)
     ├── hexo.post.PostFormatError      a post file in none of the accepted shapes (file:line)
     ├── hexo.export.ExportError        the export directory refused a file (also an OSError)
     ├── service.discover.DiscoveryError   no usable feed behind a URL (``aggregator add``)

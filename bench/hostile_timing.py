@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:
 from aggregator.config.feeds import FeedSpec  # noqa: E402
 from aggregator.content import clean as content
 from aggregator.content import images
-from aggregator.content.items import parse_and_build  # noqa: E402
+from aggregator.service.worker import parse_and_build  # noqa: E402
 from aggregator.parse import parser as parse  # noqa: E402
 from aggregator.policy import dedup
 from aggregator.policy.filters import Filters, Rule  # noqa: E402

@@ -18,9 +18,10 @@ import pytest
 from feedbuild import CORPUS, corpus_rows, require_corpus
 
 from aggregator.config.feeds import FeedSpec
-from aggregator.content.items import IngestItem, parse_and_build
+from aggregator.content.items import IngestItem
 from aggregator.parse.parser import FeedParseError
 from aggregator.policy.dedup import content_hash
+from aggregator.service.worker import parse_and_build
 from aggregator.store import Store
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

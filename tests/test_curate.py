@@ -19,10 +19,10 @@ from sqlalchemy import select, update
 from support_proc import aggregator
 
 from aggregator.config.feeds import Config, ConfigError, loads_config
+from aggregator.content.rawentry import RawEntryError, StoredPage, dump_entry, load_entry, load_page
 from aggregator.hexo.export import export_posts
 from aggregator.hexo.post import format_date, parse
 from aggregator.parse.parser import parse_feed
-from aggregator.parse.rawentry import RawEntryError, StoredPage, dump_entry, load_entry, load_page
 from aggregator.policy.filters import Filters, Rule
 from aggregator.service.pipeline import FeedReport
 from aggregator.service.reprocess import reprocess

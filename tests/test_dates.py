@@ -25,8 +25,8 @@ from support_proc import aggregator
 
 from aggregator.config.feeds import ConfigError, loads_config
 from aggregator.content.items import post_date
+from aggregator.content.rawentry import dump_entry, load_entry
 from aggregator.parse.parser import Entry, FeedParseError, parse_feed
-from aggregator.parse.rawentry import dump_entry, load_entry
 from aggregator.policy.dates import (
     EARLIEST,
     FUTURE_TOLERANCE,

@@ -25,9 +25,9 @@ from feedbuild import CORPUS, corpus_rows, require_corpus
 from paths import SEEDS
 
 from aggregator.config.feeds import FeedSpec
-from aggregator.content.items import parse_and_build
 from aggregator.hexo.post import parse, render
 from aggregator.parse.parser import FeedParseError
+from aggregator.service.worker import parse_and_build
 
 GOLDEN = Path(__file__).parent / "data" / "golden-posts.json"
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

@@ -40,8 +40,8 @@ from aggregator.config.publish import (
     WebhookPublish,
     publish_keys_table,
 )
-from aggregator.hexo.export import Exporter
 from aggregator.service.daemon import pid_alive
+from aggregator.service.export import Exporter
 from aggregator.service.metrics import Metrics
 from aggregator.service.publish import (
     CommandPublisher,

@@ -10,10 +10,14 @@ left to the benchmark (bench/); this checks the cause, not the clock.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from aggregator.config.settings import DEFAULT_DATABASE_URL
 
 #: Libraries no help text needs: the network stack, the parsers, the
 #: scheduler, migrations, config validation, metrics, compression.
@@ -31,25 +35,66 @@ NEVER_FOR_HELP = (
 )
 
 
-def _modules_after(code: str) -> set[str]:
-    """Top-level packages imported once ``code`` has run in a new interpreter."""
-    report = "\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+#: What a command that polls nothing never needs: the HTTP clients, the
+#: parsers, the pipeline, the scheduler, migrations, metrics, compression.
+NEVER_WITHOUT_POLLING = (
+    "aiohttp",
+    "alembic",
+    "apscheduler",
+    "brotli",
+    "httpx",
+    "prometheus_client",
+    "zstandard",
+    "aggregator.fetch",
+    "aggregator.parse",
+    "aggregator.service.daemon",
+    "aggregator.service.pipeline",
+    "aggregator.service.worker",
+    "aggregator.content.images",
+)
+
+
+def _all_modules_after(
+    code: str, *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> set[str]:
+    """Every module imported once ``code`` has run in a new interpreter."""
+    report = "\nprint(json.dumps(sorted(sys.modules)))\n"
     done = subprocess.run(
         [sys.executable, "-c", "import json, sys\n" + code + report],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _modules_after(code: str) -> set[str]:
+    """Top-level packages imported once ``code`` has run in a new interpreter."""
+    return {m.split(".")[0] for m in _all_modules_after(code)}
+
+
+def _run_cli(*argv: str) -> str:
+    """Code that runs ``aggregator ARGV`` in this interpreter, its exit not ending the script."""
+    return (
+        f"from aggregator import cli\ntry:\n    cli.main({list(argv)!r})\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+    )
+
+
 def _imported_by(*argv: str) -> set[str]:
-    """What running ``aggregator ARGV`` imports."""
+    """What running ``aggregator ARGV`` imports (top-level packages)."""
     run = f"cli.main({list(argv)!r})"
     return _modules_after(
         f"from aggregator import cli\ntry:\n    {run}\nexcept SystemExit:\n    pass"
     )
+
+
+def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` (packages or modules, with what is under them) are in ``modules``."""
+    return sorted(n for n in names if any(m == n or m.startswith(n + ".") for m in modules))
 
 
 @pytest.mark.parametrize(
@@ -64,3 +109,45 @@ def test_help_and_version_import_no_heavy_library(argv: tuple[str, ...]) -> None
 def test_the_guard_sees_a_heavy_import() -> None:
     """The check itself works: the fetch stage does import httpx."""
     assert "httpx" in _modules_after("import aggregator.fetch.fetcher")
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A directory with an empty feeds.yaml and the environment that points at its database."""
+    (tmp_path / "feeds.yaml").write_text("feeds: []\n", encoding="utf-8")
+    return tmp_path, {"AGGREGATOR_DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+
+
+def test_fetch_with_nothing_to_poll_loads_no_fetch_stack(
+    workdir: tuple[Path, dict[str, str]],
+) -> None:
+    """A pass over no feeds still registers them and catches up the export, nothing more.
+
+    Its database is new: creating the schema must not load Alembic either.
+    """
+    cwd, env = workdir
+    modules = _all_modules_after(_run_cli("fetch"), cwd=cwd, env=env)
+    assert (cwd / "a.db").exists()  # the pass did run
+    heavy = _loaded(modules, NEVER_WITHOUT_POLLING)
+    assert heavy == [], f"`aggregator fetch` with no feeds imports {heavy}"
+
+
+def test_status_loads_neither_the_fetch_stack_nor_config_validation(
+    workdir: tuple[Path, dict[str, str]],
+) -> None:
+    cwd, env = workdir
+    _all_modules_after(_run_cli("fetch"), cwd=cwd, env=env)  # a database to show
+    for argv in (("status",), ("status", "--json")):
+        modules = _all_modules_after(_run_cli(*argv), cwd=cwd, env=env)
+        assert "aggregator.service.status" in modules  # the command ran
+        heavy = _loaded(
+            modules, (*NEVER_WITHOUT_POLLING, "pydantic", "ruamel", "aggregator.service.runner")
+        )
+        assert heavy == [], f"`aggregator {' '.join(argv)}` imports {heavy}"
+
+
+def test_the_default_database_url_is_the_stores() -> None:
+    """Settings names it without importing the store; the two must not drift apart."""
+    from aggregator.store import DEFAULT_DATABASE_URL as STORES
+
+    assert DEFAULT_DATABASE_URL == STORES

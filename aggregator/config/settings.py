@@ -10,11 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from aggregator.store import DEFAULT_DATABASE_URL
-
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "ENV_PREFIX", "Settings"]
 
 ENV_PREFIX = "AGGREGATOR"
+
+#: Here, not in the store: every command's ``--help`` shows it, and
+#: importing the store for one string would load SQLAlchemy (~0.3-0.7 s)
+#: before click has even parsed the arguments.  ``aggregator.store`` keeps
+#: the same value (tests/test_startup.py checks that the two agree).
+DEFAULT_DATABASE_URL = "sqlite:///aggregator.db"
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ from urllib.parse import urljoin
 
 from aggregator.errors import AggregatorError
 from aggregator.hexo.post import Post
-from aggregator.parse.parser import Entry
+from aggregator.types import Entry
 
 __all__ = [
     "ContentError",

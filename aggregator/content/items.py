@@ -4,13 +4,14 @@ For every entry of a fetched feed: its post (cleaned body, date under the
 feed's date rules), its identity key, its content hash and canonical link,
 the raw copy kept for ``aggregator reprocess``, and the filters' verdict.
 All of it is pure and CPU-bound, so a pass over many feeds runs it in
-worker processes (:func:`parse_and_build`, one hop per feed) while the main
-process fetches and the store's single writer only writes.
+worker processes (``aggregator.service.worker.parse_and_build``, one hop per
+feed) while the main process fetches and the store's single writer only
+writes.
 
-This module is what a worker imports, so it stays light: the parse,
-content and dedup stages, not the HTTP stack or SQLAlchemy.  A worker that
-starts in a fifth of a second instead of most of one is worth more than the
-convenience of importing from the pipeline.
+A worker imports this module, so it stays light: the content and dedup
+stages, not the HTTP stack or SQLAlchemy.  A worker that starts in a fifth
+of a second instead of most of one is worth more than the convenience of
+importing from the pipeline.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from aggregator.content.clean import entry_to_post
+from aggregator.content.rawentry import StoredPage, dump_entry
 from aggregator.hexo.post import Post
-from aggregator.parse.parser import Entry, ParsedFeed, parse_feed
-from aggregator.parse.rawentry import StoredPage, dump_entry
 from aggregator.policy.dates import DateNote, effective_date
 from aggregator.policy.dedup import (
     Identity,
@@ -36,6 +36,7 @@ from aggregator.policy.dedup import (
     entry_keys,
 )
 from aggregator.policy.repair import fit_key
+from aggregator.types import Entry, ParsedFeed
 
 if TYPE_CHECKING:
     from aggregator.config.feeds import FeedSpec
@@ -45,7 +46,6 @@ __all__ = [
     "IngestItem",
     "build_item",
     "build_items",
-    "parse_and_build",
     "post_date",
     "rekey",
 ]
@@ -236,26 +236,3 @@ def rekey(
         it if it.key == key else dataclasses.replace(it, key=key)
         for it, key in zip(items, keys, strict=True)
     ]
-
-
-def parse_and_build(
-    content: bytes,
-    url: str,
-    content_type: str | None,
-    charset: str | None,
-    spec: FeedSpec,
-    now: datetime,
-) -> tuple[ParsedFeed, list[IngestItem], list[tuple[Entry, str]]]:
-    """Parse and build in one hop to a worker (a process, if so configured).
-
-    Everything in and out is plain picklable data: the feed-level metadata
-    (without its entries, which only the items need), the items, whose date
-    notes the caller logs, and the entries that could not be built (see
-    :func:`build_items`), each with the reason, for the caller to log.
-    """
-    parsed = parse_feed(content, url=url, content_type=content_type, charset=charset)
-    skipped: list[tuple[Entry, str]] = []
-    items = build_items(
-        parsed, spec, now=now, on_skipped=lambda entry, why: skipped.append((entry, why))
-    )
-    return dataclasses.replace(parsed, entries=()), items, skipped

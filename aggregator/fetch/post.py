@@ -16,7 +16,8 @@ from typing import Self
 import httpx
 
 from aggregator import __version__
-from aggregator.fetch.fetcher import FetchConnectError, FetchError, FetchTimeout, redact_url
+from aggregator.fetch.fetcher import FetchConnectError, FetchError, FetchTimeout
+from aggregator.policy.urls import redact_url
 
 __all__ = ["JsonPoster", "PostAnswer"]
 

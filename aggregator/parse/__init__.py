@@ -1,5 +1,5 @@
 """Feed bytes -> normalised entries (feedparser, with a fast path for plain
-RSS/Atom), and the stored raw form an entry is rebuilt from.
+RSS/Atom).  The entries' type, ``Entry``, lives in :mod:`aggregator.types`.
 
 The entry points below are exported lazily (PEP 562): importing one module of
 this package must not load the others (start-up stays small).
@@ -11,15 +11,13 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aggregator.parse.parser import Entry, parse_feed
+    from aggregator.parse.parser import parse_feed
 
 __all__ = [
-    "Entry",
     "parse_feed",
 ]
 
 _EXPORTS = {
-    "Entry": "aggregator.parse.parser",
     "parse_feed": "aggregator.parse.parser",
 }
 

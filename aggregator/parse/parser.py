@@ -82,9 +82,8 @@ import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
@@ -94,11 +93,26 @@ from aggregator.errors import AggregatorError
 from aggregator.parse.fast import raw_entry, shape_feed
 from aggregator.policy.dates import read_entry_date
 from aggregator.policy.repair import repair_references, repair_text, repair_tree
+from aggregator.types import Entry, ParsedFeed
 
-if TYPE_CHECKING:
-    from aggregator.fetch.fetcher import FetchResult
+__all__ = ["Entry", "FeedParseError", "Fetched", "ParsedFeed", "parse_feed", "parse_fetched"]
 
-__all__ = ["Entry", "FeedParseError", "ParsedFeed", "parse_feed", "parse_fetched"]
+
+class Fetched(Protocol):
+    """What :func:`parse_fetched` reads of a fetch: fetch's ``FetchResult`` fits.
+
+    A protocol rather than the class, so parsing needs no part of the HTTP
+    stack (parse and fetch are siblings: tests/test_layers.py).
+    """
+
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def final_url(self) -> str: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def charset(self) -> str | None: ...
 
 
 class FeedParseError(AggregatorError, ValueError):
@@ -107,54 +121,6 @@ class FeedParseError(AggregatorError, ValueError):
     Every message starts "not a feed" or "not a readable feed", so it can be
     recorded on the feed row as it is.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One feed item, whatever dialect it came in.
-
-    ``title`` and ``author`` are plain text; ``content_html``/``summary_html``
-    are the feed's HTML as sent (unsanitised, see the module docstring);
-    ``base_url`` is what relative URLs in that HTML are relative to.  ``raw``
-    keeps the item's fields as parsed, JSON-serialisable, so later stages can
-    be re-run from the store without refetching.
-    """
-
-    guid: str | None
-    link: str | None
-    title: str
-    published: datetime | None
-    updated: datetime | None
-    author: str | None
-    content_html: str
-    summary_html: str
-    base_url: str | None
-    images: tuple[str, ...]
-    raw: dict[str, Any] = field(hash=False)
-    # The source date had no UTC offset, so ``published``/``updated`` is its
-    # wall time read as UTC; a feed's ``timezone`` setting can re-read it.
-    published_naive: bool = False
-    updated_naive: bool = False
-    # The date texts as the feed sent them: the feed's ``timezone`` decides
-    # what a zone-less or ``CST`` time means, so the post's date is read
-    # from these (see aggregator.policy.dates.effective_date).
-    published_text: str | None = None
-    updated_text: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedFeed:
-    """A parsed document: feed-level metadata plus its entries in feed order."""
-
-    version: str
-    title: str | None
-    link: str | None
-    generator: str | None
-    ttl_minutes: int | None
-    update_period_seconds: float | None
-    encoding: str | None
-    bozo_reason: str | None
-    entries: tuple[Entry, ...]
 
 
 def parse_feed(
@@ -929,7 +895,7 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def parse_fetched(result: FetchResult) -> ParsedFeed:
+def parse_fetched(result: Fetched) -> ParsedFeed:
     """:func:`parse_feed` on a fetch result, with its final URL and charset hint."""
     return parse_feed(
         result.content,

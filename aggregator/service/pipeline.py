@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -32,7 +32,8 @@ from typing import Any, Generic, TypeVar
 from aggregator.config.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
 from aggregator.content import images as image_archive
 from aggregator.content.clean import ContentError, extract_full_text
-from aggregator.content.items import IngestItem, build_items, parse_and_build
+from aggregator.content.items import IngestItem, build_items
+from aggregator.content.rawentry import StoredPage
 from aggregator.fetch.fetcher import (
     Fetcher,
     FetchError,
@@ -44,9 +45,8 @@ from aggregator.fetch.fetcher import (
     redact_url,
 )
 from aggregator.fetch.netguard import AddressGuard
-from aggregator.hexo.export import Exporter, ExportResult
+from aggregator.hexo.export import ExportResult
 from aggregator.parse.parser import Entry, FeedParseError, ParsedFeed, parse_fetched
-from aggregator.parse.rawentry import StoredPage
 from aggregator.policy import rsshub
 from aggregator.policy.dedup import slug_for
 from aggregator.policy.repair import repair_text
@@ -59,6 +59,8 @@ from aggregator.policy.schedule import (
     is_challenge,
     next_after_success,
 )
+from aggregator.service.export import Exporter
+from aggregator.service.worker import parse_and_build
 from aggregator.store import FeedState, IngestJob, IngestResult, Store
 
 __all__ = [
@@ -719,27 +721,10 @@ class Pipeline:
                 report.error_class = "export"
 
     async def catch_up_exports(self, *, sweep: bool = False) -> ExportResult | None:
-        """Write what the export directory lacks (see ``Exporter.catch_up``); None without one.
+        """Write what the export directory lacks; see :func:`runner.catch_up_exports`."""
+        from aggregator.service.runner import catch_up_exports  # runner imports this module
 
-        Run at the end of every ``fetch`` pass and by the daemon at start and
-        then periodically: whatever a crash, a full disk or a read-only
-        directory kept from being written gets written once the cause is gone,
-        although the feeds have nothing new.
-        """
-        if self.exporter is None:
-            return None
-        result = await asyncio.to_thread(self.exporter.catch_up, sweep=sweep)
-        problem = result.problem(self.exporter.directory)
-        if problem is not None:
-            log.warning("export: %s", problem)
-        elif result.written or result.removed:
-            log.info(
-                "export: wrote %d file(s) and removed %d that earlier passes left undone in %s",
-                result.written,
-                result.removed,
-                self.exporter.directory,
-            )
-        return result
+        return await catch_up_exports(self.exporter, sweep=sweep)
 
     async def _failed(
         self,
@@ -861,10 +846,19 @@ class Pipeline:
         ]
         if not urls:
             return items
+        guard = None if spec.allow_private_networks else self.guard
+
+        async def download(url: str, headers: Mapping[str, str] | None) -> FetchResult:
+            try:
+                return await self.fetcher.fetch(
+                    url, headers=headers, accept=image_archive.IMAGE_ACCEPT, guard=guard
+                )
+            except FetchError as exc:
+                raise image_archive.ImageUnavailable(str(exc.reason)) from exc
+
         archived = await image_archive.archive_images(
             urls,
-            self.fetcher,
-            None if spec.allow_private_networks else self.guard,
+            download,
             self.images_dir,
             dict(spec.image_referers),
             max_bytes=spec.max_image_bytes,

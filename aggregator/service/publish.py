@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from aggregator.errors import AggregatorError
+from aggregator.policy.urls import redact_url
 from aggregator.store import Store
 from aggregator.store import publish as ledger
 
@@ -699,7 +700,7 @@ class WebhookPublisher:
         return first is not None and first <= self.clock()
 
     async def run(self) -> RunOutcome:
-        from aggregator.fetch.fetcher import FetchError, redact_url
+        from aggregator.fetch.fetcher import FetchError
         from aggregator.fetch.post import JsonPoster
 
         queued = await self.enqueue()

@@ -3,7 +3,7 @@
 Rules change after items are stored: a new block rule, a fixed clean-up, a
 placeholder image.  Readers that only apply rules to new items leave the
 archive inconsistent (Miniflux #2688); here every stored entry keeps its raw
-fields (:mod:`aggregator.parse.rawentry`), so the same :func:`~aggregator.service.pipeline.
+fields (:mod:`aggregator.content.rawentry`), so the same :func:`~aggregator.service.pipeline.
 build_item` that a fetch uses re-derives its post and filter verdict, the
 store applies what changed, and the export directory follows: changed posts
 are rewritten under the same file name, newly blocked ones are removed,
@@ -32,11 +32,12 @@ from aggregator.config.feeds import FeedSpec, FullText
 from aggregator.content import images as image_archive
 from aggregator.content.clean import ContentError, extract_full_text
 from aggregator.content.items import build_item
+from aggregator.content.rawentry import RawEntryError, StoredPage, load_entry, load_page
 from aggregator.fetch.fetcher import Fetcher, FetchError, FetchLimits
 from aggregator.fetch.netguard import AddressGuard
-from aggregator.hexo.export import Exporter, ExportError, ExportResult, prepare_directory
+from aggregator.hexo.export import ExportError, ExportResult, prepare_directory
 from aggregator.parse.parser import Entry
-from aggregator.parse.rawentry import RawEntryError, StoredPage, load_entry, load_page
+from aggregator.service.export import Exporter
 from aggregator.service.pipeline import FULL_TEXT_CONCURRENCY, fetch_page
 from aggregator.store import Reprocessed, Store, StoredEntry
 

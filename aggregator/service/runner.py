@@ -10,37 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from aggregator.config.feeds import Config, FeedSpec
-from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
-from aggregator.hexo.export import ExportResult
-from aggregator.service.pipeline import (
-    FeedReport,
-    Pipeline,
-    database_unavailable,
-    describe_error,
-    refused_statement,
-)
-from aggregator.store import FeedState, Store
+# Re-exported: status_table lived here before ``status`` got its own light module.
+from aggregator.service.status import status_document, status_table
 
+# The pass's machinery (HTTP clients, parsers, the pipeline) is imported
+# inside the functions that run one: this module is imported by every
+# ``aggregator fetch``, also one with nothing to poll, which needs none of it
+# (tests/test_startup.py).
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from aggregator.config.feeds import Config, FeedSpec
+    from aggregator.fetch.fetcher import Fetcher
+    from aggregator.hexo.export import ExportResult
+    from aggregator.service.export import Exporter
+    from aggregator.service.pipeline import FeedReport
+    from aggregator.store import Store
+
 __all__ = [
     "FetchPass",
+    "catch_up_exports",
     "fetch_once",
     "fetch_pass",
     "parse_workers",
+    "status_document",
     "status_table",
     "summary_table",
     "totals_line",
@@ -53,6 +56,7 @@ class FetchPass:
 
     reports: list[FeedReport]
     export: ExportResult | None = None
+
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,13 @@ async def fetch_pass(
     """
     now = datetime.now(UTC)
     ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
+    if not specs:
+        # Nothing to poll: no HTTP client, no parser, no pipeline to load,
+        # only the export's catch-up that every pass ends with.
+        from aggregator.service.export import Exporter
+
+        exporter = Exporter(store, export_dir) if export_dir is not None else None
+        return FetchPass([], await catch_up_exports(exporter, sweep=True))
     with _parse_pool(parse_workers(len(specs), workers)) as executor:
         return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor)
 
@@ -116,8 +127,8 @@ def parse_workers(feeds: int, requested: int | None = None) -> int:
     return min(cores - 1, 4)
 
 
-#: What a parse worker needs, and all it imports (see aggregator.content.items).
-WORKER_MODULES = ["aggregator.content.items", "aggregator.config.feeds"]
+#: What a parse worker needs, and all it imports (see aggregator.service.worker).
+WORKER_MODULES = ["aggregator.service.worker", "aggregator.config.feeds"]
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -142,6 +153,8 @@ def _parse_pool(workers: int) -> contextlib.AbstractContextManager[Executor | No
     """Worker processes for parsing, so a pass uses every core (None: threads)."""
     if not workers:
         return contextlib.nullcontext()
+    from concurrent.futures import ProcessPoolExecutor
+
     return ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
 
 
@@ -154,6 +167,9 @@ async def _fetch_all(
     fetcher: Fetcher | None,
     executor: Executor | None,
 ) -> FetchPass:
+    from aggregator.fetch.fetcher import Fetcher, FetchLimits
+    from aggregator.service.pipeline import Pipeline
+
     async with fetcher or Fetcher(FetchLimits(host_policies=config.hosts)) as client:
         pipeline = Pipeline(store, client, export_dir=export_dir, executor=executor)
         # Every feed's row in one query rather than one query per feed.
@@ -185,8 +201,42 @@ async def _fetch_all(
         return FetchPass([report for report in reports if report is not None], export)
 
 
+async def catch_up_exports(
+    exporter: Exporter | None, *, sweep: bool = False
+) -> ExportResult | None:
+    """Write what the export directory lacks (see ``Exporter.catch_up``); None without one.
+
+    Run at the end of every ``fetch`` pass and by the daemon at start and
+    then periodically (through ``Pipeline.catch_up_exports``): whatever a
+    crash, a full disk or a read-only directory kept from being written gets
+    written once the cause is gone, although the feeds have nothing new.
+    """
+    if exporter is None:
+        return None
+    result = await asyncio.to_thread(exporter.catch_up, sweep=sweep)
+    problem = result.problem(exporter.directory)
+    if problem is not None:
+        log.warning("export: %s", problem)
+    elif result.written or result.removed:
+        log.info(
+            "export: wrote %d file(s) and removed %d that earlier passes left undone in %s",
+            result.written,
+            result.removed,
+            exporter.directory,
+        )
+    return result
+
+
 def _unrecorded(spec: FeedSpec, exc: Exception) -> FeedReport:
     """The summary row of a feed whose poll ended in an exception the pipeline let through."""
+    from aggregator.policy.urls import redact_url
+    from aggregator.service.pipeline import (
+        FeedReport,
+        database_unavailable,
+        describe_error,
+        refused_statement,
+    )
+
     log.error(
         "poll of %s could not be recorded: %s",
         redact_url(spec.url),
@@ -200,21 +250,6 @@ def _unrecorded(spec: FeedSpec, exc: Exception) -> FeedReport:
         error=f"not stored: {describe_error(exc)}",
         error_class="database" if database_unavailable(exc) else "bug",
     )
-
-
-def _when(moment: datetime | None, now: datetime) -> str:
-    if moment is None:
-        return "-"
-    seconds = (moment - now).total_seconds()
-    span = abs(seconds)
-    text = (
-        f"{span:.0f}s"
-        if span < 90
-        else f"{span / 60:.0f}m"
-        if span < 5400
-        else f"{span / 3600:.1f}h"
-    )
-    return f"in {text}" if seconds > 0 else f"{text} ago"
 
 
 def summary_table(reports: Sequence[FeedReport]) -> Table:
@@ -253,60 +288,3 @@ def totals_line(reports: Sequence[FeedReport]) -> str:
         f"{sum(r.updated for r in reports)} updated, {sum(r.failed for r in reports)} failed "
         f"({len(reports)} feeds)"
     )
-
-
-def status_document(
-    feeds: Sequence[FeedState], *, daemons: Sequence[str], now: datetime
-) -> dict[str, Any]:
-    """``aggregator status --json``: every feed row as plain JSON values, URLs redacted.
-
-    Field names are FeedState's, so a script reads what the table shows
-    under stable keys; times are ISO 8601 in UTC.
-    """
-
-    def plain(value: object) -> object:
-        return value.isoformat() if isinstance(value, datetime) else value
-
-    rows = []
-    for feed in feeds:
-        row = {f.name: plain(getattr(feed, f.name)) for f in dataclasses.fields(feed)}
-        row["url"] = redact_url(feed.url)
-        row["active"] = feed.active
-        rows.append(row)
-    return {"generated_at": now.isoformat(), "daemons": list(daemons), "feeds": rows}
-
-
-def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> Table:
-    from rich.table import Table  # only the CLI prints tables
-
-    now = now or datetime.now(UTC)
-    table = Table(title="feeds")
-    for name in ("feed", "last poll", "result", "next poll", "errors", "posts", "blocked"):
-        table.add_column(name)
-    for f in feeds:
-        if f.disabled_reason:
-            result = f"disabled: {f.disabled_reason}"
-        elif f.error_class:
-            result = f"{f.error_class}: {f.last_error}"
-        elif f.last_status is not None:
-            result = f"ok {f.last_status}"
-        else:
-            result = "never polled"
-        if not f.in_config:
-            next_poll = "removed from config"
-        elif not f.enabled:
-            next_poll = "disabled in config"
-        elif f.disabled_reason:
-            next_poll = "-"
-        else:
-            next_poll = _when(f.next_check_at, now)
-        table.add_row(
-            f"{f.outlet} / {f.section}\n{redact_url(f.url)}",
-            _when(f.last_checked_at, now),
-            result,
-            next_poll,
-            str(f.error_streak),
-            str(f.posts),
-            str(f.blocked),
-        )
-    return table

@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from aggregator.errors import AggregatorError
-from aggregator.parse.parser import Entry
+from aggregator.types import Entry
 
 __all__ = [
     "MAX_STORED_PAGE",
