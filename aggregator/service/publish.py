@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import signal
@@ -106,6 +104,9 @@ def sign(secret: str, body: bytes) -> str:
     computes the same over the bytes it read and compares with
     :func:`hmac.compare_digest`.
     """
+    import hashlib
+    import hmac
+
     digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
     return f"sha256={digest}"
 

@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from aggregator.store import models as m
-from aggregator.store.exports import directory_key
 
 __all__ = [
     "LOOKBACK_ROWS",
@@ -85,7 +83,14 @@ class PublisherRow:
 
 
 def _insert(conn: Connection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    """The dialect's INSERT with ON CONFLICT (imported here: ``status`` reads only)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def _ensure(conn: Connection, name: str) -> None:
@@ -127,6 +132,8 @@ def enqueue_new_posts(
     (a new revision) keeps its ledger row and is not sent again.  At most
     ``limit`` rows are queued per call (the rest on the next).
     """
+    from aggregator.store.exports import directory_key
+
     key = directory_key(directory)
     exports, posts, outbox = _EXPORTS, _POSTS, _DELIVERIES
     with engine.begin() as conn:
