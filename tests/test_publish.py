@@ -643,3 +643,38 @@ def test_the_daemon_publishes_without_losing_or_repeating_across_a_restart(
         if status == 200
     ]
     assert len(ok) == len(set(ok)) == 3
+
+
+def test_rounds_are_debounced_and_run_beside_the_caller(store: Store, tmp_path: Path) -> None:
+    """``serve`` runs a round at start, then gathers notifications until the interval
+    has passed; the event loop stays free meanwhile (the command is a child process)."""
+    marker = tmp_path / "runs"
+    command = {"run": ["sh", "-c", f"echo x >> {marker}; sleep 0.3"]}
+
+    async def scenario(interval: str, notifies: int) -> tuple[int, int]:
+        config = PublishConfig.model_validate({"interval": interval, "command": command})
+        publishing = Publishing(store, config, tmp_path)
+        stop = asyncio.Event()
+        task = asyncio.create_task(publishing.serve(stop))
+        ticks = 0
+        while not marker.exists() or marker.read_text().count("x") < 1:
+            await asyncio.sleep(0.01)
+            ticks += 1  # the loop is not blocked while the round runs
+        for _ in range(notifies):
+            publishing.notify()
+            await asyncio.sleep(0.05)
+        if interval == "1s":
+            for _ in range(600):
+                if marker.read_text().count("x") >= 2:
+                    break
+                await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        return marker.read_text().count("x"), ticks
+
+    runs, ticks = run(scenario("1h", 5))
+    assert runs == 1  # five notifications inside the hour: gathered, not run
+    assert ticks > 0
+    marker.unlink()
+    runs, _ = run(scenario("1s", 3))
+    assert runs == 2  # at start, then once for the three notifications
