@@ -406,23 +406,57 @@ def status(settings: Settings, as_json: bool) -> None:
 
     Read-only: it never creates or migrates the schema.
     """
+    from aggregator.service.publish import publisher_states, publisher_table, status_rows
     from aggregator.service.status import status_document, status_table
 
     store = _open_store(settings, schema="check")
     now = datetime.now(UTC)
     feeds = store.feeds()
     daemons = sorted(store.lease_owners(now=now))
+    publishers = publisher_states(store)
     if as_json:
         import json
 
         document = status_document(feeds, daemons=daemons, now=now)
+        document["publishers"] = status_rows(publishers)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
-    _console(width=140).print(status_table(feeds, now=now))
+    console = _console(width=140)
+    console.print(status_table(feeds, now=now))
+    if publishers:
+        console.print(publisher_table(publishers, now=now))
     if daemons:
         click.echo(f"polling now: {', '.join(daemons)} (daemons holding leases, host:pid)")
     else:
         click.echo("polling now: no daemon holds a lease (none running, or all idle)")
+
+
+@main.command()
+@_config_option
+@_export_option
+@click.pass_obj
+def publish(settings: Settings, config_path: Path, export_dir: Path | None) -> None:
+    """Run every publisher of feeds.yaml's publish: section once (after a cron fetch)."""
+    import asyncio
+
+    from aggregator.service.publish import publish_once
+
+    config = _load_config(config_path)
+    if config.publish is None or not config.publish.publishers:
+        _fail(f"{config_path} has no publish: section with git:, command: or webhook:")
+    target = export_dir or config.output_dir
+    if target is None:
+        _fail("publishing needs the export directory: set output_dir in feeds.yaml or --export")
+    assert config.publish is not None and target is not None
+    store = _open_store(settings)
+    outcomes = asyncio.run(publish_once(store, config.publish, target))
+    for outcome in outcomes:
+        if outcome.error is None:
+            click.echo(f"{outcome.name}: {outcome.summary}")
+        else:
+            click.echo(f"error: {outcome.name}: {outcome.error}", err=True)
+    if any(outcome.error is not None for outcome in outcomes):
+        sys.exit(1)
 
 
 @main.command()

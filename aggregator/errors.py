@@ -29,6 +29,7 @@ caught those still works.
     ├── hexo.export.ExportError        the export directory refused a file (also an OSError)
     ├── service.discover.DiscoveryError   no usable feed behind a URL (``aggregator add``)
     │   ├── NotAFeedError, NoFeedFound
+    ├── service.publish.PublishError   a publisher cannot run as configured (no git repository)
     └── service.server.BindError       the HTTP server could not listen (also an OSError)
 
 This module imports nothing, so the lowest layers (the post format, the

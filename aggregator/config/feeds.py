@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -60,6 +60,9 @@ from aggregator.policy.dedup import IDENTITIES, Identity
 from aggregator.policy.filters import FIELDS as _RULE_FIELDS
 from aggregator.policy.filters import Filters, Rule, compile_pattern
 from aggregator.policy.politeness import HostPolicy, default_host_policy
+
+if TYPE_CHECKING:
+    from aggregator.config.publish import PublishConfig
 
 #: ``max_image_bytes`` when feeds.yaml does not set it (``images: archive``).
 DEFAULT_MAX_IMAGE_BYTES: Final = 16 * 1024 * 1024
@@ -188,6 +191,8 @@ class Config:
     #: Politeness per host name (lowercase, no port) from the ``hosts:``
     #: section, each already merged with the default for that host.
     hosts: Mapping[str, HostPolicy] = field(default_factory=lambda: MappingProxyType({}))
+    #: The ``publish:`` section (aggregator.config.publish), None without one.
+    publish: PublishConfig | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
     source: Path | None = field(default=None, compare=False)
 
@@ -879,7 +884,7 @@ _PLAIN_SETTINGS: Final = tuple(
     and key not in {"url", "outlet", "section", "group", "full_text", "image_referers"}
 )
 _FULL_TEXT_KEYS: Final = tuple(_FullTextModel.model_fields)
-_TOP_KEYS: Final = ("defaults", "feeds", "hosts", "output_dir")
+_TOP_KEYS: Final = ("defaults", "feeds", "hosts", "output_dir", "publish")
 _HOST_KEYS: Final = ("max_concurrency", "min_spacing")
 _NOT_DEFAULTABLE: Final = ("url", "rsshub")
 _REQUIRED_HELP: Final = MappingProxyType(
@@ -1206,6 +1211,7 @@ class _Loader:
         defaults, bad_defaults = self._defaults(data)
         output_dir = self._output_dir(data, base_dir)
         hosts = self._hosts(data)
+        publish = self._publish(data, base_dir)
         feeds = self._feeds(data, defaults, bad_defaults)
 
         if self.issues:
@@ -1217,6 +1223,7 @@ class _Loader:
             feeds=feeds,
             output_dir=output_dir,
             hosts=MappingProxyType(hosts),
+            publish=publish,
             warnings=tuple(str(w) for w in self.warnings),
         )
 
@@ -1251,6 +1258,17 @@ class _Loader:
             return None
         path = Path(value)
         return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+    def _publish(self, data: dict[str, Any], base_dir: Path | None) -> PublishConfig | None:
+        """``publish:`` (see aggregator.config.publish), loaded only when the file has one."""
+        if "publish" not in data or ("publish",) in self.refused:
+            return None
+        from aggregator.config.publish import parse_publish
+
+        config, problems = parse_publish(data["publish"], base_dir)
+        for where, message in problems:
+            self._issue(("publish", *where), message)
+        return config
 
     def _hosts(self, data: dict[str, Any]) -> dict[str, HostPolicy]:
         """``hosts:``: per host name, ``max_concurrency`` and ``min_spacing``.

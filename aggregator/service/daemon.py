@@ -12,6 +12,11 @@ APScheduler (3.x, asyncio) drives three in-process jobs:
   directory still lacks (see ``Pipeline.catch_up_exports``) -- posts stored
   while it was full or read-only, or before a crash.
 
+Beside the jobs, with a ``publish:`` section, publishing runs as a task of its
+own (:class:`aggregator.service.publish.Publishing`): polls that stored or
+changed posts notify it, and it runs a round at most once per
+``publish.interval``, never holding up a poll.
+
 The schedule itself -- each feed's next poll time, validators and error
 streak -- lives in the database, not in APScheduler's job store.  APScheduler
 3 cannot share a job store between processes safely, and the database can
@@ -46,6 +51,7 @@ from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
 from aggregator.hexo.export import ExportError, prepare_directory
 from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
+from aggregator.service.publish import Publishing
 from aggregator.service.server import BindError, HttpServer, start_http_server
 from aggregator.store import DatabaseURLError, Store
 
@@ -54,6 +60,8 @@ __all__ = ["Daemon", "DaemonOptions", "dead_local_owners", "pid_alive", "run_dae
 log = logging.getLogger(__name__)
 
 _DB_ERRORS = (OperationalError, DBAPIError, OSError)
+#: After cancelling a publishing round at shutdown, how long its child processes have to go.
+KILL_WAIT = 6.0
 
 
 def utcnow() -> datetime:
@@ -164,6 +172,8 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._pipeline: Pipeline | None = None
         self._exports_swept = False
+        self._publishing: Publishing | None = None
+        self._publish_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -238,6 +248,7 @@ class Daemon:
             )
         self._scheduler = scheduler
         scheduler.start()
+        self._start_publishing()
         log.info(
             "daemon %s polling %d feeds from %s",
             self.owner,
@@ -247,6 +258,44 @@ class Daemon:
         await self._stop.wait()
         scheduler.shutdown(wait=False)
         await self._drain()
+        await self._stop_publishing()
+
+    # -- publishing -----------------------------------------------------------
+
+    def _start_publishing(self) -> None:
+        """Start the publishing task when feeds.yaml has a ``publish:`` section."""
+        publish = self.config.publish
+        if publish is None or self._publish_task is not None:
+            return
+        if self.export_dir is None:
+            log.error("publish: needs an export directory (output_dir or --export); not started")
+            return
+        self._publishing = Publishing(self.store, publish, self.export_dir, metrics=self.metrics)
+        self._publish_task = asyncio.create_task(
+            self._publishing.serve(self._stop), name="publishing"
+        )
+        log.info(
+            "publish: %s, at most one round every %s",
+            ", ".join(publish.publishers) or "nothing configured",
+            publish.interval,
+        )
+
+    async def _stop_publishing(self) -> None:
+        """Let a round in progress finish within the grace period, then cancel it."""
+        task = self._publish_task
+        if task is None:
+            return
+        _done, pending = await asyncio.wait([task], timeout=self.options.grace)
+        if pending:
+            task.cancel()
+            await asyncio.wait([task], timeout=KILL_WAIT)
+            log.warning("publish: a round still running at shutdown was cancelled")
+        self._publish_task = None
+
+    def _published(self, changed: bool) -> None:
+        """Posts were stored, changed or removed: the next round has work."""
+        if changed and self._publishing is not None:
+            self._publishing.notify()
 
     def _forget(self, feed_id: int, _task: asyncio.Task[None]) -> None:
         """A poll task ended: it no longer counts as in flight."""
@@ -402,14 +451,16 @@ class Daemon:
             return
         self._db_ok()
         self.metrics.observe(report)
+        self._published(bool(report.new or report.updated or report.blocked))
 
     async def _catch_up_exports(self) -> None:
         if self._stopping or self._pipeline is None:
             return
         try:
             # The first run also clears temporary files a killed export left.
-            await self._pipeline.catch_up_exports(sweep=not self._exports_swept)
+            result = await self._pipeline.catch_up_exports(sweep=not self._exports_swept)
             self._exports_swept = True
+            self._published(result is not None and bool(result.written or result.removed))
         except _DB_ERRORS as exc:
             self._db_failed(exc)
 
@@ -440,6 +491,8 @@ class Daemon:
         changed = sum(1 for s in new.feeds if s.url in self._specs and self._specs[s.url] != s)
         for gone in old_urls - new_urls:
             self.metrics.forget_feed(redact_url(gone))  # labelled as FeedReport.url is
+        if new.publish != self.config.publish:
+            self._reconfigure_publishing(new)
         self.config = new
         self._specs = {s.url: s for s in new.feeds}
         if self._pipeline is not None:
@@ -458,6 +511,23 @@ class Daemon:
             changed,
             len(new.feeds),
         )
+
+    def _reconfigure_publishing(self, new: Config) -> None:
+        old = self.config.publish.publishers if self.config.publish is not None else ()
+        kept = new.publish.publishers if new.publish is not None else ()
+        for name in set(old) - set(kept):
+            self.metrics.forget_publisher(name)
+        if self._publishing is None:
+            self.config = new
+            if self._scheduler is not None:
+                self._start_publishing()
+        elif new.publish is None:
+            if self._publish_task is not None:
+                self._publish_task.cancel()
+            self._publishing, self._publish_task = None, None
+        else:
+            self._publishing.configure(new.publish)
+        log.info("publish: section changed; now %s", ", ".join(kept) or "off")
 
     async def _housekeeping(self) -> None:
         try:

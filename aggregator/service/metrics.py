@@ -14,7 +14,8 @@ Design choices, and why:
   the number of series is bounded whatever the feeds send.  The one per-feed
   label is ``aggregator_last_success_timestamp_seconds{feed}``, bounded by the
   number of feeds in ``feeds.yaml``; :meth:`Metrics.forget_feed` drops a feed
-  that was removed from it.
+  that was removed from it.  The ``publisher`` label (``git``, ``command``,
+  ``webhook:<name>``) is bounded by the ``publish:`` section likewise.
 * The known label values are created up front at zero, so ``rate()`` and
   alerts see a series from the first scrape instead of only after the first
   error of each kind.
@@ -22,6 +23,7 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Final, Protocol
@@ -178,6 +180,36 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self._publisher_success = Gauge(
+            "aggregator_publisher_last_success_timestamp_seconds",
+            "Unix time of the publisher's last successful round (git, command, webhook:<name>).",
+            ["publisher"],
+            registry=r,
+        )
+        self._publisher_error = Gauge(
+            "aggregator_publisher_last_error_timestamp_seconds",
+            "Unix time of the publisher's last failed round.",
+            ["publisher"],
+            registry=r,
+        )
+        self._publisher_queue = Gauge(
+            "aggregator_publisher_queue",
+            "What waits: commits not pushed (git), posts not delivered (webhook), 0 (command).",
+            ["publisher"],
+            registry=r,
+        )
+        self._publisher_failing = Gauge(
+            "aggregator_publisher_failing",
+            "1 when the publisher's last round failed, else 0.",
+            ["publisher"],
+            registry=r,
+        )
+        self._publisher_runs = Counter(
+            "aggregator_publisher_runs",
+            "Publisher rounds by result (ok or error).",
+            ["publisher", "result"],
+            registry=r,
+        )
         for outcome in _OUTCOMES:
             self._fetches.labels(outcome=outcome)
         for kind in _POST_KINDS:
@@ -224,6 +256,41 @@ class Metrics:
         that grows ever older and trips staleness alerts for nothing.
         """
         self._last_success.remove(url)  # a no-op for a feed that never succeeded
+
+    def set_publisher(
+        self,
+        name: str,
+        *,
+        last_success: float | None,
+        last_error: float | None,
+        queue: int,
+        failing: bool,
+    ) -> None:
+        """Record a publisher's stored state (times as Unix seconds, None: never)."""
+        if last_success is not None:
+            self._publisher_success.labels(publisher=name).set(last_success)
+        if last_error is not None:
+            self._publisher_error.labels(publisher=name).set(last_error)
+        self._publisher_queue.labels(publisher=name).set(max(queue, 0))
+        self._publisher_failing.labels(publisher=name).set(1 if failing else 0)
+
+    def publisher_ran(self, name: str, *, ok: bool) -> None:
+        """Count one round of a publisher."""
+        self._publisher_runs.labels(publisher=name, result="ok" if ok else "error").inc()
+
+    def forget_publisher(self, name: str) -> None:
+        """Drop a publisher's series once it is removed from the ``publish:`` section."""
+        for gauge in (
+            self._publisher_success,
+            self._publisher_error,
+            self._publisher_queue,
+            self._publisher_failing,
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
+        for result in ("ok", "error"):
+            with contextlib.suppress(KeyError):
+                self._publisher_runs.remove(name, result)
 
     def render(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format, with its content type.

@@ -35,7 +35,9 @@ __all__ = [
     "Feed",
     "Post",
     "PostRevision",
+    "PublisherState",
     "UTCDateTime",
+    "WebhookDelivery",
     "utcnow",
 ]
 
@@ -236,3 +238,57 @@ class ExportedFile(Base):
     written_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("directory", "post_id"), Index(None, "post_id"))
+
+
+class PublisherState(Base):
+    """One publisher's last outcome (issue 16): what status, /metrics and the page show.
+
+    ``name`` is ``git``, ``command`` or ``webhook:<name>``.  For a webhook,
+    ``cursor`` is the highest ``exports.id`` already turned into deliveries
+    (set to the newest row when the webhook is first seen, so adding one does
+    not send the whole archive); ``pending`` is what was left to do after the
+    last round (unpushed commits for git; a webhook's queue is counted from
+    ``webhook_deliveries``).
+    """
+
+    __tablename__ = "publishers"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # A webhook's first cursor: exports rows up to it are never sent.
+    start: Mapped[int | None] = mapped_column(Integer)
+    cursor: Mapped[int | None] = mapped_column(Integer)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox: one row per (webhook, post), kept until delivered and after.
+
+    The body is stored as sent, so a retry sends the same bytes with the same
+    signature and ``key`` (the ``Idempotency-Key`` header).  A row is marked
+    delivered only on a 2xx answer: delivery is at least once, and the
+    unique (webhook, post_id) means a post is queued for a webhook once.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook: Mapped[str] = mapped_column(String(128))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"))
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("webhook", "post_id"),
+        Index(None, "webhook", "delivered_at", "next_attempt_at"),
+        Index(None, "post_id"),
+    )
