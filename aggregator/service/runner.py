@@ -54,6 +54,7 @@ class FetchPass:
     reports: list[FeedReport]
     export: ExportResult | None = None
 
+
 log = logging.getLogger(__name__)
 
 

@@ -740,9 +740,7 @@ class Store:
                 )
             else:
                 returned = connection.execute(
-                    insert(_POSTS).returning(
-                        _POSTS.c.id, _POSTS.c.content_hash
-                    ),
+                    insert(_POSTS).returning(_POSTS.c.id, _POSTS.c.content_hash),
                     [values for _, values in pending],
                 )
                 new_ids.update((digest, post_id) for post_id, digest in returned)
