@@ -13,6 +13,8 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import html5lib
 import httpx
@@ -455,3 +457,56 @@ def test_views_are_fast_shaped(populated: Fixture) -> None:
     assert feed_page(engine, now=NOW, query="broken").total == 1
     assert feed_page(engine, now=NOW, query="100%").total == 0  # LIKE wildcards are literal
     assert totals(engine, now=NOW).posts == 7
+
+
+def test_each_poll_is_recorded_with_its_schedule_reason(tmp_path: Path, local_server: Any) -> None:
+    """A real fetch pass (the pipeline the daemon runs) writes one polls row per poll."""
+    from feedbuild import EtagFeed, feeds_yaml, rss_document, seed_item, seed_posts
+    from support_proc import aggregator
+
+    post = seed_posts()[0]
+    local_server.route(
+        "/good.xml",
+        EtagFeed(rss_document(seed_item(post), channel_extra="<ttl>600</ttl>")),
+    )
+    local_server.route("/busy.xml", status=429, headers={"Retry-After": "7200"}, body="slow down")
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        feeds_yaml(
+            {
+                ("新媒体", "Good", "头条"): local_server.url("/good.xml"),
+                ("新媒体", "Busy", "头条"): local_server.url("/busy.xml"),
+            },
+            interval="1h",
+        ),
+        encoding="utf-8",
+    )
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    aggregator("fetch", "--config", str(config), db=db, cwd=tmp_path, check=False)
+    aggregator("fetch", "--config", str(config), db=db, cwd=tmp_path, check=False)
+    store = Store.open(db)
+    try:
+        with store.engine.connect() as c:
+            rows = c.execute(
+                select(
+                    m.Feed.outlet,
+                    m.Poll.status,
+                    m.Poll.new,
+                    m.Poll.bytes,
+                    m.Poll.error_class,
+                    m.Poll.schedule,
+                    m.Poll.message,
+                )
+                .join(m.Feed, m.Feed.id == m.Poll.feed_id)
+                .order_by(m.Poll.id)
+            ).all()
+    finally:
+        store.close()
+    good = [r for r in rows if r.outlet == "Good"]
+    busy = [r for r in rows if r.outlet == "Busy"]
+    assert [(r.status, r.new) for r in good] == [(200, 1), (304, 0)]
+    # <ttl> is in minutes: 600 min is longer than the 1 h interval, so it decides
+    assert good[0].bytes > 0 and good[0].schedule == "ttl 36000 s (longer than the interval)"
+    assert [r.status for r in busy] == [429, 429]
+    assert busy[0].error_class == "throttled" and "429" in (busy[0].message or "")
+    assert busy[0].schedule == "throttled back-off, error streak 0, Retry-After 7200 s"

@@ -272,7 +272,12 @@ class Poll(Base):
     schedule: Mapped[str | None] = mapped_column(Text)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index(None, "feed_id", "started_at"), Index(None, "started_at"))
+    # (started_at, new, error_class) covers the 24-hour chart: read from the
+    # index alone, which is several times faster than a lookup per row.
+    __table_args__ = (
+        Index(None, "feed_id", "started_at"),
+        Index(None, "started_at", "new", "error_class"),
+    )
 
 
 # --------------------------------------------------------------------------

@@ -59,6 +59,7 @@ __all__ = [
     "feed_state",
     "hourly",
     "newest_posts",
+    "summary",
     "totals",
 ]
 
@@ -344,6 +345,17 @@ class Totals:
 
 def totals(engine: Engine, *, now: datetime) -> Totals:
     """The header's numbers: feeds per state, posts, the last 24 hours' polls."""
+    return summary(engine, now=now)[0]
+
+
+def summary(
+    engine: Engine, *, now: datetime, hours: int = HOURS
+) -> tuple[Totals, list[HourBucket]]:
+    """The header: :class:`Totals` and :func:`hourly`'s buckets, polls read once.
+
+    The poll counts of the totals are the chart's sums (the current hour and
+    the ``hours - 1`` before it).
+    """
     feed = m.Feed
     state_sql = case(
         (feed.in_config.is_(False), "removed"),
@@ -353,7 +365,6 @@ def totals(engine: Engine, *, now: datetime) -> Totals:
         (feed.error_class.is_not(None), "failing"),
         else_="ok",
     )
-    since = now - timedelta(hours=HOURS)
     with engine.connect() as connection:
         by_state = {s: 0 for s in STATES}
         for state, count in connection.execute(
@@ -363,21 +374,18 @@ def totals(engine: Engine, *, now: datetime) -> Totals:
         posts, blocked = connection.execute(
             select(func.count(), func.count(m.Post.blocked)).select_from(m.Post)
         ).one()
-        polls, failed, new = connection.execute(
-            select(
-                func.count(),
-                func.count(m.Poll.error_class),
-                func.coalesce(func.sum(m.Poll.new), 0),
-            ).where(m.Poll.started_at >= since)
-        ).one()
-    return Totals(
-        feeds=sum(by_state.values()),
-        by_state=by_state,
-        posts=int(posts),
-        blocked_posts=int(blocked),
-        polls_24h=int(polls),
-        failed_24h=int(failed),
-        new_24h=int(new),
+        buckets = _hourly(connection, now=now, hours=hours)
+    return (
+        Totals(
+            feeds=sum(by_state.values()),
+            by_state=by_state,
+            posts=int(posts),
+            blocked_posts=int(blocked),
+            polls_24h=sum(b.polls for b in buckets),
+            failed_24h=sum(b.failed for b in buckets),
+            new_24h=sum(b.new for b in buckets),
+        ),
+        buckets,
     )
 
 
@@ -391,21 +399,34 @@ class HourBucket:
 
 def hourly(engine: Engine, *, now: datetime, hours: int = HOURS) -> list[HourBucket]:
     """Polls, failed polls and new posts per hour over the last ``hours`` (oldest first)."""
-    first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
     with engine.connect() as connection:
-        hour = (_epoch(m.Poll.started_at, connection.dialect.name) - int(first.timestamp())) // 3600
-        rows = connection.execute(
-            select(
-                hour.label("hour"),
-                func.count(),
-                func.count(m.Poll.error_class),
-                func.coalesce(func.sum(m.Poll.new), 0),
-            )
-            .where(m.Poll.started_at >= first)
-            .group_by(text("hour"))
-        ).all()
-    counts = {int(h): (int(p), int(f), int(n)) for h, p, f, n in rows}
-    return [HourBucket(first + timedelta(hours=i), *counts.get(i, (0, 0, 0))) for i in range(hours)]
+        return _hourly(connection, now=now, hours=hours)
+
+
+def _hourly(connection: Connection, *, now: datetime, hours: int) -> list[HourBucket]:
+    first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
+    # The hour as text, 'YYYY-MM-DD HH': on SQLite a prefix of the stored
+    # value (far cheaper per row than converting every timestamp to a
+    # number); on PostgreSQL the same text of the UTC time.
+    if connection.dialect.name == "sqlite":
+        hour: ColumnElement[str] = func.substr(m.Poll.started_at, 1, 13)
+    else:
+        hour = func.to_char(
+            func.timezone("UTC", m.Poll.started_at), literal_column("'YYYY-MM-DD HH24'")
+        )
+    rows = connection.execute(
+        select(
+            hour.label("hour"),
+            func.count(),
+            func.count(m.Poll.error_class),
+            func.coalesce(func.sum(m.Poll.new), 0),
+        )
+        .where(m.Poll.started_at >= first)
+        .group_by(text("hour"))
+    ).all()
+    counts = {str(h): (int(p), int(f), int(n)) for h, p, f, n in rows}
+    starts = [first + timedelta(hours=i) for i in range(hours)]
+    return [HourBucket(s, *counts.get(f"{s:%Y-%m-%d %H}", (0, 0, 0))) for s in starts]
 
 
 # --------------------------------------------------------------------------

@@ -52,7 +52,12 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_polls_feed_id_started_at"), "polls", ["feed_id", "started_at"], unique=False
     )
-    op.create_index(op.f("ix_polls_started_at"), "polls", ["started_at"], unique=False)
+    op.create_index(
+        op.f("ix_polls_started_at_new_error_class"),
+        "polls",
+        ["started_at", "new", "error_class"],
+        unique=False,
+    )
     dialect = op.get_bind().dialect.name
     for statement in search_index_ddl(dialect):
         op.execute(statement)
@@ -63,6 +68,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in search_index_ddl(op.get_bind().dialect.name, drop=True):
         op.execute(statement)
-    op.drop_index(op.f("ix_polls_started_at"), table_name="polls")
+    op.drop_index(op.f("ix_polls_started_at_new_error_class"), table_name="polls")
     op.drop_index(op.f("ix_polls_feed_id_started_at"), table_name="polls")
     op.drop_table("polls")

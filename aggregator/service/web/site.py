@@ -216,7 +216,7 @@ class OperatorSite:
         r.add_get("/posts", self._posts)
         r.add_get("/static/page.css", self._css)
         # Browsers ask for it on plain-text answers (a refused form): no icon, no 404.
-        r.add_get("/favicon.ico", lambda _request: _no_content())
+        r.add_get("/favicon.ico", _no_content)
         r.add_post("/feeds/{id:[0-9]+}/{action:poll|enable}", self._form_action)
         r.add_post("/login", self._login)
         r.add_post("/logout", self._logout)
@@ -261,8 +261,7 @@ class OperatorSite:
         cached = self._summary
         if cached is not None and time.monotonic() - cached[0] < SUMMARY_TTL:
             return cached[1]
-        totals = await self._query(views.totals, now=now)
-        hours = await self._query(views.hourly, now=now)
+        totals, hours = await self._query(views.summary, now=now)
         data = {"totals": totals, "hours": hours}
         self._summary = (time.monotonic(), data)
         return data
@@ -497,7 +496,7 @@ class OperatorSite:
         raise response
 
 
-async def _no_content() -> web.Response:
+async def _no_content(_request: web.Request) -> web.Response:
     return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
 
