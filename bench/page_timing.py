@@ -28,18 +28,35 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aggregator.service.metrics import Metrics  # noqa: E402
-from aggregator.service.server import HttpServer  # noqa: E402
-from aggregator.service.web.site import OperatorSite  # noqa: E402
-from aggregator.store import Store  # noqa: E402
-from aggregator.store import models as m  # noqa: E402
+from aggregator.service.metrics import Metrics
+from aggregator.service.server import HttpServer
+from aggregator.service.web.site import OperatorSite
+from aggregator.store import Store
+from aggregator.store import models as m
+from aggregator.store.polls import PollRecord, record_polls
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-WORDS = "莫斯科 强调 拒绝 欧洲 美国 核武器 乌克兰 总统 谈判 结果 经济 市场 科技 气候 选举".split()
+WORDS = [
+    "莫斯科",
+    "强调",
+    "拒绝",
+    "欧洲",
+    "美国",
+    "核武器",
+    "乌克兰",
+    "总统",
+    "谈判",
+    "结果",
+    "经济",
+    "市场",
+    "科技",
+    "气候",
+    "选举",
+]
 
 
 def build(store: Store, feeds: int, posts_per_feed: int, polls_per_feed: int) -> None:
@@ -73,7 +90,7 @@ def build(store: Store, feeds: int, posts_per_feed: int, polls_per_feed: int) ->
     post_id = 0
     batch_posts, batch_entries, batch_exports = [], [], []
     for i in range(feeds):
-        for j in range(posts_per_feed):
+        for _ in range(posts_per_feed):
             post_id += 1
             title = " ".join(WORDS[(post_id * k) % len(WORDS)] for k in (1, 3, 7)) + f" {post_id}"
             created = NOW - timedelta(hours=(post_id * 7) % (24 * 30))
@@ -124,27 +141,26 @@ def build(store: Store, feeds: int, posts_per_feed: int, polls_per_feed: int) ->
                 c.execute(insert(m.Entry), batch_entries)
                 c.execute(insert(m.ExportedFile), batch_exports)
             batch_posts, batch_entries, batch_exports = [], [], []
-    polls = []
+    polls: list[PollRecord] = []
     for i in range(feeds):
         for j in range(polls_per_feed):
             polls.append(
-                {
-                    "feed_id": i + 1,
-                    "started_at": NOW - timedelta(minutes=(j * 24 * 60) // polls_per_feed + i % 60),
-                    "status": 200,
-                    "duration_ms": 40,
-                    "bytes": 5000,
-                    "new": j % 3,
-                    "updated": 0,
-                    "error_class": "transient" if (i + j) % 10 == 0 else None,
-                    "message": None,
-                    "schedule": "interval 900 s",
-                    "next_check_at": NOW,
-                }
+                PollRecord(
+                    feed_id=i + 1,
+                    started_at=NOW - timedelta(minutes=(j * 24 * 60) // polls_per_feed + i % 60),
+                    status=200,
+                    duration_ms=40,
+                    bytes=5000,
+                    new=j % 3,
+                    updated=0,
+                    error_class="transient" if (i + j) % 10 == 0 else None,
+                    message=None,
+                    schedule="interval 900 s",
+                    next_check_at=NOW,
+                )
             )
         if len(polls) >= 50000 or i == feeds - 1:
-            with store.engine.begin() as c:
-                c.execute(insert(m.Poll), polls)
+            record_polls(store.engine, polls)  # as the pipeline does: rows and hourly counts
             polls = []
 
 
@@ -168,6 +184,30 @@ async def measure(store: Store, paths: list[str], runs: int) -> list[tuple[str, 
     return results
 
 
+async def screenshot(store: Store, path: Path) -> None:
+    """``/`` in headless Chromium (Debian's, never a downloaded one), saved as a PNG."""
+    import shutil
+
+    from playwright.async_api import async_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        raise SystemExit("--screenshot needs chromium on PATH (apt-get install chromium)")
+    site = OperatorSite(lambda: store)
+    async with (
+        HttpServer("127.0.0.1", 0, metrics=Metrics(), health=_ok, site=site) as server,
+        async_playwright() as p,
+    ):
+        browser = await p.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox"]
+        )
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        await page.goto(f"http://127.0.0.1:{server.port}/?per_page=20")
+        await page.screenshot(path=str(path), full_page=False)
+        await browser.close()
+    print(f"saved {path}")
+
+
 async def _ok() -> tuple[bool, str]:
     return True, ""
 
@@ -179,12 +219,22 @@ def main() -> None:
     parser.add_argument("--polls-per-feed", type=int, default=24)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--database-url", help="default: a new SQLite file in a temp directory")
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        help="also save a PNG of / drawn by the system's Chromium (docs/operator-page.png)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'page.db'}"
         store = Store.open(url)
         started = time.perf_counter()
-        build(store, args.feeds, args.posts_per_feed, args.polls_per_feed)
+        with store.engine.connect() as c:
+            have = c.execute(select(func.count()).select_from(m.Feed)).scalar_one()
+        if have:  # --database-url of an earlier run: time the pages over what is there
+            args.feeds = have
+        else:
+            build(store, args.feeds, args.posts_per_feed, args.polls_per_feed)
         print(
             f"built {args.feeds} feeds, {args.feeds * args.posts_per_feed} posts, "
             f"{args.feeds * args.polls_per_feed} polls on {store.engine.dialect.name} "
@@ -205,6 +255,8 @@ def main() -> None:
             "/api/summary",
         ]
         rows = asyncio.run(measure(store, paths, args.runs))
+        if args.screenshot:
+            asyncio.run(screenshot(store, args.screenshot))
         store.close()
     width = max(len(p) for p, *_ in rows)
     print(f"\n{'URL'.ljust(width)}  median ms  max ms  bytes")

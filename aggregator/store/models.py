@@ -37,6 +37,7 @@ __all__ = [
     "ExportedFile",
     "Feed",
     "Poll",
+    "PollHour",
     "Post",
     "PostRevision",
     "UTCDateTime",
@@ -272,12 +273,23 @@ class Poll(Base):
     schedule: Mapped[str | None] = mapped_column(Text)
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    # (started_at, new, error_class) covers the 24-hour chart: read from the
-    # index alone, which is several times faster than a lookup per row.
-    __table_args__ = (
-        Index(None, "feed_id", "started_at"),
-        Index(None, "started_at", "new", "error_class"),
-    )
+    __table_args__ = (Index(None, "feed_id", "started_at"), Index(None, "started_at"))
+
+
+class PollHour(Base):
+    """Polls, failed polls and new posts per hour: the page's 24-hour chart.
+
+    Kept by :func:`aggregator.store.polls.record_polls` beside the poll
+    rows (an upsert per hour and batch), so the chart reads 24 rows instead
+    of aggregating the ~700,000 polls a day of 30,000 feeds.
+    """
+
+    __tablename__ = "poll_hours"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # --------------------------------------------------------------------------

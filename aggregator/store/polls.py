@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
@@ -63,11 +63,44 @@ class PollRecord:
 
 
 def record_polls(engine: Engine, records: Sequence[PollRecord]) -> None:
-    """Insert poll rows in one transaction (one executemany)."""
+    """Insert poll rows and add them to the hourly counts, in one transaction."""
     if not records:
         return
+    hours: dict[datetime, list[int]] = {}
+    for r in records:
+        counts = hours.setdefault(
+            r.started_at.replace(minute=0, second=0, microsecond=0), [0, 0, 0]
+        )
+        counts[0] += 1
+        counts[1] += r.error_class is not None
+        counts[2] += r.new
     with engine.begin() as connection:
         connection.execute(insert(m.Poll), [asdict(r) for r in records])
+        upsert = _dialect_insert(connection.dialect.name)
+        for hour, (polls, failed, new) in sorted(hours.items()):
+            # Both backends: INSERT ... ON CONFLICT (hour) DO UPDATE, so
+            # daemons sharing a PostgreSQL add to the same row safely.
+            statement = upsert(m.PollHour).values(hour=hour, polls=polls, failed=failed, new=new)
+            connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[m.PollHour.hour],
+                    set_={
+                        "polls": m.PollHour.polls + statement.excluded.polls,
+                        "failed": m.PollHour.failed + statement.excluded.failed,
+                        "new": m.PollHour.new + statement.excluded.new,
+                    },
+                )
+            )
+
+
+def _dialect_insert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def prune_polls(
@@ -83,6 +116,7 @@ def prune_polls(
         removed = connection.execute(
             delete(m.Poll).where(m.Poll.started_at < now - keep_at_most)
         ).rowcount
+        connection.execute(delete(m.PollHour).where(m.PollHour.hour < now - keep_at_most))
         ranked = (
             select(
                 m.Poll.id,

@@ -404,29 +404,16 @@ def hourly(engine: Engine, *, now: datetime, hours: int = HOURS) -> list[HourBuc
 
 
 def _hourly(connection: Connection, *, now: datetime, hours: int) -> list[HourBucket]:
+    """From ``poll_hours`` (kept by ``record_polls``): ``hours`` rows, not every poll."""
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=hours - 1)
-    # The hour as text, 'YYYY-MM-DD HH': on SQLite a prefix of the stored
-    # value (far cheaper per row than converting every timestamp to a
-    # number); on PostgreSQL the same text of the UTC time.
-    if connection.dialect.name == "sqlite":
-        hour: ColumnElement[str] = func.substr(m.Poll.started_at, 1, 13)
-    else:
-        hour = func.to_char(
-            func.timezone("UTC", m.Poll.started_at), literal_column("'YYYY-MM-DD HH24'")
-        )
     rows = connection.execute(
-        select(
-            hour.label("hour"),
-            func.count(),
-            func.count(m.Poll.error_class),
-            func.coalesce(func.sum(m.Poll.new), 0),
+        select(m.PollHour.hour, m.PollHour.polls, m.PollHour.failed, m.PollHour.new).where(
+            m.PollHour.hour >= first
         )
-        .where(m.Poll.started_at >= first)
-        .group_by(text("hour"))
     ).all()
-    counts = {str(h): (int(p), int(f), int(n)) for h, p, f, n in rows}
+    counts = {r.hour: (int(r.polls), int(r.failed), int(r.new)) for r in rows}
     starts = [first + timedelta(hours=i) for i in range(hours)]
-    return [HourBucket(s, *counts.get(f"{s:%Y-%m-%d %H}", (0, 0, 0))) for s in starts]
+    return [HourBucket(s, *counts.get(s, (0, 0, 0))) for s in starts]
 
 
 # --------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Issue 16 (the operator's page): ``polls`` keeps one row per poll (status,
 duration, bytes, counts, error and the schedule's reason), pruned by the
-daemon's housekeeping; the feed row only ever had the last outcome.  Title
+daemon's housekeeping; the feed row only ever had the last outcome.
+``poll_hours`` counts polls, failures and new posts per hour for the page's
+24-hour chart (it starts empty: history before the upgrade is not known).  Title
 search uses the database's own full-text index: an FTS5 table kept by
 triggers on SQLite, a GIN index on ``to_tsvector('simple', title)`` on
 PostgreSQL (the statements are ``aggregator.store.models.search_index_ddl``,
@@ -52,11 +54,14 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_polls_feed_id_started_at"), "polls", ["feed_id", "started_at"], unique=False
     )
-    op.create_index(
-        op.f("ix_polls_started_at_new_error_class"),
-        "polls",
-        ["started_at", "new", "error_class"],
-        unique=False,
+    op.create_index(op.f("ix_polls_started_at"), "polls", ["started_at"], unique=False)
+    op.create_table(
+        "poll_hours",
+        sa.Column("hour", aggregator.store.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("polls", sa.Integer(), nullable=False),
+        sa.Column("failed", sa.Integer(), nullable=False),
+        sa.Column("new", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("hour", name=op.f("pk_poll_hours")),
     )
     dialect = op.get_bind().dialect.name
     for statement in search_index_ddl(dialect):
@@ -68,6 +73,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in search_index_ddl(op.get_bind().dialect.name, drop=True):
         op.execute(statement)
-    op.drop_index(op.f("ix_polls_started_at_new_error_class"), table_name="polls")
+    op.drop_table("poll_hours")
+    op.drop_index(op.f("ix_polls_started_at"), table_name="polls")
     op.drop_index(op.f("ix_polls_feed_id_started_at"), table_name="polls")
     op.drop_table("polls")
