@@ -4,7 +4,8 @@ Issue 16 (the operator's page): ``polls`` keeps one row per poll (status,
 duration, bytes, counts, error and the schedule's reason), pruned by the
 daemon's housekeeping; the feed row only ever had the last outcome.
 ``poll_hours`` counts polls, failures and new posts per hour for the page's
-24-hour chart (it starts empty: history before the upgrade is not known).  Title
+24-hour chart (it starts empty: history before the upgrade is not known).
+An index on feeds (group_name, outlet, section) serves the page's default sort.  Title
 search uses the database's own full-text index: an FTS5 table kept by
 triggers on SQLite, a GIN index on ``to_tsvector('simple', title)`` on
 PostgreSQL (the statements are ``aggregator.store.models.search_index_ddl``,
@@ -63,6 +64,12 @@ def upgrade() -> None:
         sa.Column("new", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("hour", name=op.f("pk_poll_hours")),
     )
+    op.create_index(
+        op.f("ix_feeds_group_name_outlet_section"),
+        "feeds",
+        ["group_name", "outlet", "section"],
+        unique=False,
+    )
     dialect = op.get_bind().dialect.name
     for statement in search_index_ddl(dialect):
         op.execute(statement)
@@ -73,6 +80,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in search_index_ddl(op.get_bind().dialect.name, drop=True):
         op.execute(statement)
+    op.drop_index(op.f("ix_feeds_group_name_outlet_section"), table_name="feeds")
     op.drop_table("poll_hours")
     op.drop_index(op.f("ix_polls_started_at"), table_name="polls")
     op.drop_index(op.f("ix_polls_feed_id_started_at"), table_name="polls")
