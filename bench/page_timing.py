@@ -236,9 +236,14 @@ def main() -> None:
         else:
             build(store, args.feeds, args.posts_per_feed, args.polls_per_feed)
         print(
-            f"built {args.feeds} feeds, {args.feeds * args.posts_per_feed} posts, "
-            f"{args.feeds * args.polls_per_feed} polls on {store.engine.dialect.name} "
-            f"in {time.perf_counter() - started:.1f} s"
+            f"{'reused' if have else 'built'} {args.feeds} feeds"
+            + (
+                ""
+                if have
+                else f", {args.feeds * args.posts_per_feed} posts, "
+                f"{args.feeds * args.polls_per_feed} polls"
+            )
+            + f" on {store.engine.dialect.name} in {time.perf_counter() - started:.1f} s"
         )
         last_page = (args.feeds + 99) // 100
         paths = [
