@@ -101,7 +101,9 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
     engine = make_engine(database_url)
     upgrade(engine, SCHEMA_REVISION)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), m.Base.metadata)
+        # The title search index is raw DDL, not on the models (see models.py).
+        only_models = {"include_name": lambda name, *_: not m.is_search_object(name)}
+        diff = compare_metadata(MigrationContext.configure(conn, opts=only_models), m.Base.metadata)
     assert diff == []
     assert current_revision(engine) == SCHEMA_REVISION
     assert {"feeds", "posts", "entries", "post_revisions"} <= set(inspect(engine).get_table_names())
