@@ -225,6 +225,11 @@ def test_the_rule_sees_a_violation() -> None:
     assert allowed("aggregator.hexo.export", "aggregator.hexo.post")
     assert allowed("aggregator.service.pipeline", "aggregator.store")
     assert allowed("aggregator.policy.filters", "aggregator.policy.dedup")
+    # the store's input record sits below both its maker and the rest of store
+    assert allowed("aggregator.content.items", "aggregator.store.records")
+    assert allowed("aggregator.store.ingest", "aggregator.store.records")
+    assert not allowed("aggregator.content.items", "aggregator.store.store")
+    assert not allowed("aggregator.store.records", "aggregator.content.items")
 
 
 def _exports() -> Iterator[tuple[str, str]]:

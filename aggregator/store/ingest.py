@@ -361,9 +361,7 @@ class IngestMixin:
         for attempt in range(RETRIES_ON_CONFLICT):
             try:
                 with self._session.begin() as session:
-                    return self._ingest_into(
-                        session, feed_id, items, now, feed_update, identity
-                    )
+                    return self._ingest_into(session, feed_id, items, now, feed_update, identity)
             except IntegrityError:
                 if attempt == RETRIES_ON_CONFLICT - 1:
                     raise
