@@ -414,13 +414,24 @@ def status(settings: Settings, as_json: bool) -> None:
     show_envvar=True,
     help="Serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:8080).",
 )
+@click.option(
+    "--metrics-per-feed",
+    is_flag=True,
+    envvar=f"{ENV_PREFIX}_METRICS_PER_FEED",
+    show_envvar=True,
+    help="Add one /metrics series per feed (last success time); for small installs only.",
+)
 @_export_option
 @click.pass_obj
 def run(
-    settings: Settings, config_path: Path, http_bind: str | None, export_dir: Path | None
+    settings: Settings,
+    config_path: Path,
+    http_bind: str | None,
+    metrics_per_feed: bool,
+    export_dir: Path | None,
 ) -> None:
     """Run the daemon: poll every feed in feeds.yaml on its schedule."""
-    from aggregator.service.daemon import run_daemon
+    from aggregator.service.daemon import DaemonOptions, run_daemon
 
     config = _load_config(config_path)  # refuse to start on an invalid file
     sys.exit(
@@ -430,6 +441,7 @@ def run(
             http_bind=http_bind,
             export_dir=export_dir,
             config=config,
+            options=DaemonOptions(metrics_per_feed=metrics_per_feed),
         )
     )
 

@@ -48,6 +48,7 @@ from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.service.server import BindError, HttpServer, start_http_server
 from aggregator.store import DatabaseURLError, Store
+from aggregator.store.fleet import feed_summary
 
 __all__ = ["Daemon", "DaemonOptions", "dead_local_owners", "pid_alive", "run_daemon"]
 
@@ -81,6 +82,9 @@ class DaemonOptions:
     # Processes that parse and clean fetched feeds, off the event loop (see
     # pipeline.ParseProcesses); 0 parses in threads of this process.
     parse_workers: int = 1
+    # One /metrics series per feed (aggregator_last_success_timestamp_seconds);
+    # off by default so a fleet of 30,000 feeds stays a few dozen series.
+    metrics_per_feed: bool = False
 
 
 def owner_id() -> str:
@@ -462,11 +466,16 @@ class Daemon:
     async def _housekeeping(self) -> None:
         try:
             await asyncio.to_thread(self._reclaim_dead_leases)
-            due, leased, active = await asyncio.to_thread(self.store.feed_counts, now=utcnow())
+            summary = await asyncio.to_thread(feed_summary, self.store, now=utcnow())
         except _DB_ERRORS as exc:
             self._db_failed(exc)
             return
-        self.metrics.set_feed_counts(due=due, leased=leased, active=active)
+        self.metrics.set_feed_counts(
+            due=summary.due, leased=summary.leased, active=summary.active
+        )
+        self.metrics.set_feed_states(
+            summary.by_state, oldest_success_age=summary.oldest_success_age
+        )
 
 
 async def _open_store_with_retry(
@@ -499,7 +508,7 @@ async def _main(
     # The CLI has loaded (and warned about) the file already; loading it
     # again here would print every warning twice at start.
     config = config if config is not None else load_config(config_path)
-    metrics = Metrics()
+    metrics = Metrics(per_feed=options.metrics_per_feed)
     early_stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
