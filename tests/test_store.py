@@ -24,7 +24,7 @@ from aggregator.policy.dedup import (
     entry_key,
     entry_keys,
 )
-from aggregator.store import IngestItem, IngestJob, Store
+from aggregator.store import FeedUpdate, IngestItem, IngestJob, Store
 from aggregator.store import models as m
 from aggregator.store.engine import current_revision, make_engine, upgrade
 
@@ -350,8 +350,10 @@ def _three_feeds(store: Store) -> list[IngestJob]:
     a, b, c = (_feed(store, f"https://example.org/{name}") for name in "abc")
     shared = _post(title="同一条新闻", body="<p>两家媒体都转载了</p>")
     return [
-        IngestJob(a, [_item(_post(title="甲"), "a1"), _item(shared, "a2")], NOW, {"etag": "A"}),
-        IngestJob(b, [_item(shared, "b1", "https://example.org/b1")], NOW, {"etag": "B"}),
+        IngestJob(
+            a, [_item(_post(title="甲"), "a1"), _item(shared, "a2")], NOW, FeedUpdate(etag="A")
+        ),
+        IngestJob(b, [_item(shared, "b1", "https://example.org/b1")], NOW, FeedUpdate(etag="B")),
         IngestJob(c, [_item(_post(title="丙"), "c1", "https://example.org/c1")], NOW),
     ]
 
@@ -476,7 +478,7 @@ def test_bulk_inserts_write_exactly_the_rows_core_writes(
     results = []
     for bulk in (False, True):
         store = Store(engine, bulk_rows=bulk)
-        result = store.ingest(feed, _varied_items(), now=NOW, feed_values={"etag": "E"})
+        result = store.ingest(feed, _varied_items(), now=NOW, feed_update=FeedUpdate(etag="E"))
         results.append(
             (result.new, result.duplicate, result.blocked, [p.slug for p in result.changed_posts])
         )
@@ -758,3 +760,15 @@ def test_reprocess_takes_the_new_hash_of_a_text_less_post_without_a_revision(
     with store.engine.connect() as conn:
         stored = conn.execute(select(m.Post.content_hash)).scalar_one()
     assert stored == content_hash(picture.title, picture.body)
+
+
+def test_a_feed_update_writes_only_the_columns_it_names(store: Store) -> None:
+    """KEEP leaves a column as it is; None clears it; later updates to one row win."""
+    feed = _feed(store)
+    store.update_feed(feed, FeedUpdate(etag="e1", last_error="boom", error_streak=2))
+    later = [(feed, FeedUpdate(last_error=None)), (feed, FeedUpdate(error_streak=3))]
+    store.update_feeds([*later, (feed, FeedUpdate())])
+    state = store.feed_state(feed)
+    assert (state.etag, state.last_error, state.error_streak) == ("e1", None, 3)
+    assert FeedUpdate().values() == {}
+    assert FeedUpdate(etag=None).values() == {"etag": None}

@@ -59,7 +59,7 @@ from aggregator.policy.schedule import (
     is_challenge,
     next_after_success,
 )
-from aggregator.store import FeedState, IngestJob, IngestResult, Store
+from aggregator.store import FeedState, FeedUpdate, IngestJob, IngestResult, Store
 
 __all__ = [
     "FeedReport",
@@ -436,7 +436,7 @@ class Pipeline:
         # writer stores the last ones; the callers' own bound on feeds in
         # flight (fetch_once, the daemon's slots) bounds those.
         self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
-        self._feed_rows: _Batches[tuple[int, dict[str, Any]], None] = _Batches(self._update_feeds)
+        self._feed_rows: _Batches[tuple[int, FeedUpdate], None] = _Batches(self._update_feeds)
         self._ingests: _Batches[IngestJob, IngestResult] = _Batches(
             lambda jobs: self._write(self.store.ingest_many, jobs), limit=16
         )
@@ -461,7 +461,7 @@ class Pipeline:
             return await self.executor.run(fn, *args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def _update_feeds(self, rows: list[tuple[int, dict[str, Any]]]) -> list[None]:
+    async def _update_feeds(self, rows: list[tuple[int, FeedUpdate]]) -> list[None]:
         await self._write(self.store.update_feeds, rows)
         return [None] * len(rows)
 
@@ -573,23 +573,26 @@ class Pipeline:
         if rsshub.headers_say_rsshub(result.headers):
             self.rsshub_seen.note(spec.url)
         now = self.clock()
-        success: dict[str, Any] = {
-            "etag": result.validators.etag,
-            "last_modified": result.validators.last_modified,
-            "last_status": result.status,
-            "last_checked_at": now,
-            "last_success_at": now,
-            "last_error": None,
-            "error_class": None,
-            "error_streak": 0,
-            "first_error_at": None,
-            "disabled_reason": None,  # a feed that answers again is alive again
-            "lease_until": None,
-            "lease_owner": None,
-        }
+        success = FeedUpdate(
+            etag=result.validators.etag,
+            last_modified=result.validators.last_modified,
+            last_status=result.status,
+            last_checked_at=now,
+            last_success_at=now,
+            last_error=None,
+            error_class=None,
+            error_streak=0,
+            first_error_at=None,
+            disabled_reason=None,  # a feed that answers again is alive again
+            lease_until=None,
+            lease_owner=None,
+        )
         if result.not_modified:
-            success["next_check_at"] = next_after_success(
-                now, interval, Hints(max_age=result.max_age, retry_after=result.retry_after)
+            success = dataclasses.replace(
+                success,
+                next_check_at=next_after_success(
+                    now, interval, Hints(max_age=result.max_age, retry_after=result.retry_after)
+                ),
             )
             await self._feed_rows.submit((feed_id, success))
             return
@@ -604,7 +607,7 @@ class Pipeline:
         result: FetchResult,
         now: datetime,
         interval: timedelta,
-        success: dict[str, Any],
+        success: FeedUpdate,
     ) -> None:
         """Parse, build and store a fetched (2xx) feed."""
         if not spec.full_text:
@@ -687,22 +690,25 @@ class Pipeline:
         items: list[IngestItem],
         now: datetime,
         interval: timedelta,
-        success: dict[str, Any],
+        success: FeedUpdate,
     ) -> None:
         if spec.images == "archive":
             items = await self._archive_images(spec, items, report)
-        success["next_check_at"] = next_after_success(
-            now,
-            interval,
-            Hints(
-                ttl=parsed.ttl_minutes * 60 if parsed.ttl_minutes else None,
-                update_period=parsed.update_period_seconds,
-                max_age=result.max_age,
-                retry_after=result.retry_after,
+        success = dataclasses.replace(
+            success,
+            next_check_at=next_after_success(
+                now,
+                interval,
+                Hints(
+                    ttl=parsed.ttl_minutes * 60 if parsed.ttl_minutes else None,
+                    update_period=parsed.update_period_seconds,
+                    max_age=result.max_age,
+                    retry_after=result.retry_after,
+                ),
             ),
         )
         ingested = await self._ingests.submit(
-            IngestJob(feed_id, items, now, feed_values=success, identity=spec.identity)
+            IngestJob(feed_id, items, now, feed_update=success, identity=spec.identity)
         )
         report.new, report.duplicate = ingested.new, ingested.duplicate
         report.updated, report.unchanged = ingested.updated, ingested.unchanged
@@ -772,19 +778,19 @@ class Pipeline:
         )
         # Reasons quote what servers and parsers said: text both databases take.
         reason = repair_text(reason)
-        values: dict[str, Any] = {
-            "last_status": status,
-            "last_checked_at": now,
-            "last_error": reason,
-            "error_class": kind.value,
-            "error_streak": plan.streak,
-            "first_error_at": plan.first_error_at,
-            "lease_until": None,
-            "lease_owner": None,
-            "next_check_at": plan.next_check_at,
-        }
+        values = FeedUpdate(
+            last_status=status,
+            last_checked_at=now,
+            last_error=reason,
+            error_class=kind.value,
+            error_streak=plan.streak,
+            first_error_at=plan.first_error_at,
+            lease_until=None,
+            lease_owner=None,
+            next_check_at=plan.next_check_at,
+        )
         if plan.disabled_reason is not None:
-            values["disabled_reason"] = plan.disabled_reason
+            values = dataclasses.replace(values, disabled_reason=plan.disabled_reason)
             log.warning("disabling %s: %s", report.url, plan.disabled_reason)
         await self._feed_rows.submit((feed_id, values))
         report.status, report.error, report.error_class = status, reason, kind.value
@@ -823,15 +829,15 @@ class Pipeline:
         await self._feed_rows.submit(
             (
                 feed_id,
-                {
-                    "last_status": exc.status,
-                    "last_checked_at": now,
-                    "last_error": reason,
-                    "error_class": deferral.outcome,
-                    "lease_until": None,
-                    "lease_owner": None,
-                    "next_check_at": now + timedelta(seconds=deferral.delay),
-                },
+                FeedUpdate(
+                    last_status=exc.status,
+                    last_checked_at=now,
+                    last_error=reason,
+                    error_class=deferral.outcome,
+                    lease_until=None,
+                    lease_owner=None,
+                    next_check_at=now + timedelta(seconds=deferral.delay),
+                ),
             )
         )
         report.status, report.error, report.error_class = exc.status, reason, deferral.outcome

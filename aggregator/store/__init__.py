@@ -7,8 +7,8 @@ from aggregator.store.engine import (
     make_engine,
     upgrade,
 )
+from aggregator.store.feeds import FeedState, FeedUpdate
 from aggregator.store.store import (
-    FeedState,
     IngestItem,
     IngestJob,
     IngestResult,
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "DatabaseURLError",
     "FeedState",
+    "FeedUpdate",
     "IngestItem",
     "IngestJob",
     "IngestResult",

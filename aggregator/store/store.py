@@ -13,17 +13,15 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from sqlalchemy import (
     Engine,
     Table,
-    and_,
     bindparam,
     func,
     insert,
-    not_,
     or_,
     select,
     union_all,
@@ -45,13 +43,12 @@ from aggregator.policy.dedup import (
     free_slug,
     slug_for,
 )
-from aggregator.policy.schedule import startup_delay
 from aggregator.store import models as m
 from aggregator.store.bulk import NewRows
 from aggregator.store.engine import check_schema, make_engine, upgrade
+from aggregator.store.feeds import FeedsMixin, FeedState, FeedUpdate
 
 if TYPE_CHECKING:
-    from aggregator.config.feeds import FeedSpec
     from aggregator.store.exports import ExportLedger
 
 __all__ = [
@@ -88,73 +85,13 @@ class StoredPost:
 
 
 @dataclass(frozen=True, slots=True)
-class FeedState:
-    """A feed row as plain data, detached from any session."""
-
-    id: int
-    url: str
-    outlet: str
-    section: str
-    enabled: bool
-    in_config: bool
-    interval_seconds: int
-    next_check_at: datetime | None
-    lease_until: datetime | None
-    etag: str | None
-    last_modified: str | None
-    last_checked_at: datetime | None
-    last_success_at: datetime | None
-    last_status: int | None
-    last_error: str | None
-    error_class: str | None
-    error_streak: int
-    first_error_at: datetime | None
-    disabled_reason: str | None
-    rsshub_route: str | None = None
-    posts: int = 0
-    blocked: int = 0  # stored entries a filter rule keeps out of the export
-
-    @classmethod
-    def of(cls, row: m.Feed, *, posts: int = 0, blocked: int = 0) -> FeedState:
-        return cls(
-            id=row.id,
-            url=row.url,
-            outlet=row.outlet,
-            section=row.section,
-            enabled=row.enabled,
-            in_config=row.in_config,
-            interval_seconds=row.interval_seconds,
-            next_check_at=row.next_check_at,
-            lease_until=row.lease_until,
-            etag=row.etag,
-            last_modified=row.last_modified,
-            last_checked_at=row.last_checked_at,
-            last_success_at=row.last_success_at,
-            last_status=row.last_status,
-            last_error=row.last_error,
-            error_class=row.error_class,
-            error_streak=row.error_streak,
-            first_error_at=row.first_error_at,
-            disabled_reason=row.disabled_reason,
-            rsshub_route=row.rsshub_route,
-            posts=posts,
-            blocked=blocked,
-        )
-
-    @property
-    def active(self) -> bool:
-        """Whether the daemon should poll this feed at all."""
-        return self.enabled and self.in_config and self.disabled_reason is None
-
-
-@dataclass(frozen=True, slots=True)
 class IngestJob:
     """The arguments of one :meth:`Store.ingest` call, for :meth:`Store.ingest_many`."""
 
     feed_id: int
     items: Sequence[IngestItem]
     now: datetime
-    feed_values: Mapping[str, Any] = field(default_factory=dict)
+    feed_update: FeedUpdate | None = None
     identity: Identity = "guid"
 
 
@@ -371,7 +308,7 @@ class ReprocessResult:
     removed_slugs: list[str] = field(default_factory=list)
 
 
-class Store:
+class Store(FeedsMixin):
     """The database behind one URL.  Thread-safe; one instance per process."""
 
     def __init__(self, engine: Engine, *, bulk_rows: bool = True) -> None:
@@ -509,12 +446,12 @@ class Store:
         items: Sequence[IngestItem],
         *,
         now: datetime,
-        feed_values: Mapping[str, Any] | None = None,
+        feed_update: FeedUpdate | None = None,
         identity: Identity = "guid",
     ) -> IngestResult:
         """Store one fetched feed's entries and its new state in one transaction.
 
-        ``feed_values`` (validators, status, next poll time, lease release)
+        ``feed_update`` (validators, status, next poll time, lease release)
         are written in the same transaction as the posts, so a crash can
         never record a feed as fetched without its posts, or the reverse.
         ``identity`` is the feed's setting, used to match items whose key is
@@ -522,7 +459,7 @@ class Store:
         """
         for attempt in range(_RETRIES_ON_CONFLICT):
             try:
-                return self._ingest_once(feed_id, items, now, feed_values or {}, identity)
+                return self._ingest_once(feed_id, items, now, feed_update, identity)
             except IntegrityError:
                 if attempt == _RETRIES_ON_CONFLICT - 1:
                     raise
@@ -550,7 +487,7 @@ class Store:
             with self._session.begin() as session:
                 return [
                     self._ingest_into(
-                        session, job.feed_id, job.items, job.now, job.feed_values, job.identity
+                        session, job.feed_id, job.items, job.now, job.feed_update, job.identity
                     )
                     for job in jobs
                 ]
@@ -569,7 +506,7 @@ class Store:
                 job.feed_id,
                 job.items,
                 now=job.now,
-                feed_values=job.feed_values,
+                feed_update=job.feed_update,
                 identity=job.identity,
             )
         except Exception as exc:
@@ -651,11 +588,11 @@ class Store:
         feed_id: int,
         items: Sequence[IngestItem],
         now: datetime,
-        feed_values: Mapping[str, Any],
+        feed_update: FeedUpdate | None,
         identity: Identity,
     ) -> IngestResult:
         with self._session.begin() as session:
-            return self._ingest_into(session, feed_id, items, now, feed_values, identity)
+            return self._ingest_into(session, feed_id, items, now, feed_update, identity)
 
     def _ingest_into(  # noqa: C901 - split into facts/decide/apply in the store slice (issue 19)
         self,
@@ -663,7 +600,7 @@ class Store:
         feed_id: int,
         items: Sequence[IngestItem],
         now: datetime,
-        feed_values: Mapping[str, Any],
+        feed_update: FeedUpdate | None,
         identity: Identity,
     ) -> IngestResult:
         """One feed's ingest inside the caller's transaction (see :meth:`ingest`)."""
@@ -856,13 +793,13 @@ class Store:
                     self._refresh_entry(entry, item, now)
                 entry.last_seen_at = now
         flush_pending()
-        if feed_values:
+        values = feed_update.values() if feed_update is not None else None
+        if values:
             # Core, not an ORM-enabled UPDATE: no Feed is loaded in this
             # session to synchronise, and the ORM's bulk-update setup costs
             # as much as the statement (attribute and column names are the same).
-            feeds = _FEEDS
             session.connection().execute(
-                update(feeds).where(feeds.c.id == feed_id).values(**feed_values, updated_at=now)
+                update(_FEEDS).where(_FEEDS.c.id == feed_id).values(**values, updated_at=now)
             )
         return result
 
@@ -1114,220 +1051,3 @@ class Store:
             row.updated_at = now
             return True
         return False
-
-    # -- feeds ---------------------------------------------------------------
-
-    def sync_feeds(
-        self, specs: Sequence[FeedSpec], *, now: datetime, spread_new: bool = True
-    ) -> dict[str, int]:
-        """Make the feeds table agree with feeds.yaml; returns url -> feed id.
-
-        New feeds become due within a couple of minutes (spread at random, so a
-        first start does not poll everything in one burst); edited feeds take
-        their new settings but keep their schedule, validators and error state;
-        feeds no longer in the file stop being polled and keep their posts.
-        """
-        with self._session.begin() as session:
-            rows = {row.url: row for row in session.scalars(select(m.Feed))}
-            listed: dict[str, m.Feed] = {}
-            for spec in specs:
-                interval = max(1, round(spec.interval.total_seconds()))
-                wanted = {
-                    "outlet": spec.outlet,
-                    "section": spec.section,
-                    "group_name": spec.group,
-                    "rsshub_route": spec.rsshub_route,
-                    "enabled": spec.enabled,
-                    "in_config": True,
-                    "interval_seconds": interval,
-                }
-                row = rows.get(spec.url)
-                if row is None:
-                    row = m.Feed(
-                        url=spec.url,
-                        next_check_at=now + startup_delay(spec.interval) if spread_new else now,
-                        error_streak=0,
-                        created_at=now,
-                        updated_at=now,
-                        **wanted,
-                    )
-                    session.add(row)
-                else:
-                    # Every `fetch` and every reload runs this over every feed:
-                    # rows whose settings did not change are not written.
-                    changed: dict[str, Any] = {
-                        k: v for k, v in wanted.items() if getattr(row, k) != v
-                    }
-                    if row.next_check_at is not None and interval < row.interval_seconds:
-                        # A shorter interval should take effect now, not after the old one.
-                        soon = min(row.next_check_at, now + timedelta(seconds=interval))
-                        if soon != row.next_check_at:
-                            changed["next_check_at"] = soon
-                    for key, value in changed.items():
-                        setattr(row, key, value)
-                    if changed:
-                        row.updated_at = now
-                listed[spec.url] = row
-            for url, row in rows.items():
-                if url not in listed and row.in_config:
-                    row.in_config = False
-                    row.lease_until = None
-                    row.updated_at = now
-            session.flush()  # new rows get their ids
-            return {url: row.id for url, row in listed.items()}
-
-    def claim_due(
-        self, *, now: datetime, limit: int, lease: timedelta, owner: str
-    ) -> list[tuple[int, str]]:
-        """Lease up to ``limit`` due feeds to ``owner``; returns (id, url) pairs.
-
-        One statement, so two daemons can never claim the same feed: on
-        PostgreSQL the candidate rows are locked with ``FOR UPDATE SKIP
-        LOCKED`` (a concurrent claimer skips them instead of waiting); SQLite
-        runs one writer at a time, so the same ``UPDATE ... RETURNING`` is
-        atomic there too (SQLAlchemy drops FOR UPDATE on SQLite).  A lease
-        that is not released -- a crashed daemon -- expires by itself.
-        """
-        if limit <= 0:
-            return []
-        due = (
-            select(m.Feed.id)
-            .where(
-                m.Feed.enabled.is_(True),
-                m.Feed.in_config.is_(True),
-                m.Feed.disabled_reason.is_(None),
-                m.Feed.next_check_at <= now,
-                or_(m.Feed.lease_until.is_(None), m.Feed.lease_until < now),
-            )
-            .order_by(m.Feed.next_check_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        statement = (
-            update(m.Feed)
-            .where(m.Feed.id.in_(due.scalar_subquery()))
-            .values(lease_until=now + lease, lease_owner=owner)
-            .returning(m.Feed.id, m.Feed.url)
-            .execution_options(synchronize_session=False)
-        )
-        with self._session.begin() as session:
-            return [(fid, url) for fid, url in session.execute(statement)]
-
-    def release(self, feed_ids: Iterable[int], *, owner: str) -> None:
-        """Give back leases this owner holds (shutdown, removed feeds)."""
-        ids = list(feed_ids)
-        if not ids:
-            return
-        with self._session.begin() as session:
-            session.execute(
-                update(m.Feed)
-                .where(m.Feed.id.in_(ids), m.Feed.lease_owner == owner)
-                .values(lease_until=None, lease_owner=None)
-            )
-
-    def lease_owners(self, *, now: datetime) -> set[str]:
-        """Owners holding at least one unexpired lease (to spot dead daemons)."""
-        query = (
-            select(m.Feed.lease_owner)
-            .where(m.Feed.lease_owner.is_not(None), m.Feed.lease_until >= now)
-            .distinct()
-        )
-        with self._session() as session:
-            return {owner for owner in session.scalars(query) if owner}
-
-    def release_owners(self, owners: Iterable[str]) -> int:
-        """Drop every lease held by ``owners`` (known dead); returns the feeds freed."""
-        names = list(owners)
-        if not names:
-            return 0
-        with self._session.begin() as session:
-            result = session.execute(
-                update(m.Feed)
-                .where(m.Feed.lease_owner.in_(names))
-                .values(lease_until=None, lease_owner=None)
-                .execution_options(synchronize_session=False)
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
-
-    def feed_counts(self, *, now: datetime) -> tuple[int, int, int]:
-        """(due, leased, active) feed counts, for the metrics gauges."""
-        active = and_(
-            m.Feed.enabled.is_(True), m.Feed.in_config.is_(True), m.Feed.disabled_reason.is_(None)
-        )
-        leased = and_(m.Feed.lease_until.is_not(None), m.Feed.lease_until >= now)
-        query = select(
-            func.count().filter(and_(active, m.Feed.next_check_at <= now, not_(leased))),
-            func.count().filter(leased),
-            func.count().filter(active),
-        ).select_from(m.Feed)
-        with self._session() as session:
-            due_n, leased_n, active_n = session.execute(query).one()
-        return int(due_n), int(leased_n), int(active_n)
-
-    def feed_state(self, feed_id: int) -> FeedState:
-        with self._session() as session:
-            row = session.get(m.Feed, feed_id)
-            if row is None:
-                raise LookupError(f"no feed with id {feed_id}")
-            return FeedState.of(row)
-
-    def feed_states(self, feed_ids: Iterable[int]) -> dict[int, FeedState]:
-        """Several feeds' rows in one query (``feed_state`` for a whole pass)."""
-        ids = list(feed_ids)
-        states: dict[int, FeedState] = {}
-        with self._session() as session:
-            for start in range(0, len(ids), 500):  # under SQLite's variable limit
-                chunk = ids[start : start + 500]
-                for row in session.scalars(select(m.Feed).where(m.Feed.id.in_(chunk))):
-                    states[row.id] = FeedState.of(row)
-        return states
-
-    def feeds(self) -> list[FeedState]:
-        """Every feed, for ``aggregator status``."""
-        with self._session() as session:
-            counts = {
-                feed_id: (posts, blocked)
-                for feed_id, posts, blocked in session.execute(
-                    select(
-                        m.Entry.feed_id,
-                        func.count(func.distinct(m.Entry.post_id)),
-                        func.count(m.Entry.blocked),
-                    ).group_by(m.Entry.feed_id)
-                ).all()
-            }
-            return [
-                FeedState.of(
-                    row, posts=counts.get(row.id, (0, 0))[0], blocked=counts.get(row.id, (0, 0))[1]
-                )
-                for row in session.scalars(select(m.Feed).order_by(m.Feed.id))
-            ]
-
-    def feed_ids(self, urls: Iterable[str]) -> dict[str, int]:
-        with self._session() as session:
-            rows = session.execute(select(m.Feed.url, m.Feed.id).where(m.Feed.url.in_(list(urls))))
-            return {url: fid for url, fid in rows}
-
-    def update_feed(self, feed_id: int, **values: Any) -> None:
-        """Set columns of one feed row (failure state, lease release)."""
-        with self._session.begin() as session:
-            session.execute(update(m.Feed).where(m.Feed.id == feed_id).values(**values))
-
-    def update_feeds(self, changes: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
-        """Set columns of many feed rows in one transaction.
-
-        A pass over hundreds of unchanged feeds ends in hundreds of small
-        updates (a 304's validators and next poll time); one commit for all
-        of them instead of one each is most of what such a pass costs the
-        database.  Rows with the same columns go in one executemany.
-        """
-        if not changes:
-            return
-        merged: dict[int, dict[str, Any]] = {}
-        for feed_id, values in changes:  # later changes to one row win
-            merged.setdefault(feed_id, {}).update(values)
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for feed_id, values in merged.items():
-            groups.setdefault(tuple(sorted(values)), []).append({**values, "id": feed_id})
-        with self._session.begin() as session:
-            for rows in groups.values():
-                session.execute(update(m.Feed), rows)
