@@ -7,7 +7,7 @@ from aggregator.store.engine import (
     make_engine,
     upgrade,
 )
-from aggregator.store.feeds import FeedState, FeedUpdate
+from aggregator.store.feeds import Claim, FeedState, FeedUpdate, LeaseLost
 from aggregator.store.store import (
     IngestItem,
     IngestJob,
@@ -21,12 +21,14 @@ from aggregator.store.store import (
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "Claim",
     "DatabaseURLError",
     "FeedState",
     "FeedUpdate",
     "IngestItem",
     "IngestJob",
     "IngestResult",
+    "LeaseLost",
     "ReprocessResult",
     "Reprocessed",
     "SchemaNotReady",

@@ -46,7 +46,7 @@ from aggregator.policy.dedup import (
 from aggregator.store import models as m
 from aggregator.store.bulk import NewRows
 from aggregator.store.engine import check_schema, make_engine, upgrade
-from aggregator.store.feeds import FeedsMixin, FeedState, FeedUpdate
+from aggregator.store.feeds import FeedsMixin, FeedState, FeedUpdate, check_fence
 
 if TYPE_CHECKING:
     from aggregator.store.exports import ExportLedger
@@ -604,6 +604,8 @@ class Store(FeedsMixin):
         identity: Identity,
     ) -> IngestResult:
         """One feed's ingest inside the caller's transaction (see :meth:`ingest`)."""
+        if feed_update is not None:
+            check_fence(session, feed_id, feed_update.fence)  # LeaseLost: nothing is written
         result = IngestResult()
         # A feed may list one item twice (same key: the same identifier,
         # headline and content, see dedup.entry_keys); the first occurrence
