@@ -88,17 +88,61 @@ def test_plan_skips_a_host_whose_budget_is_spent_and_takes_the_next_host() -> No
 
 
 def test_plan_counts_what_the_fleet_already_holds() -> None:
+    soon = NOW + timedelta(seconds=1.5)
     budgets = {
-        "a.example": HostBudget(in_flight=2),  # both slots taken by other daemons
-        "b.example": HostBudget(in_flight=0, next_start_at=NOW + timedelta(seconds=5)),
-        "c.example": HostBudget(in_flight=1, next_start_at=NOW + timedelta(seconds=1.5)),
+        "a.example": HostBudget(in_flight=2, holder="me"),  # both slots taken
+        "b.example": HostBudget(next_start_at=NOW + timedelta(seconds=5), holder="me"),
+        "c.example": HostBudget(in_flight=1, next_start_at=soon, holder="me"),
     }
     candidates = [cand(1, "a.example"), cand(2, "b.example"), cand(3, "c.example")]
     candidates += [cand(4, "c.example", 1)]
     plan = plan_claims(
-        candidates, budgets, lambda h: POLITE, now=NOW, limit=10, horizon=timedelta(seconds=2)
+        candidates,
+        budgets,
+        lambda h: POLITE,
+        now=NOW,
+        limit=10,
+        horizon=timedelta(seconds=2),
+        me="me",
     )
-    assert [(c.feed_id, at) for c, at in plan.chosen] == [(3, NOW + timedelta(seconds=1.5))]
+    assert [(c.feed_id, at) for c, at in plan.chosen] == [(3, soon)]
+    assert plan.held == {"c.example": soon + timedelta(seconds=5)}
+
+
+def test_a_spaced_host_is_polled_by_one_daemon_at_a_time() -> None:
+    """Spacing is kept by the fetcher of the one daemon that holds the host."""
+    later = NOW + timedelta(seconds=3)
+    candidates = [cand(1, "held.example"), cand(2, "idle.example"), cand(3, "busy.example")]
+    budgets = {
+        # Another daemon's hold still runs: not ours, even with nothing in flight.
+        "held.example": HostBudget(holder="other", held_until=later, next_start_at=NOW),
+        # Its hold ran out and nothing is in flight: taken over, one spacing from now.
+        "idle.example": HostBudget(holder="other", held_until=NOW, next_start_at=NOW),
+        # Hold ran out but a request of the other daemon may still be running.
+        "busy.example": HostBudget(in_flight=1, holder="other", held_until=NOW),
+    }
+    plan = plan_claims(
+        candidates,
+        budgets,
+        lambda h: POLITE,
+        now=NOW,
+        limit=10,
+        horizon=timedelta(seconds=2),
+        me="me",
+    )
+    assert [(c.feed_id, at) for c, at in plan.chosen] == [(2, NOW + timedelta(seconds=1))]
+    # Hosts without spacing are shared by every daemon, up to their concurrency.
+    shared = HostPolicy(max_concurrency=8)
+    plan = plan_claims(
+        candidates,
+        budgets,
+        lambda h: shared,
+        now=NOW,
+        limit=10,
+        horizon=timedelta(seconds=2),
+        me="me",
+    )
+    assert sorted(c.feed_id for c, _ in plan.chosen) == [1, 2, 3]
 
 
 def test_plan_without_spacing_fills_the_concurrency_and_stops_at_the_limit() -> None:
@@ -130,40 +174,47 @@ def test_claims_keep_each_hosts_budget_across_daemons(database_url: str) -> None
     one, two = Store.open(database_url), Store.open(database_url)  # two daemons' stores
     try:
         _due(one, 40, hosts=4)
-        claims = one.claim_fair(
-            now=NOW, limit=16, lease=LEASE, owner="a:1", policy_for=lambda h: POLITE
-        )
-        claims += two.claim_fair(
-            now=NOW, limit=16, lease=LEASE, owner="b:2", policy_for=lambda h: POLITE
-        )
-        by_host: dict[str, list[datetime]] = {}
-        for c in claims:
-            by_host.setdefault(host_of(c.url), []).append(c.start_at)
-        # Two per host in all (its concurrency), one second apart, whoever claimed.
+        polite = {"policy_for": lambda h: POLITE, "lease": LEASE}
+        first = one.claim_fair(now=NOW, limit=3, owner="a:1", **polite)
+        second = two.claim_fair(now=NOW, limit=16, owner="b:2", **polite)
+        third = one.claim_fair(now=NOW, limit=16, owner="a:1", **polite)
+        claims = first + second + third
+        by_host: dict[str, list[tuple[str, datetime]]] = {}
+        for who, taken in (("a", first), ("b", second), ("a", third)):
+            for c in taken:
+                by_host.setdefault(host_of(c.url), []).append((who, c.start_at))
+        # "a" took three hosts first, so "b" got only the fourth: one daemon
+        # per spaced host; two feeds per host in all (its concurrency), one
+        # second apart, whichever daemon asked.
         assert {h: len(v) for h, v in by_host.items()} == {f"h{i}.example": 2 for i in range(4)}
-        for starts in by_host.values():
-            assert sorted(starts) == [NOW, NOW + timedelta(seconds=1)]
+        assert {host_of(c.url) for c in second} == {"h3.example"}
+        for taken in by_host.values():
+            assert len({who for who, _ in taken}) == 1
+            assert sorted(at for _, at in taken) == [NOW, NOW + timedelta(seconds=1)]
         assert len({c.feed_id for c in claims}) == 8
         # Nothing more while those are in flight, even once their start time has passed.
         later = NOW + timedelta(seconds=10)
-        assert not two.claim_fair(
-            now=later, limit=16, lease=LEASE, owner="b:2", policy_for=lambda h: POLITE
-        )
+        assert not two.claim_fair(now=later, limit=16, owner="b:2", **polite)
+        h0 = [c for c in claims if c.url.startswith("https://h0.")]
+        holder = "a:1"
         one.update_feeds(
             [
                 (
                     c.feed_id,
                     FeedUpdate(lease_owner=None, lease_until=None, next_check_at=later + LEASE),
                 )
-                for c in claims
-                if c.url.startswith("https://h0.")
+                for c in h0
             ]
         )
-        again = two.claim_fair(
-            now=later, limit=16, lease=LEASE, owner="b:2", policy_for=lambda h: POLITE
-        )
-        assert {host_of(c.url) for c in again} == {"h0.example"}
-        assert len(again) == 2
+        # Its hold has run out and nothing is in flight: the other daemon may
+        # take it over, a spacing after now.
+        other = "b:2" if holder == "a:1" else "a:1"
+        again = two.claim_fair(now=later, limit=16, owner=other, **polite)
+        # One spacing after the takeover (plus the claim's own milliseconds);
+        # the second feed would start beyond the 2 s horizon: next claim.
+        [taken] = again
+        assert host_of(taken.url) == "h0.example"
+        assert later + timedelta(seconds=1) <= taken.start_at < later + timedelta(seconds=2)
     finally:
         one.close()
         two.close()

@@ -14,6 +14,17 @@ wait (issue 17).  Here a host whose concurrency is spent, or whose next
 start lies beyond the horizon, is skipped and the next due feed of another
 host is taken instead: one slow or strict host never starves the others,
 and the oldest due feed of every host still goes first.
+
+Spacing is exact only where requests are actually sent: one process's
+fetcher spaces the *starts* of its requests to a host (fetch.fetcher).  Times
+booked in the database cannot be, since a daemon that wakes up 50 ms late
+puts its request 50 ms closer to the next daemon's.  So a host with a
+``min_spacing`` is polled by one daemon at a time: the daemon that claims
+its feeds holds the host for ``hold`` after its last claim, and another
+daemon takes it over only once that has passed *and* none of its feeds is
+in flight, starting ``min_spacing`` after the takeover (every request of the
+last holder started before its lease was given back).  Hosts without
+spacing (a local RSSHub) are shared by all daemons, up to their concurrency.
 """
 
 from __future__ import annotations
@@ -52,6 +63,8 @@ class HostBudget:
 
     in_flight: int = 0  # its feeds leased by any daemon
     next_start_at: datetime | None = None  # the earliest the next request may start
+    holder: str | None = None  # the daemon polling this spaced host
+    held_until: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +75,8 @@ class ClaimPlan:
     chosen: list[tuple[Candidate, datetime]] = field(default_factory=list)
     next_start: dict[str, datetime] = field(default_factory=dict)
     skipped_hosts: set[str] = field(default_factory=set)
+    #: Spaced hosts this daemon holds after the plan, until when.
+    held: dict[str, datetime] = field(default_factory=dict)
 
 
 def plan_claims(
@@ -72,6 +87,9 @@ def plan_claims(
     now: datetime,
     limit: int,
     horizon: timedelta,
+    me: str = "",
+    hold: timedelta = timedelta(seconds=5),
+    settle: timedelta = timedelta(0),
 ) -> ClaimPlan:
     """Take up to ``limit`` candidates, in their order, that their hosts allow.
 
@@ -81,6 +99,12 @@ def plan_claims(
     host's previous start.  Taken feeds start at ``max(now, host's next
     start)``; the daemon waits until then, so the starts of one host's
     requests are at least ``min_spacing`` apart across the whole fleet.
+
+    A spaced host held by another daemon (``holder`` not ``me``) is skipped
+    while its hold lasts or any of its feeds is in flight; taken over, its
+    first start is ``min_spacing`` from now (see the module docstring) plus
+    ``settle``, the time the store spent between reading ``now`` and seeing
+    nothing in flight (a request sent in between is then still covered).
     """
     plan = ClaimPlan()
     if limit <= 0:
@@ -98,6 +122,18 @@ def plan_claims(
             in_flight[host] = budget.in_flight
             previous = budget.next_start_at
             next_start[host] = now if previous is None or previous < now else previous
+            if policy.min_spacing > 0 and budget.holder != me:
+                held = budget.holder is not None and (
+                    budget.held_until is not None and budget.held_until > now
+                )
+                if held or budget.in_flight > 0:
+                    plan.skipped_hosts.add(host)  # another daemon's turn
+                    continue
+                if budget.holder is not None or budget.next_start_at is not None:
+                    # Polled before, by another daemon: its last request
+                    # started before its lease came back, so before now.
+                    takeover = now + settle + timedelta(seconds=policy.min_spacing)
+                    next_start[host] = max(next_start[host], takeover)
         start = next_start[host]
         if in_flight[host] >= policy.max_concurrency or start > latest:
             plan.skipped_hosts.add(host)  # its later feeds are no more allowed than this one
@@ -107,6 +143,7 @@ def plan_claims(
         if policy.min_spacing > 0:
             next_start[host] = start + timedelta(seconds=policy.min_spacing)
             plan.next_start[host] = next_start[host]
+            plan.held[host] = start + hold
         if len(plan.chosen) >= limit:
             break
     return plan

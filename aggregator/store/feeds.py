@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from sqlalchemy import and_, bindparam, delete, func, insert, not_, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator.errors import AggregatorError
@@ -339,6 +351,13 @@ class FeedsMixin:
             m.Feed.disabled_reason.is_(None),
             m.Feed.next_check_at <= now,
             or_(m.Feed.lease_until.is_(None), m.Feed.lease_until < now),
+            # Not the hosts another daemon is polling now: neither locked nor
+            # waited for (claims of several daemons would queue on them).
+            ~exists().where(
+                m.HostSlot.host == m.Feed.host,
+                m.HostSlot.holder != owner,
+                m.HostSlot.held_until > now,
+            ),
         )
         rank = (
             func.row_number()
@@ -353,6 +372,7 @@ class FeedsMixin:
             .order_by(m.Feed.next_check_at, m.Feed.id)
             .with_for_update(skip_locked=True)
         )
+        started = time.monotonic()
         with self._session.begin() as session:
             candidates = [
                 Candidate(fid, url, host or host_of(url), due_at or now)
@@ -362,14 +382,20 @@ class FeedsMixin:
                 return []
             hosts = sorted({c.host for c in candidates})
             _insert_ignore(session, _HOSTS, [{"host": h} for h in hosts])
-            next_starts = dict(
-                session.execute(
-                    select(m.HostSlot.host, m.HostSlot.next_start_at)
+            slots = {
+                host: (next_at, holder, until)
+                for host, next_at, holder, until in session.execute(
+                    select(
+                        m.HostSlot.host,
+                        m.HostSlot.next_start_at,
+                        m.HostSlot.holder,
+                        m.HostSlot.held_until,
+                    )
                     .where(m.HostSlot.host.in_(hosts))
                     .order_by(m.HostSlot.host)
                     .with_for_update()
-                ).all()
-            )
+                )
+            }
             in_flight = dict(
                 session.execute(
                     select(m.Feed.host, func.count())
@@ -381,9 +407,19 @@ class FeedsMixin:
                     .group_by(m.Feed.host)
                 ).all()
             )
-            budgets = {h: HostBudget(int(in_flight.get(h, 0)), next_starts.get(h)) for h in hosts}
+            budgets = {
+                h: HostBudget(int(in_flight.get(h, 0)), *slots.get(h, (None, None, None)))
+                for h in hosts
+            }
             plan = plan_claims(
-                candidates, budgets, policy_for, now=now, limit=limit, horizon=horizon
+                candidates,
+                budgets,
+                policy_for,
+                now=now,
+                limit=limit,
+                horizon=horizon,
+                me=owner,
+                settle=timedelta(seconds=time.monotonic() - started),
             )
             if not plan.chosen:
                 return []
@@ -400,9 +436,16 @@ class FeedsMixin:
             if plan.next_start:
                 session.execute(
                     update(_HOSTS)
-                    .where(m.HostSlot.host == bindparam("b_host"))
-                    .values(next_start_at=bindparam("b_next")),
-                    [{"b_host": h, "b_next": at} for h, at in plan.next_start.items()],
+                    .where(_HOSTS.c.host == bindparam("b_host"))
+                    .values(
+                        next_start_at=bindparam("b_next"),
+                        holder=owner,
+                        held_until=bindparam("b_until"),
+                    ),
+                    [
+                        {"b_host": h, "b_next": at, "b_until": plan.held.get(h, now)}
+                        for h, at in plan.next_start.items()
+                    ],
                 )
         claims = [Claim(fid, starts[fid][0], token, starts[fid][1]) for fid, token in tokens]
         return sorted(claims, key=lambda c: c.start_at)
@@ -455,6 +498,11 @@ class FeedsMixin:
                 .values(lease_until=None, lease_owner=None, lease_token=m.Feed.lease_token + 1)
                 .execution_options(synchronize_session=False)
             )
+            session.execute(
+                update(_HOSTS)
+                .where(_HOSTS.c.holder.in_(stale))
+                .values(holder=None, held_until=None)
+            )
             session.execute(delete(m.Daemon).where(m.Daemon.id.in_(stale)))
         return {owner: int(freed.get(owner, 0)) for owner in stale}
 
@@ -467,6 +515,9 @@ class FeedsMixin:
                 .where(m.Feed.lease_owner == owner)
                 .values(lease_until=None, lease_owner=None, lease_token=m.Feed.lease_token + 1)
                 .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                update(_HOSTS).where(_HOSTS.c.holder == owner).values(holder=None, held_until=None)
             )
             session.execute(delete(m.Daemon).where(m.Daemon.id == owner))
             return int(getattr(result, "rowcount", 0) or 0)

@@ -151,12 +151,16 @@ class Daemon(Base):
 
 
 class HostSlot(Base):
-    """When the fleet may next start a request to one host (its spacing, fleet-wide)."""
+    """One host's politeness across the fleet (aggregator.policy.fleet): when
+    its next request may start, and which daemon polls it while it has a
+    ``min_spacing`` (one at a time, so that daemon's fetcher spaces the starts)."""
 
     __tablename__ = "hosts"
 
     host: Mapped[str] = mapped_column(String(255), primary_key=True)
     next_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Post(Base):
