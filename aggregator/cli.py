@@ -415,6 +415,15 @@ def status(settings: Settings, as_json: bool) -> None:
     help="Serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:8080).",
 )
 @click.option(
+    "--capacity",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    envvar=f"{ENV_PREFIX}_CAPACITY",
+    show_envvar=True,
+    help="Feeds this daemon polls at once.",
+)
+@click.option(
     "--metrics-per-feed",
     is_flag=True,
     envvar=f"{ENV_PREFIX}_METRICS_PER_FEED",
@@ -427,6 +436,7 @@ def run(
     settings: Settings,
     config_path: Path,
     http_bind: str | None,
+    capacity: int,
     metrics_per_feed: bool,
     export_dir: Path | None,
 ) -> None:
@@ -441,7 +451,7 @@ def run(
             http_bind=http_bind,
             export_dir=export_dir,
             config=config,
-            options=DaemonOptions(metrics_per_feed=metrics_per_feed),
+            options=DaemonOptions(capacity=capacity, metrics_per_feed=metrics_per_feed),
         )
     )
 

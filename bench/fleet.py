@@ -346,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
     ap.add_argument("--warmup", type=float, default=45.0, help="seconds before the first due time")
     ap.add_argument("--spacing", type=float, default=0.2, help="min_spacing of every host (s)")
     ap.add_argument("--concurrency", type=int, default=2, help="max_concurrency of every host")
+    ap.add_argument("--capacity", type=int, default=32, help="feeds each daemon polls at once")
     ap.add_argument("--slack", type=float, default=30.0, help="lateness tolerated (s)")
     ap.add_argument("--takeover-limit", type=float, default=120.0)
     ap.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test_fleet")
@@ -433,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
                     str(config),
                     "--http",
                     f"127.0.0.1:{port}",
+                    "--capacity",
+                    str(args.capacity),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
