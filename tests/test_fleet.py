@@ -7,6 +7,7 @@ set), real rows; the processes-and-signals side is in test_fleet_procs.py.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -289,3 +290,18 @@ def test_retire_gives_every_lease_back_at_once(store: Store) -> None:
         )
         == 5
     )
+
+
+def test_the_fleet_unit_gives_each_instance_its_port_and_room_to_drain() -> None:
+    import configparser
+
+    from aggregator.service.daemon import DaemonOptions
+
+    unit = Path(__file__).resolve().parent.parent / "deploy" / "aggregator@.service"
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(unit.read_text(encoding="utf-8"))
+    service = parser["Service"]
+    assert "AGGREGATOR_HTTP=127.0.0.1:808%i" in service["Environment"]
+    assert float(service["TimeoutStopSec"]) > DaemonOptions().grace
+    assert service["EnvironmentFile"] == "/etc/aggregator/fleet.env"

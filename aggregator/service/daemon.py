@@ -187,6 +187,7 @@ class Daemon:
         self._pipeline: Pipeline | None = None
         self._exports_swept = False
         self._claim_kicked = False
+        self._claim_was_full = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -281,11 +282,15 @@ class Daemon:
         Once half the slots are free, claim again now rather than at the next
         tick: with polls of a few milliseconds a claim a second would cap a
         daemon at ``capacity`` polls a second (a fleet at 30,000 feeds every
-        5 minutes needs 100 a second).
+        5 minutes needs 100 a second).  Only while the last claim filled
+        every free slot, though: otherwise nothing more was due (or allowed
+        by the hosts' budgets), and a claim per finished poll would cost more
+        than the polls.
         """
         self._inflight.pop(feed_id, None)
         if (
-            not self._stopping
+            self._claim_was_full
+            and not self._stopping
             and not self._claim_kicked
             and self._scheduler is not None
             and self._scheduler.running
@@ -446,6 +451,7 @@ class Daemon:
             self._db_failed(exc)
             return
         self._db_ok()
+        self._claim_was_full = len(claimed) >= free
         stale: list[int] = []
         for claim in claimed:
             feed_id, url = claim.feed_id, claim.url
