@@ -475,6 +475,22 @@ def publish(settings: Settings, config_path: Path, export_dir: Path | None) -> N
     show_envvar=True,
     help="Allow the page's actions (poll now, re-enable) to holders of this token.",
 )
+@click.option(
+    "--capacity",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    envvar=f"{ENV_PREFIX}_CAPACITY",
+    show_envvar=True,
+    help="Feeds this daemon polls at once.",
+)
+@click.option(
+    "--metrics-per-feed",
+    is_flag=True,
+    envvar=f"{ENV_PREFIX}_METRICS_PER_FEED",
+    show_envvar=True,
+    help="Add one /metrics series per feed (last success time); for small installs only.",
+)
 @_export_option
 @click.pass_obj
 def run(
@@ -482,10 +498,12 @@ def run(
     config_path: Path,
     http_bind: str | None,
     http_token: str | None,
+    capacity: int,
+    metrics_per_feed: bool,
     export_dir: Path | None,
 ) -> None:
     """Run the daemon: poll every feed in feeds.yaml on its schedule."""
-    from aggregator.service.daemon import run_daemon
+    from aggregator.service.daemon import DaemonOptions, run_daemon
 
     config = _load_config(config_path)  # refuse to start on an invalid file
     sys.exit(
@@ -496,6 +514,7 @@ def run(
             export_dir=export_dir,
             config=config,
             http_token=http_token,
+            options=DaemonOptions(capacity=capacity, metrics_per_feed=metrics_per_feed),
         )
     )
 

@@ -16,6 +16,7 @@ caught those still works.
     │   ├── config.opml.OpmlError          an OPML file we cannot read
     │   └── store.engine.DatabaseURLError  a database URL that cannot be used
     ├── store.engine.SchemaNotReady    a read-only command found no schema, or another one
+    ├── store.feeds.LeaseLost          a poll outlived its lease; its results were dropped
     ├── fetch.fetcher.FetchError       one request failed; ``reason`` says which limit or fault
     │   ├── FetchTimeout, FetchConnectError, BodyTooLarge, TooManyRedirects,
     │   ├── HTTPStatusError, ContentDecodingError

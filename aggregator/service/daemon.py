@@ -7,8 +7,11 @@ APScheduler (3.x, asyncio) drives three in-process jobs:
 * **reload** (every two seconds, and at once on SIGHUP): re-read feeds.yaml
   when it changed; an invalid file is logged and the running configuration
   stays;
-* **housekeeping** (every 15 s): feed gauges for /metrics; hourly, the poll
-  history is pruned (``aggregator.store.polls.prune_polls``);
+* **heartbeat** (every 10 s): renew this daemon's row in ``daemons``;
+* **housekeeping** (every 15 s): hand back the leases of daemons whose
+  heartbeat is stale (killed anywhere, even on another machine), and the
+  feed gauges for /metrics; hourly, the poll history is pruned
+  (``aggregator.store.polls.prune_polls``);
 * **exports** (at start, then every minute): write the files the export
   directory still lacks (see ``Pipeline.catch_up_exports``) -- posts stored
   while it was full or read-only, or before a crash.
@@ -21,13 +24,23 @@ changed posts notify it, and it runs a round at most once per
 The schedule itself -- each feed's next poll time, validators and error
 streak -- lives in the database, not in APScheduler's job store.  APScheduler
 3 cannot share a job store between processes safely, and the database can
-arbitrate: :meth:`Store.claim_due` leases feeds in one statement, so any
+arbitrate: :meth:`Store.claim_fair` leases feeds in one transaction, so any
 number of daemons on one PostgreSQL never poll a feed twice, and a restart
-resumes exactly where the last run stopped.
+resumes exactly where the last run stopped.  A fleet (issue 17):
+
+* claims are fair and polite fleet-wide: due order, but a host whose
+  concurrency or spacing budget is spent (across all daemons, kept in the
+  database) is skipped for now, and each claimed feed starts no earlier
+  than its host's turn (aggregator.policy.fleet);
+* leases follow liveness: a daemon whose heartbeat is older than
+  ``stale_after`` (45 s) is presumed dead and its feeds are handed out again;
+  every claim carries a fencing token, and a poll that outlived its lease is
+  refused by the store (LeaseLost), so a feed is never stored twice.
 
 Shutdown (SIGTERM/SIGINT): stop claiming, let in-flight feeds finish for up
 to ``grace`` seconds, cancel the rest (their transactions commit whole or not
-at all), give back their leases, exit 0.
+at all), give back every lease at once and delete the heartbeat row (a
+rolling restart hands the feeds to the other daemons), exit 0.
 """
 
 from __future__ import annotations
@@ -55,7 +68,8 @@ from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.service.publish import Publishing
 from aggregator.service.server import BindError, HttpServer, start_http_server
-from aggregator.store import DatabaseURLError, Store
+from aggregator.store import Claim, DatabaseURLError, LeaseLost, Store
+from aggregator.store.fleet import feed_summary
 from aggregator.store.polls import prune_polls
 
 __all__ = ["Daemon", "DaemonOptions", "dead_local_owners", "pid_alive", "run_daemon"]
@@ -94,6 +108,14 @@ class DaemonOptions:
     # Processes that parse and clean fetched feeds, off the event loop (see
     # pipeline.ParseProcesses); 0 parses in threads of this process.
     parse_workers: int = 1
+    heartbeat_every: float = 10.0
+    # A daemon silent this long is presumed dead; its leases are handed out.
+    stale_after: timedelta = timedelta(seconds=45)
+    # How far ahead a claim may book a host's next start (policy.fleet).
+    claim_horizon: timedelta = timedelta(seconds=2)
+    # One /metrics series per feed (aggregator_last_success_timestamp_seconds);
+    # off by default so a fleet of 30,000 feeds stays a few dozen series.
+    metrics_per_feed: bool = False
 
 
 def owner_id() -> str:
@@ -180,6 +202,8 @@ class Daemon:
         self._publishing: Publishing | None = None
         self._publish_task: asyncio.Task[None] | None = None
         self._polls_pruned = 0.0  # time.monotonic() of the last prune_polls
+        self._claim_kicked = False
+        self._claim_was_full = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -206,6 +230,7 @@ class Daemon:
         if not await self._sync_with_retry(spread_new=True):
             return 0
         with contextlib.suppress(*_DB_ERRORS):
+            await asyncio.to_thread(self._register)
             await asyncio.to_thread(self._reclaim_dead_leases)
         limits = replace(self.limits or FetchLimits(), host_policies=self.config.hosts)
         workers = ParseProcesses(self.options.parse_workers) if self.options.parse_workers else None
@@ -234,6 +259,9 @@ class Daemon:
             **common,
         )
         scheduler.add_job(self._reload, "interval", seconds=o.reload_every, id="reload", **common)
+        scheduler.add_job(
+            self._heartbeat, "interval", seconds=o.heartbeat_every, id="heartbeat", **common
+        )
         scheduler.add_job(
             self._housekeeping,
             "interval",
@@ -304,29 +332,53 @@ class Daemon:
             self._publishing.notify()
 
     def _forget(self, feed_id: int, _task: asyncio.Task[None]) -> None:
-        """A poll task ended: it no longer counts as in flight."""
+        """A poll task ended: it no longer counts as in flight.
+
+        Once half the slots are free, claim again now rather than at the next
+        tick: with polls of a few milliseconds a claim a second would cap a
+        daemon at ``capacity`` polls a second (a fleet at 30,000 feeds every
+        5 minutes needs 100 a second).  Only while the last claim filled
+        every free slot, though: otherwise nothing more was due (or allowed
+        by the hosts' budgets), and a claim per finished poll would cost more
+        than the polls.
+        """
         self._inflight.pop(feed_id, None)
+        if (
+            self._claim_was_full
+            and not self._stopping
+            and not self._claim_kicked
+            and self._scheduler is not None
+            and self._scheduler.running
+            and len(self._inflight) <= self.options.capacity // 2
+        ):
+            self._claim_kicked = True
+            with contextlib.suppress(Exception):  # the job is gone while shutting down
+                self._scheduler.modify_job("claim", next_run_time=utcnow())
 
     async def _drain(self) -> None:
         running = dict(self._inflight)  # the done-callbacks empty _inflight as tasks end
-        if not running:
-            return
-        _done, pending = await asyncio.wait(running.values(), timeout=self.options.grace)
-        cancelled = [feed_id for feed_id, task in running.items() if task in pending]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=2)
-            log.warning("cancelled %d feed(s) still running at shutdown", len(pending))
-        if cancelled:
-            try:
-                await asyncio.wait_for(
-                    asyncio.to_thread(self.store.release, cancelled, owner=self.owner), 2
-                )
-            except (TimeoutError, *_DB_ERRORS):
-                log.warning(
-                    "could not give back %d lease(s); they expire by themselves", len(cancelled)
-                )
+        if running:
+            _done, pending = await asyncio.wait(running.values(), timeout=self.options.grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+                log.warning("cancelled %d feed(s) still running at shutdown", len(pending))
+        # Every lease back at once, and no heartbeat left to wait out: the
+        # other daemons poll these feeds from their next claim (rolling restarts).
+        try:
+            freed = await asyncio.wait_for(
+                asyncio.to_thread(self.store.retire_daemon, self.owner), 2
+            )
+        except (TimeoutError, *_DB_ERRORS):
+            log.warning(
+                "could not give back this daemon's leases; the others take them over "
+                "once its heartbeat is %ds old",
+                self.options.stale_after.total_seconds(),
+            )
+        else:
+            if freed:
+                log.info("gave back %d lease(s)", freed)
 
     @property
     def healthy(self) -> tuple[bool, str]:
@@ -383,6 +435,38 @@ class Daemon:
                 delay = min(delay * 2, self.options.db_retry_max)
         return False
 
+    def _register(self) -> None:
+        host, _, pid = self.owner.rpartition(":")
+        self.store.register_daemon(self.owner, host=host, pid=int(pid), now=utcnow())
+
+    async def _heartbeat(self) -> None:
+        if self._stopping:
+            return
+        try:
+            alive = await asyncio.to_thread(self.store.heartbeat, self.owner, now=utcnow())
+            if not alive:
+                # Presumed dead (the database or this process stalled longer
+                # than stale_after): our leases were handed out, and the
+                # fencing tokens drop whatever our running polls still store.
+                log.warning(
+                    "this daemon's heartbeat was stale and its leases were handed to others; "
+                    "registering again"
+                )
+                await asyncio.to_thread(self._register)
+        except _DB_ERRORS as exc:
+            self._db_failed(exc)
+
+    def _reap_stale_daemons(self) -> None:
+        """Hand out the leases of daemons anywhere whose heartbeat went stale."""
+        reaped = self.store.reap_daemons(now=utcnow(), stale_after=self.options.stale_after)
+        for owner, freed in sorted(reaped.items()):
+            log.warning(
+                "daemon %s sent no heartbeat for %ds: took back its %d lease(s)",
+                owner,
+                self.options.stale_after.total_seconds(),
+                freed,
+            )
+
     def _reclaim_dead_leases(self) -> None:
         """Free the leases of daemons on this host that died holding them."""
         owners = self.store.lease_owners(now=utcnow())
@@ -398,6 +482,7 @@ class Daemon:
     # -- jobs ----------------------------------------------------------------------
 
     async def _claim(self) -> None:
+        self._claim_kicked = False
         if self._stopping or self._pipeline is None:
             return
         free = self.options.capacity - len(self._inflight)
@@ -409,34 +494,47 @@ class Daemon:
                 await asyncio.to_thread(self.store.release, orphans, owner=self.owner)
                 self._unreleased -= orphans
             claimed = await asyncio.to_thread(
-                self.store.claim_due,
+                self.store.claim_fair,
                 now=utcnow(),
                 limit=free,
                 lease=self.options.lease,
                 owner=self.owner,
+                policy_for=self._pipeline.fetcher.policy_for,
+                horizon=self.options.claim_horizon,
             )
         except _DB_ERRORS as exc:
             self._db_failed(exc)
             return
         self._db_ok()
+        self._claim_was_full = len(claimed) >= free
         stale: list[int] = []
-        for feed_id, url in claimed:
+        for claim in claimed:
+            feed_id, url = claim.feed_id, claim.url
             spec = self._specs.get(url)
             if spec is None or not spec.enabled or feed_id in self._inflight:
                 stale.append(feed_id)
                 continue
-            task = asyncio.create_task(self._poll(spec, feed_id), name=f"poll {url}")
+            task = asyncio.create_task(self._poll(spec, claim), name=f"poll {url}")
             self._inflight[feed_id] = task
             task.add_done_callback(functools.partial(self._forget, feed_id))
         if stale:
             await asyncio.to_thread(self.store.release, stale, owner=self.owner)
 
-    async def _poll(self, spec: FeedSpec, feed_id: int) -> None:
+    async def _poll(self, spec: FeedSpec, claim: Claim) -> None:
         assert self._pipeline is not None
+        feed_id = claim.feed_id
+        wait = (claim.start_at - utcnow()).total_seconds()
+        if wait > 0:  # the host's turn, booked fleet-wide by the claim
+            await _wait(self._stop, wait)
+            if self._stopping:
+                return  # not started: its lease goes back with the others
         try:
-            report: FeedReport = await self._pipeline.run_feed(spec, feed_id)
+            report: FeedReport = await self._pipeline.run_feed(spec, feed_id, fence=claim.token)
         except asyncio.CancelledError:
             raise
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            return
         except Exception as exc:
             if database_unavailable(exc):
                 # Nothing of this poll was committed; once the database answers
@@ -537,12 +635,18 @@ class Daemon:
 
     async def _housekeeping(self) -> None:
         try:
+            await asyncio.to_thread(self._reap_stale_daemons)
             await asyncio.to_thread(self._reclaim_dead_leases)
-            due, leased, active = await asyncio.to_thread(self.store.feed_counts, now=utcnow())
+            summary = await asyncio.to_thread(feed_summary, self.store, now=utcnow())
         except _DB_ERRORS as exc:
             self._db_failed(exc)
             return
-        self.metrics.set_feed_counts(due=due, leased=leased, active=active)
+        self.metrics.set_feed_counts(
+            due=summary.due, leased=summary.leased, active=summary.active
+        )
+        self.metrics.set_feed_states(
+            summary.by_state, oldest_success_age=summary.oldest_success_age
+        )
         await self._prune_polls()
 
     async def _prune_polls(self) -> None:
@@ -590,7 +694,7 @@ async def _main(
     # The CLI has loaded (and warned about) the file already; loading it
     # again here would print every warning twice at start.
     config = config if config is not None else load_config(config_path)
-    metrics = Metrics()
+    metrics = Metrics(per_feed=options.metrics_per_feed)
     early_stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -61,7 +61,7 @@ from aggregator.policy.schedule import (
 )
 from aggregator.service.export import Exporter
 from aggregator.service.worker import parse_and_build
-from aggregator.store import FeedState, FeedUpdate, IngestJob, IngestResult, Store
+from aggregator.store import FeedState, FeedUpdate, IngestJob, IngestResult, LeaseLost, Store
 from aggregator.store.polls import PollRecord, record_polls
 
 __all__ = [
@@ -460,9 +460,13 @@ class Pipeline:
         self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
         self._feed_rows: _Batches[tuple[int, FeedUpdate], None] = _Batches(self._update_feeds)
         self._ingests: _Batches[IngestJob, IngestResult] = _Batches(
-            lambda jobs: self._write(self.store.ingest_many, jobs), limit=16
+            lambda jobs: self._write(self.store.ingest_many, [self._fenced(j) for j in jobs]),
+            limit=16,
         )
         self._polls: _Batches[PollRecord, None] = _Batches(self._record_polls, limit=256)
+        # feed id -> the fencing token of the lease its poll holds (daemon
+        # polls only): every write of that poll is checked against it.
+        self._fences: dict[int, int] = {}
         # Not checked here: a directory that refuses must not stop the
         # polling (the posts are stored all the same); each export says why,
         # and the ledger has the next pass write what was missed.
@@ -514,8 +518,19 @@ class Pipeline:
             log.warning("poll history of %s not recorded: %s", report.url, describe_error(exc))
 
     async def _update_feeds(self, rows: list[tuple[int, FeedUpdate]]) -> list[None]:
-        await self._write(self.store.update_feeds, rows)
+        fenced = [
+            (fid, dataclasses.replace(u, fence=self._fences[fid]) if fid in self._fences else u)
+            for fid, u in rows
+        ]
+        await self._write(self.store.update_feeds, fenced)
         return [None] * len(rows)
+
+    def _fenced(self, job: IngestJob) -> IngestJob:
+        fence = self._fences.get(job.feed_id)
+        if fence is None or job.feed_update is None:
+            return job
+        fenced = dataclasses.replace(job.feed_update, fence=fence)
+        return dataclasses.replace(job, feed_update=fenced)
 
     async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._write_lock is None:
@@ -524,13 +539,23 @@ class Pipeline:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def run_feed(
-        self, spec: FeedSpec, feed_id: int, state: FeedState | None = None
+        self,
+        spec: FeedSpec,
+        feed_id: int,
+        state: FeedState | None = None,
+        *,
+        fence: int | None = None,
     ) -> FeedReport:
         """Poll one feed and record the outcome; see the module docstring.
 
         ``state`` is the feed's row when the caller has just read it (a pass
         over many feeds reads them all in one query); otherwise it is read here.
+        ``fence`` is the token of the daemon's lease on the feed: the poll's
+        results are stored only while the row still carries it (else
+        :class:`~aggregator.store.LeaseLost` is raised and nothing is written).
         """
+        if fence is not None:
+            self._fences[feed_id] = fence
         started = time.monotonic()
         started_at = self.clock()
         # The report is for people (logs, tables, metric labels): never the password.
@@ -541,7 +566,7 @@ class Pipeline:
             try:
                 await self._run(spec, feed_id, report, state)
             except Exception as exc:
-                if database_unavailable(exc):
+                if database_unavailable(exc) or isinstance(exc, LeaseLost):
                     raise
                 await self._crashed(feed_id, state, report, exc, spec.disable_after)
             await self._note_poll(feed_id, started_at, report)
@@ -551,6 +576,7 @@ class Pipeline:
             report.error = report.error or f"not stored: {type(exc).__name__}"
             raise
         finally:
+            self._fences.pop(feed_id, None)
             report.elapsed_ms = round((time.monotonic() - started) * 1000)
             # A poll that changed nothing (a 304, or the same items again) is
             # most of a daemon's polls: DEBUG, so INFO shows what happened.

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
         make_engine,
         upgrade,
     )
-    from aggregator.store.feeds import FeedState, FeedUpdate
+    from aggregator.store.feeds import Claim, FeedState, FeedUpdate, LeaseLost
     from aggregator.store.ingest import IngestJob, IngestResult
     from aggregator.store.posts import StoredPost
     from aggregator.store.records import IngestItem
@@ -27,12 +27,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "Claim",
     "DatabaseURLError",
     "FeedState",
     "FeedUpdate",
     "IngestItem",
     "IngestJob",
     "IngestResult",
+    "LeaseLost",
     "ReprocessResult",
     "Reprocessed",
     "SchemaNotReady",
@@ -51,6 +53,8 @@ _EXPORTS = {
     "upgrade": "aggregator.store.engine",
     "FeedState": "aggregator.store.feeds",
     "FeedUpdate": "aggregator.store.feeds",
+    "Claim": "aggregator.store.feeds",
+    "LeaseLost": "aggregator.store.feeds",
     "IngestItem": "aggregator.store.records",
     "IngestJob": "aggregator.store.ingest",
     "IngestResult": "aggregator.store.ingest",

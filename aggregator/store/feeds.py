@@ -10,21 +10,70 @@ type error, not a failed UPDATE at run time.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from sqlalchemy import and_, func, not_, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
+from aggregator.errors import AggregatorError
+from aggregator.policy.fleet import Candidate, HostBudget, host_of, plan_claims
+from aggregator.policy.politeness import HostPolicy
 from aggregator.policy.schedule import startup_delay
 from aggregator.store import models as m
 
 if TYPE_CHECKING:
+    from sqlalchemy import Table
+
     from aggregator.config.feeds import FeedSpec
 
-__all__ = ["KEEP", "FeedState", "FeedUpdate", "FeedsMixin"]
+__all__ = ["KEEP", "Claim", "FeedState", "FeedUpdate", "FeedsMixin", "LeaseLost"]
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(AggregatorError, RuntimeError):
+    """A poll's results were refused: its lease was taken over meanwhile.
+
+    The daemon that polled was presumed dead (its heartbeat went stale) and
+    another daemon took the feed; storing this poll too could store the feed
+    twice.  Nothing was written; the other daemon's poll stands.  Frequent,
+    it means heartbeats are late: check the database's latency and the
+    daemons' clocks.
+    """
+
+    def __init__(self, feed_id: int, held: int, current: int) -> None:
+        super().__init__(
+            f"feed {feed_id}: lease {held} was taken over (now {current}); "
+            "this poll's results were dropped so the feed is not stored twice"
+        )
+        self.feed_id = feed_id
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A leased feed: its id and URL, the lease's fencing token, and when its
+    request may start (politeness across the fleet, see policy.fleet)."""
+
+    feed_id: int
+    url: str
+    token: int
+    start_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +167,11 @@ class FeedUpdate:
     error_streak: int | _Keepable = KEEP
     first_error_at: datetime | _Keepable | None = KEEP
     disabled_reason: str | _Keepable | None = KEEP
+    #: Not a column: the fencing token of the lease the poll held
+    #: (:class:`Claim.token`).  When set, the row is written only if it still
+    #: carries this token; otherwise the poll outlived its lease and another
+    #: daemon owns the feed (see :class:`LeaseLost`).
+    fence: int | None = None
 
     def values(self) -> dict[str, Any]:
         """The columns to write, by name (the fields that are not KEEP)."""
@@ -126,7 +180,41 @@ class FeedUpdate:
         }
 
 
-_UPDATE_FIELDS: Final = tuple(f.name for f in fields(FeedUpdate))
+_UPDATE_FIELDS: Final = tuple(f.name for f in fields(FeedUpdate) if f.name != "fence")
+_HOSTS: Final = cast("Table", m.HostSlot.__table__)
+
+
+def check_fence(session: Session, feed_id: int, fence: int | None) -> None:
+    """Lock the feed row and raise :class:`LeaseLost` unless it carries ``fence``.
+
+    Called at the start of the transaction that stores a poll: the row lock
+    (FOR UPDATE on PostgreSQL; SQLite has one writer) holds the token still
+    until the commit, so no claim can slip in between check and write.
+    """
+    if fence is None:
+        return
+    current = session.execute(
+        select(m.Feed.lease_token).where(m.Feed.id == feed_id).with_for_update()
+    ).scalar_one_or_none()
+    if current is not None and current != fence:
+        raise LeaseLost(feed_id, fence, current)
+
+
+def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, on PostgreSQL and SQLite."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(table).on_conflict_do_nothing(), rows)
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(table).on_conflict_do_nothing(), rows)
+    else:  # pragma: no cover - the two backends we support
+        session.execute(insert(table).prefix_with("OR IGNORE"), rows)
 
 
 class FeedsMixin:
@@ -157,6 +245,7 @@ class FeedsMixin:
                     "enabled": spec.enabled,
                     "in_config": True,
                     "interval_seconds": interval,
+                    "host": host_of(spec.url) or None,
                 }
                 row = rows.get(spec.url)
                 if row is None:
@@ -225,12 +314,225 @@ class FeedsMixin:
         statement = (
             update(m.Feed)
             .where(m.Feed.id.in_(due.scalar_subquery()))
-            .values(lease_until=now + lease, lease_owner=owner)
+            .values(lease_until=now + lease, lease_owner=owner, lease_token=m.Feed.lease_token + 1)
             .returning(m.Feed.id, m.Feed.url)
             .execution_options(synchronize_session=False)
         )
         with self._session.begin() as session:
             return [(fid, url) for fid, url in session.execute(statement)]
+
+    def claim_fair(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        lease: timedelta,
+        owner: str,
+        policy_for: Callable[[str], HostPolicy],
+        horizon: timedelta = timedelta(seconds=2),
+    ) -> list[Claim]:
+        """Lease up to ``limit`` due feeds, in due order, that their hosts allow.
+
+        Like :meth:`claim_due`, but polite across the whole fleet: the due
+        feeds (at most ``limit`` per host, the earliest first) are locked
+        with ``FOR UPDATE SKIP LOCKED``, then their hosts' rows in ``hosts``
+        (in name order, so two daemons never deadlock), and
+        :func:`aggregator.policy.fleet.plan_claims` decides from the leases
+        held per host and each host's next start which feeds to take and
+        when each may start.  The hosts' next starts are written in the same
+        transaction, so every daemon sees the budget the others spent.
+        Each lease gets a new fencing token (:class:`Claim.token`).
+        """
+        if limit <= 0:
+            return []
+        free = and_(
+            m.Feed.enabled.is_(True),
+            m.Feed.in_config.is_(True),
+            m.Feed.disabled_reason.is_(None),
+            m.Feed.next_check_at <= now,
+            or_(m.Feed.lease_until.is_(None), m.Feed.lease_until < now),
+            # Not the hosts another daemon is polling now: neither locked nor
+            # waited for (claims of several daemons would queue on them).
+            ~exists().where(
+                m.HostSlot.host == m.Feed.host,
+                m.HostSlot.holder != owner,
+                m.HostSlot.held_until > now,
+            ),
+        )
+        rank = (
+            func.row_number()
+            .over(partition_by=m.Feed.host, order_by=(m.Feed.next_check_at, m.Feed.id))
+            .label("rank")
+        )
+        ranked = select(m.Feed.id.label("id"), rank).where(free).subquery()
+        firsts = select(ranked.c.id).where(ranked.c.rank <= limit)
+        due = (
+            select(m.Feed.id, m.Feed.url, m.Feed.host, m.Feed.next_check_at)
+            .where(m.Feed.id.in_(firsts), free)
+            .order_by(m.Feed.next_check_at, m.Feed.id)
+            .with_for_update(skip_locked=True)
+        )
+        started = time.monotonic()
+        with self._session.begin() as session:
+            candidates = [
+                Candidate(fid, url, host or host_of(url), due_at or now)
+                for fid, url, host, due_at in session.execute(due)
+            ]
+            if not candidates:
+                return []
+            hosts = sorted({c.host for c in candidates})
+            _insert_ignore(session, _HOSTS, [{"host": h} for h in hosts])
+            slots = {
+                host: (next_at, holder, until)
+                for host, next_at, holder, until in session.execute(
+                    select(
+                        m.HostSlot.host,
+                        m.HostSlot.next_start_at,
+                        m.HostSlot.holder,
+                        m.HostSlot.held_until,
+                    )
+                    .where(m.HostSlot.host.in_(hosts))
+                    .order_by(m.HostSlot.host)
+                    .with_for_update()
+                )
+            }
+            in_flight = dict(
+                session.execute(
+                    select(m.Feed.host, func.count())
+                    .where(
+                        m.Feed.host.in_(hosts),
+                        m.Feed.lease_owner.is_not(None),
+                        m.Feed.lease_until >= now,
+                    )
+                    .group_by(m.Feed.host)
+                ).all()
+            )
+            budgets = {
+                h: HostBudget(int(in_flight.get(h, 0)), *slots.get(h, (None, None, None)))
+                for h in hosts
+            }
+            plan = plan_claims(
+                candidates,
+                budgets,
+                policy_for,
+                now=now,
+                limit=limit,
+                horizon=horizon,
+                me=owner,
+                settle=timedelta(seconds=time.monotonic() - started),
+            )
+            if not plan.chosen:
+                return []
+            starts = {c.feed_id: (c.url, at) for c, at in plan.chosen}
+            tokens = session.execute(
+                update(m.Feed)
+                .where(m.Feed.id.in_(list(starts)))
+                .values(
+                    lease_until=now + lease, lease_owner=owner, lease_token=m.Feed.lease_token + 1
+                )
+                .returning(m.Feed.id, m.Feed.lease_token)
+                .execution_options(synchronize_session=False)
+            ).all()
+            if plan.next_start:
+                session.execute(
+                    update(_HOSTS)
+                    .where(_HOSTS.c.host == bindparam("b_host"))
+                    .values(
+                        next_start_at=bindparam("b_next"),
+                        holder=owner,
+                        held_until=bindparam("b_until"),
+                    ),
+                    [
+                        {"b_host": h, "b_next": at, "b_until": plan.held.get(h, now)}
+                        for h, at in plan.next_start.items()
+                    ],
+                )
+        claims = [Claim(fid, starts[fid][0], token, starts[fid][1]) for fid, token in tokens]
+        return sorted(claims, key=lambda c: c.start_at)
+
+    # -- daemons and their heartbeats ---------------------------------------------
+
+    def register_daemon(self, owner: str, *, host: str, pid: int, now: datetime) -> None:
+        """Write (or rewrite) this daemon's row with a fresh heartbeat."""
+        with self._session.begin() as session:
+            session.execute(delete(m.Daemon).where(m.Daemon.id == owner))
+            session.add(m.Daemon(id=owner, host=host, pid=pid, started_at=now, heartbeat_at=now))
+
+    def heartbeat(self, owner: str, *, now: datetime) -> bool:
+        """Renew this daemon's heartbeat; False if its row is gone (it was
+        presumed dead and its leases handed out: register again)."""
+        with self._session.begin() as session:
+            result = session.execute(
+                update(m.Daemon).where(m.Daemon.id == owner).values(heartbeat_at=now)
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def reap_daemons(self, *, now: datetime, stale_after: timedelta) -> dict[str, int]:
+        """Forget daemons whose heartbeat is older than ``stale_after`` and
+        free their leases (new tokens); returns owner -> leases freed.
+
+        Any daemon may run this: the stale rows are locked with SKIP LOCKED,
+        so two daemons reaping at once free each lease once.
+        """
+        with self._session.begin() as session:
+            stale = list(
+                session.scalars(
+                    select(m.Daemon.id)
+                    .where(m.Daemon.heartbeat_at < now - stale_after)
+                    .order_by(m.Daemon.id)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not stale:
+                return {}
+            freed = dict(
+                session.execute(
+                    select(m.Feed.lease_owner, func.count())
+                    .where(m.Feed.lease_owner.in_(stale))
+                    .group_by(m.Feed.lease_owner)
+                ).all()
+            )
+            session.execute(
+                update(m.Feed)
+                .where(m.Feed.lease_owner.in_(stale))
+                .values(lease_until=None, lease_owner=None, lease_token=m.Feed.lease_token + 1)
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                update(_HOSTS)
+                .where(_HOSTS.c.holder.in_(stale))
+                .values(holder=None, held_until=None)
+            )
+            session.execute(delete(m.Daemon).where(m.Daemon.id.in_(stale)))
+        return {owner: int(freed.get(owner, 0)) for owner in stale}
+
+    def retire_daemon(self, owner: str) -> int:
+        """A daemon stops: give back every lease it holds and delete its row
+        (a rolling restart hands the feeds over at once); returns leases freed."""
+        with self._session.begin() as session:
+            result = session.execute(
+                update(m.Feed)
+                .where(m.Feed.lease_owner == owner)
+                .values(lease_until=None, lease_owner=None, lease_token=m.Feed.lease_token + 1)
+                .execution_options(synchronize_session=False)
+            )
+            session.execute(
+                update(_HOSTS).where(_HOSTS.c.holder == owner).values(holder=None, held_until=None)
+            )
+            session.execute(delete(m.Daemon).where(m.Daemon.id == owner))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def daemons(self) -> list[tuple[str, datetime, datetime]]:
+        """The registered daemons: (owner, started_at, heartbeat_at)."""
+        with self._session() as session:
+            return [
+                (owner, started, beat)
+                for owner, started, beat in session.execute(
+                    select(m.Daemon.id, m.Daemon.started_at, m.Daemon.heartbeat_at).order_by(
+                        m.Daemon.id
+                    )
+                )
+            ]
 
     def release(self, feed_ids: Iterable[int], *, owner: str) -> None:
         """Give back leases this owner holds (shutdown, removed feeds)."""
@@ -241,7 +543,7 @@ class FeedsMixin:
             session.execute(
                 update(m.Feed)
                 .where(m.Feed.id.in_(ids), m.Feed.lease_owner == owner)
-                .values(lease_until=None, lease_owner=None)
+                .values(lease_until=None, lease_owner=None, lease_token=m.Feed.lease_token + 1)
             )
 
     def lease_owners(self, *, now: datetime) -> set[str]:
@@ -263,7 +565,7 @@ class FeedsMixin:
             result = session.execute(
                 update(m.Feed)
                 .where(m.Feed.lease_owner.in_(names))
-                .values(lease_until=None, lease_owner=None)
+                .values(lease_until=None, lease_owner=None, lease_token=m.Feed.lease_token + 1)
                 .execution_options(synchronize_session=False)
             )
             return int(getattr(result, "rowcount", 0) or 0)
@@ -343,14 +645,32 @@ class FeedsMixin:
         database.  Rows with the same columns go in one executemany.
         """
         merged: dict[int, dict[str, Any]] = {}
+        fences: dict[int, int] = {}
         for feed_id, change in changes:  # later changes to one row win
             merged.setdefault(feed_id, {}).update(change.values())
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for feed_id, values in merged.items():
-            if values:
-                groups.setdefault(tuple(sorted(values)), []).append({**values, "id": feed_id})
-        if not groups:
+            if change.fence is not None:
+                fences[feed_id] = change.fence
+        if not any(merged.values()):
             return
         with self._session.begin() as session:
+            if fences:
+                # Lock the fenced rows (in id order: no deadlock between
+                # daemons) and drop the polls whose lease was taken over.
+                current = dict(
+                    session.execute(
+                        select(m.Feed.id, m.Feed.lease_token)
+                        .where(m.Feed.id.in_(sorted(fences)))
+                        .order_by(m.Feed.id)
+                        .with_for_update()
+                    ).all()
+                )
+                for feed_id, fence in fences.items():
+                    if feed_id in current and current[feed_id] != fence:
+                        log.warning("%s", LeaseLost(feed_id, fence, current[feed_id]))
+                        merged.pop(feed_id, None)
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for feed_id, values in merged.items():
+                if values:
+                    groups.setdefault(tuple(sorted(values)), []).append({**values, "id": feed_id})
             for rows in groups.values():
                 session.execute(update(m.Feed), rows)

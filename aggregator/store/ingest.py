@@ -44,7 +44,7 @@ from aggregator.policy.dedup import (
     slug_for,
 )
 from aggregator.store import models as m
-from aggregator.store.feeds import FeedUpdate
+from aggregator.store.feeds import FeedUpdate, check_fence
 from aggregator.store.posts import (
     RETRIES_ON_CONFLICT,
     StoredPost,
@@ -425,6 +425,8 @@ class IngestMixin:
         identity: Identity,
     ) -> IngestResult:
         """One feed's ingest inside the caller's transaction (see :meth:`ingest`)."""
+        if feed_update is not None:
+            check_fence(session, feed_id, feed_update.fence)  # LeaseLost: nothing is written
         result = IngestResult()
         # A feed may list one item twice (same key: the same identifier,
         # headline and content, see dedup.entry_keys); the first occurrence

@@ -33,9 +33,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "SEARCH_TABLE",
     "Base",
+    "Daemon",
     "Entry",
     "ExportedFile",
     "Feed",
+    "HostSlot",
     "Poll",
     "PollHour",
     "Post",
@@ -115,6 +117,12 @@ class Feed(Base):
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
+    # The fencing token (issue 17): raised by every claim and every release,
+    # so a poll that outlived its lease finds another number here and its
+    # results are refused (Store.ingest / update_feeds check it).
+    lease_token: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The URL's host, lowercase: claims keep each host's politeness fleet-wide.
+    host: Mapped[str | None] = mapped_column(String(255))
 
     etag: Mapped[str | None] = mapped_column(String(1024))
     last_modified: Mapped[str | None] = mapped_column(String(128))
@@ -130,7 +138,38 @@ class Feed(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index(None, "next_check_at"),)
+    __table_args__ = (Index(None, "next_check_at"), Index(None, "host"))
+
+
+class Daemon(Base):
+    """One running ``aggregator run`` process, alive while its heartbeat is fresh.
+
+    The daemon writes ``heartbeat_at`` every few seconds; any daemon finding
+    another's heartbeat stale deletes its row and hands its leases back, so
+    the feeds of a daemon killed on another machine are polled again within
+    a minute instead of when their leases expire (issue 17).
+    """
+
+    __tablename__ = "daemons"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # the lease owner name
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HostSlot(Base):
+    """One host's politeness across the fleet (aggregator.policy.fleet): when
+    its next request may start, and which daemon polls it while it has a
+    ``min_spacing`` (one at a time, so that daemon's fetcher spaces the starts)."""
+
+    __tablename__ = "hosts"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Post(Base):
