@@ -466,12 +466,23 @@ def publish(settings: Settings, config_path: Path, export_dir: Path | None) -> N
     "http_bind",
     envvar=f"{ENV_PREFIX}_HTTP",
     show_envvar=True,
-    help="Serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:8080).",
+    help="Serve /healthz, /metrics and the operator's page on HOST:PORT (e.g. 127.0.0.1:8080).",
+)
+@click.option(
+    "--http-token",
+    "http_token",
+    envvar=f"{ENV_PREFIX}_HTTP_TOKEN",
+    show_envvar=True,
+    help="Allow the page's actions (poll now, re-enable) to holders of this token.",
 )
 @_export_option
 @click.pass_obj
 def run(
-    settings: Settings, config_path: Path, http_bind: str | None, export_dir: Path | None
+    settings: Settings,
+    config_path: Path,
+    http_bind: str | None,
+    http_token: str | None,
+    export_dir: Path | None,
 ) -> None:
     """Run the daemon: poll every feed in feeds.yaml on its schedule."""
     from aggregator.service.daemon import run_daemon
@@ -484,6 +495,7 @@ def run(
             http_bind=http_bind,
             export_dir=export_dir,
             config=config,
+            http_token=http_token,
         )
     )
 

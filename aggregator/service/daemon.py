@@ -7,7 +7,8 @@ APScheduler (3.x, asyncio) drives three in-process jobs:
 * **reload** (every two seconds, and at once on SIGHUP): re-read feeds.yaml
   when it changed; an invalid file is logged and the running configuration
   stays;
-* **housekeeping** (every 15 s): feed gauges for /metrics;
+* **housekeeping** (every 15 s): feed gauges for /metrics; hourly, the poll
+  history is pruned (``aggregator.store.polls.prune_polls``);
 * **exports** (at start, then every minute): write the files the export
   directory still lacks (see ``Pipeline.catch_up_exports``) -- posts stored
   while it was full or read-only, or before a crash.
@@ -38,6 +39,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -54,6 +56,7 @@ from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, da
 from aggregator.service.publish import Publishing
 from aggregator.service.server import BindError, HttpServer, start_http_server
 from aggregator.store import DatabaseURLError, Store
+from aggregator.store.polls import prune_polls
 
 __all__ = ["Daemon", "DaemonOptions", "dead_local_owners", "pid_alive", "run_daemon"]
 
@@ -62,6 +65,8 @@ log = logging.getLogger(__name__)
 _DB_ERRORS = (OperationalError, DBAPIError, OSError)
 #: After cancelling a publishing round at shutdown, how long its child processes have to go.
 KILL_WAIT = 6.0
+#: Seconds between prunes of the poll history (a delete over an index; hourly is plenty).
+PRUNE_POLLS_EVERY = 3600.0
 
 
 def utcnow() -> datetime:
@@ -174,6 +179,7 @@ class Daemon:
         self._exports_swept = False
         self._publishing: Publishing | None = None
         self._publish_task: asyncio.Task[None] | None = None
+        self._polls_pruned = 0.0  # time.monotonic() of the last prune_polls
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -537,6 +543,20 @@ class Daemon:
             self._db_failed(exc)
             return
         self.metrics.set_feed_counts(due=due, leased=leased, active=active)
+        await self._prune_polls()
+
+    async def _prune_polls(self) -> None:
+        """Keep the poll history bounded (aggregator.store.polls), at most once an hour."""
+        if self._polls_pruned and time.monotonic() - self._polls_pruned < PRUNE_POLLS_EVERY:
+            return
+        self._polls_pruned = time.monotonic()
+        try:
+            removed = await asyncio.to_thread(prune_polls, self.store.engine, now=utcnow())
+        except _DB_ERRORS as exc:
+            self._db_failed(exc)
+            return
+        if removed:
+            log.debug("poll history: %d old polls removed", removed)
 
 
 async def _open_store_with_retry(
@@ -565,6 +585,7 @@ async def _main(
     export_dir: Path | None,
     options: DaemonOptions,
     config: Config | None = None,
+    http_token: str | None = None,
 ) -> int:
     # The CLI has loaded (and warned about) the file already; loading it
     # again here would print every warning twice at start.
@@ -585,7 +606,14 @@ async def _main(
     server: HttpServer | None = None
     if http_bind:
         try:
-            server = await start_http_server(http_bind, metrics=metrics, health=health)
+            from aggregator.service.web.site import OperatorSite
+
+            def current_store() -> Store | None:
+                daemon = state.get("daemon")
+                return daemon.store if isinstance(daemon, Daemon) else None
+
+            site = OperatorSite(current_store, token=http_token)
+            server = await start_http_server(http_bind, metrics=metrics, health=health, site=site)
         except (ValueError, BindError) as exc:
             log.error("--http %s: %s", http_bind, exc)
             return 1
@@ -625,6 +653,7 @@ def run_daemon(
     export_dir: Path | None = None,
     options: DaemonOptions | None = None,
     config: Config | None = None,
+    http_token: str | None = None,
 ) -> int:
     """Entry point for ``aggregator run``; returns the exit status.
 
@@ -638,6 +667,7 @@ def run_daemon(
             export_dir=export_dir,
             options=options or DaemonOptions(),
             config=config,
+            http_token=http_token,
         )
     )
     log.info("stopped (exit status %d)", status)
