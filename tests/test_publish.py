@@ -9,6 +9,7 @@ queue reads are the ones a daemon writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import hmac
@@ -678,3 +679,39 @@ def test_rounds_are_debounced_and_run_beside_the_caller(store: Store, tmp_path: 
     marker.unlink()
     runs, _ = run(scenario("1s", 3))
     assert runs == 2  # at start, then once for the three notifications
+
+
+def test_a_reload_starts_changes_and_stops_publishing(store: Store, tmp_path: Path) -> None:
+    from aggregator.service.daemon import Daemon
+
+    marker = tmp_path / "runs"
+    feeds = tmp_path / "feeds.yaml"
+    feeds.write_text(FEED, encoding="utf-8")
+    plain = loads_config(FEED)
+    with_command = loads_config(
+        FEED + f"publish: {{interval: 1h, command: {{run: [sh, -c, 'echo x >> {marker}']}}}}\n"
+    )
+    with_git = loads_config(FEED + "publish: {git: {}}\n")
+
+    async def scenario() -> None:
+        daemon = Daemon(store, feeds, plain, export_dir=tmp_path / "_posts")
+        daemon._scheduler = object()  # type: ignore[assignment]  # "running": reloads may start it
+        daemon._reconfigure_publishing(with_command)
+        assert daemon._publish_task is not None and daemon._publishing is not None
+        for _ in range(400):
+            if marker.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert marker.read_text() == "x\n"  # the new section's first round ran
+        daemon.config = with_command
+        daemon._reconfigure_publishing(with_git)
+        assert [p.name for p in daemon._publishing.publishers] == ["git"]
+        daemon.config = with_git
+        task = daemon._publish_task
+        daemon._reconfigure_publishing(plain)
+        assert daemon._publishing is None and daemon._publish_task is None
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled() or task.done()
+
+    run(scenario())
