@@ -100,13 +100,9 @@ def _open_store(
 
 
 def _redacted(url: str) -> str:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from aggregator.store.engine import redacted_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    return redacted_url(url)
 
 
 def _parse_since(value: str | None) -> datetime | None:
@@ -226,7 +222,7 @@ def replay(settings: Settings, paths: tuple[Path, ...], timezone: str) -> None:
 @click.pass_obj
 def export(settings: Settings, directory: Path, outlet: str | None, since: str | None) -> None:
     """Write stored posts as seed-format .md files into DIRECTORY."""
-    from aggregator.hexo.export import Exporter
+    from aggregator.service.export import Exporter
 
     since_dt = _parse_since(since)
     store = _open_store(settings, schema="check")
@@ -410,23 +406,57 @@ def status(settings: Settings, as_json: bool) -> None:
 
     Read-only: it never creates or migrates the schema.
     """
+    from aggregator.service.publish import publisher_states, publisher_table, status_rows
     from aggregator.service.status import status_document, status_table
 
     store = _open_store(settings, schema="check")
     now = datetime.now(UTC)
     feeds = store.feeds()
     daemons = sorted(store.lease_owners(now=now))
+    publishers = publisher_states(store)
     if as_json:
         import json
 
         document = status_document(feeds, daemons=daemons, now=now)
+        document["publishers"] = status_rows(publishers)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
-    _console(width=140).print(status_table(feeds, now=now))
+    console = _console(width=140)
+    console.print(status_table(feeds, now=now))
+    if publishers:
+        console.print(publisher_table(publishers, now=now))
     if daemons:
         click.echo(f"polling now: {', '.join(daemons)} (daemons holding leases, host:pid)")
     else:
         click.echo("polling now: no daemon holds a lease (none running, or all idle)")
+
+
+@main.command()
+@_config_option
+@_export_option
+@click.pass_obj
+def publish(settings: Settings, config_path: Path, export_dir: Path | None) -> None:
+    """Run every publisher of feeds.yaml's publish: section once (after a cron fetch)."""
+    import asyncio
+
+    from aggregator.service.publish import publish_once
+
+    config = _load_config(config_path)
+    if config.publish is None or not config.publish.publishers:
+        _fail(f"{config_path} has no publish: section with git:, command: or webhook:")
+    target = export_dir or config.output_dir
+    if target is None:
+        _fail("publishing needs the export directory: set output_dir in feeds.yaml or --export")
+    assert config.publish is not None and target is not None
+    store = _open_store(settings)
+    outcomes = asyncio.run(publish_once(store, config.publish, target))
+    for outcome in outcomes:
+        if outcome.error is None:
+            click.echo(f"{outcome.name}: {outcome.summary}")
+        else:
+            click.echo(f"error: {outcome.name}: {outcome.error}", err=True)
+    if any(outcome.error is not None for outcome in outcomes):
+        sys.exit(1)
 
 
 @main.command()
@@ -436,15 +466,44 @@ def status(settings: Settings, as_json: bool) -> None:
     "http_bind",
     envvar=f"{ENV_PREFIX}_HTTP",
     show_envvar=True,
-    help="Serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:8080).",
+    help="Serve /healthz, /metrics and the operator's page on HOST:PORT (e.g. 127.0.0.1:8080).",
+)
+@click.option(
+    "--http-token",
+    "http_token",
+    envvar=f"{ENV_PREFIX}_HTTP_TOKEN",
+    show_envvar=True,
+    help="Allow the page's actions (poll now, re-enable) to holders of this token.",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(1, 1024),
+    default=16,
+    show_default=True,
+    envvar=f"{ENV_PREFIX}_CAPACITY",
+    show_envvar=True,
+    help="Feeds this daemon polls at once.",
+)
+@click.option(
+    "--metrics-per-feed",
+    is_flag=True,
+    envvar=f"{ENV_PREFIX}_METRICS_PER_FEED",
+    show_envvar=True,
+    help="Add one /metrics series per feed (last success time); for small installs only.",
 )
 @_export_option
 @click.pass_obj
 def run(
-    settings: Settings, config_path: Path, http_bind: str | None, export_dir: Path | None
+    settings: Settings,
+    config_path: Path,
+    http_bind: str | None,
+    http_token: str | None,
+    capacity: int,
+    metrics_per_feed: bool,
+    export_dir: Path | None,
 ) -> None:
     """Run the daemon: poll every feed in feeds.yaml on its schedule."""
-    from aggregator.service.daemon import run_daemon
+    from aggregator.service.daemon import DaemonOptions, run_daemon
 
     config = _load_config(config_path)  # refuse to start on an invalid file
     sys.exit(
@@ -454,6 +513,8 @@ def run(
             http_bind=http_bind,
             export_dir=export_dir,
             config=config,
+            http_token=http_token,
+            options=DaemonOptions(capacity=capacity, metrics_per_feed=metrics_per_feed),
         )
     )
 

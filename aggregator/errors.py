@@ -16,6 +16,7 @@ caught those still works.
     │   ├── config.opml.OpmlError          an OPML file we cannot read
     │   └── store.engine.DatabaseURLError  a database URL that cannot be used
     ├── store.engine.SchemaNotReady    a read-only command found no schema, or another one
+    ├── store.feeds.LeaseLost          a poll outlived its lease; its results were dropped
     ├── fetch.fetcher.FetchError       one request failed; ``reason`` says which limit or fault
     │   ├── FetchTimeout, FetchConnectError, BodyTooLarge, TooManyRedirects,
     │   ├── HTTPStatusError, ContentDecodingError
@@ -24,10 +25,12 @@ caught those still works.
     ├── parse.parser.FeedParseError    the bytes are not a feed
     ├── content.rawentry.RawEntryError   a stored raw entry cannot be read back
     ├── content.clean.ContentError     full text could not be extracted from a page
+    ├── content.images.ImageUnavailable   an image could not be downloaded (kept remote)
     ├── hexo.post.PostFormatError      a post file in none of the accepted shapes (file:line)
     ├── hexo.export.ExportError        the export directory refused a file (also an OSError)
     ├── service.discover.DiscoveryError   no usable feed behind a URL (``aggregator add``)
     │   ├── NotAFeedError, NoFeedFound
+    ├── service.publish.PublishError   a publisher cannot run as configured (no git repository)
     └── service.server.BindError       the HTTP server could not listen (also an OSError)
 
 This module imports nothing, so the lowest layers (the post format, the

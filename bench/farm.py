@@ -21,7 +21,11 @@ what was served since ``GET /_reset``, which the benchmark uses to check from
 outside that a cold pass really fetched every feed (200) and a warm pass
 really got nothing but 304s.
 
-Only ``127.0.0.1`` is ever bound.
+Only loopback is ever bound: ``127.0.0.1``, and with ``--hosts K`` also
+``127.0.0.2`` ... ``127.0.0.K`` on the same port, so the feeds spread over K
+distinct hosts (the fleet benchmark, bench/fleet.py, checks per-host
+politeness).  ``--log PATH`` appends one line per feed request (Unix time,
+host address, path, status) for measurements from outside the daemons.
 """
 
 from __future__ import annotations
@@ -357,10 +361,17 @@ class Stats:
         }
 
 
-async def serve(farm: dict[str, FarmFeed], sock: socket.socket) -> None:
+async def serve(  # noqa: C901 - one handler, its options inline
+    farm: dict[str, FarmFeed],
+    sock: socket.socket,
+    *,
+    more: list[socket.socket] | None = None,
+    log_path: Path | None = None,
+) -> None:
     from aiohttp import web  # imported here: building the farm does not need it
 
     stats = Stats()
+    request_log = log_path.open("a", encoding="ascii", buffering=1) if log_path else None
     base_headers = {"Content-Type": "application/rss+xml; charset=utf-8", "Vary": "Accept-Encoding"}
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -396,12 +407,18 @@ async def serve(farm: dict[str, FarmFeed], sock: socket.socket) -> None:
             stats.bytes_sent += len(body)
         stats.by_status[status] += 1
         stats.feeds_by_status.setdefault(status, set()).add(feed.path)
+        if request_log is not None:
+            local = request.transport.get_extra_info("sockname") if request.transport else None
+            where = local[0] if local else "?"
+            request_log.write(f"{time.time():.6f} {where} {feed.path} {status}\n")
         return response
 
     server = web.Server(handle, access_log=None)
     runner = web.ServerRunner(server, shutdown_timeout=0.5)
     await runner.setup()
     await web.SockSite(runner, sock, shutdown_timeout=0.5).start()
+    for extra in more or ():
+        await web.SockSite(runner, extra, shutdown_timeout=0.5).start()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -423,6 +440,8 @@ async def serve(farm: dict[str, FarmFeed], sock: socket.socket) -> None:
             loop.add_reader(sys.stdin.fileno(), on_stdin)
     await stop.wait()
     await runner.cleanup()
+    if request_log is not None:
+        request_log.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -432,16 +451,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--manifest", type=Path, help="write the feed list here (JSON)")
     parser.add_argument("--no-gzip", action="store_true", help="serve identity bytes only")
+    parser.add_argument(
+        "--hosts", type=int, default=1, help="spread the feeds over 127.0.0.1 .. 127.0.0.K"
+    )
+    parser.add_argument("--log", type=Path, help="append one line per feed request here")
     args = parser.parse_args(argv)
     if args.feeds < 1 or args.items < 1:
         parser.error("--feeds and --items must be positive")
+    if not 1 <= args.hosts <= 250:
+        parser.error("--hosts must be 1 .. 250")
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
     sock.listen(1024)
     sock.setblocking(False)
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    more = []
+    for k in range(2, args.hosts + 1):
+        extra = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        extra.bind((f"127.0.0.{k}", port))
+        extra.listen(1024)
+        extra.setblocking(False)
+        more.append(extra)
+
+    def url_of(feed: FarmFeed) -> str:
+        return f"http://127.0.0.{1 + feed.index % args.hosts}:{port}{feed.path}"
 
     started = time.perf_counter()
     farm = build_farm(load_seeds(), base, args.feeds, args.items, use_gzip=not args.no_gzip)
@@ -452,8 +489,7 @@ def main(argv: list[str] | None = None) -> int:
             "base": base,
             "items": args.items,
             "feeds": [
-                {"url": base + f.path, "outlet": f.outlet, "section": f.section}
-                for f in farm.values()
+                {"url": url_of(f), "outlet": f.outlet, "section": f.section} for f in farm.values()
             ],
         }
         tmp = args.manifest.with_suffix(".tmp")
@@ -468,9 +504,10 @@ def main(argv: list[str] | None = None) -> int:
         "item_bytes": total // (args.feeds * args.items),
         "build_s": round(build_s, 2),
         "pid": os.getpid(),
+        "hosts": args.hosts,
     }
     print(json.dumps(ready), flush=True)
-    asyncio.run(serve(farm, sock))
+    asyncio.run(serve(farm, sock, more=more, log_path=args.log))
     return 0
 
 

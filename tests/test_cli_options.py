@@ -116,3 +116,11 @@ def test_status_json_and_the_daemons_holding_leases(database_url: str, tmp_path:
         "daemons"
     ] == ["host-a:4242"]
     assert "polling now: host-a:4242" in aggregator("status", db=database_url, cwd=tmp_path).stdout
+
+
+def test_a_database_password_never_reaches_the_error_message(tmp_path: Path) -> None:
+    url = "postgresql://reader:s3cret-word@127.0.0.1:1/nothing-listens-here"
+    done = aggregator("status", db=url, cwd=tmp_path, check=False)
+    assert done.returncode == 1, done
+    assert "s3cret-word" not in done.stderr + done.stdout
+    assert "reader:***@127.0.0.1:1/nothing-listens-here" in done.stderr, done.stderr

@@ -127,9 +127,7 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     done = subprocess.run(
         [analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60, check=False
     )
-    complaints = [
-        line for line in (done.stdout + done.stderr).splitlines() if str(copy) in line
-    ]
+    complaints = [line for line in (done.stdout + done.stderr).splitlines() if str(copy) in line]
     assert done.returncode == 0 and not complaints, complaints or done.stderr
 
 
@@ -277,9 +275,7 @@ def test_compose_runs_rsshub_beside_the_daemon_with_postgres_optional() -> None:
     assert services["postgres"]["profiles"] == ["postgres"]
     assert "profiles" not in services["rsshub"]
     # Every volume the image declares is mounted, as a directory.
-    volumes = {
-        PurePosixPath(v) for w, r in _dockerfile() if w == "VOLUME" for v in _json_list(r)
-    }
+    volumes = {PurePosixPath(v) for w, r in _dockerfile() if w == "VOLUME" for v in _json_list(r)}
     targets = {PurePosixPath(m.split(":")[1]) for m in daemon["volumes"]}
     assert volumes <= targets
     assert all(not m.split(":")[0].endswith((".yaml", ".yml")) for m in daemon["volumes"])

@@ -31,7 +31,7 @@ from aggregator.policy.schedule import (
 )
 from aggregator.service.pipeline import FeedReport, Pipeline
 from aggregator.service.runner import status_table
-from aggregator.store import Store
+from aggregator.store import FeedUpdate, Store
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 M15 = timedelta(minutes=15)
@@ -319,7 +319,7 @@ def test_the_disable_clock_can_be_driven_through_first_error_at(
     poll(store, spec, clock)
     (feed,) = store.feeds()
     assert feed.active
-    store.update_feed(feed.id, first_error_at=NOW - DEFAULT_DISABLE_AFTER)
+    store.update_feed(feed.id, FeedUpdate(first_error_at=NOW - DEFAULT_DISABLE_AFTER))
     poll(store, spec, clock)
     (feed,) = store.feeds()
     assert not feed.active

@@ -1,6 +1,6 @@
 """The export ledger: every stored post reaches its file, whatever stopped the last pass.
 
-The unit tests drive :class:`aggregator.hexo.export.Exporter` on real files and a
+The unit tests drive :class:`aggregator.service.export.Exporter` on real files and a
 real database (both backends); the process tests run ``aggregator fetch`` and
 ``aggregator run`` against a local feed server and break the export directory
 the ways an operator meets: read-only, a crash (SIGKILL), a full disk.
@@ -29,9 +29,10 @@ from sqlalchemy import update
 from support_proc import AggregatorProcess, wait_for
 
 from aggregator.hexo import export as export_module
-from aggregator.hexo.export import Exporter, export_posts, file_name
+from aggregator.hexo.export import export_posts, file_name
 from aggregator.hexo.post import Post
 from aggregator.policy.dedup import entry_key
+from aggregator.service.export import Exporter
 from aggregator.store import IngestItem, Store
 from aggregator.store import models as m
 from aggregator.store.exports import LedgerRow, PostVersion, directory_key, plan_exports

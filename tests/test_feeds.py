@@ -817,8 +817,7 @@ def test_the_documented_feed_keys_are_the_schema() -> None:
     docs = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     table = feeds_module.feed_keys_table()
     assert table in docs, (
-        "docs/configuration.md's feed-key table differs from the schema; replace it with:\n"
-        + table
+        "docs/configuration.md's feed-key table differs from the schema; replace it with:\n" + table
     )
 
 

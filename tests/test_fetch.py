@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import pickle
 import socket
@@ -542,12 +541,6 @@ def test_limits_are_validated() -> None:
         FetchLimits(max_per_host=0)
     with pytest.raises(ValueError, match="deadline must be positive"):
         FetchLimits(deadline=0)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("h2") is not None, reason="h2 is installed")
-def test_http2_without_h2_is_a_clear_error() -> None:
-    with pytest.raises(ImportError, match="needs the 'h2' package"):
-        Fetcher(FetchLimits(http2=True))
 
 
 def test_local_server_serves_sync_clients(local_server: LocalServer) -> None:

@@ -26,7 +26,7 @@ from aggregator.policy.rsshub import (
     origin,
 )
 from aggregator.service.pipeline import Pipeline
-from aggregator.store import Store
+from aggregator.store import FeedUpdate, Store
 
 RSSHUB_FEED = rss_document(
     "<item><title>t</title><link>https://news.example.com/1</link><guid>1</guid></item>",
@@ -214,7 +214,9 @@ async def test_warming_keeps_an_earlier_error_streak(
     spec = _spec(local_server.url("/r"), route="/r")
     feed_id = sqlite_store.sync_feeds([spec], now=datetime.now(UTC))[spec.url]
     first = datetime(2024, 1, 1, tzinfo=UTC)
-    sqlite_store.update_feed(feed_id, error_streak=3, first_error_at=first, error_class="transient")
+    sqlite_store.update_feed(
+        feed_id, FeedUpdate(error_streak=3, first_error_at=first, error_class="transient")
+    )
     async with Fetcher() as fetcher:
         await Pipeline(sqlite_store, fetcher).run_feed(spec, feed_id)
     state = sqlite_store.feed_state(feed_id)
@@ -286,7 +288,9 @@ async def test_timeout_of_a_route_that_worked_before_is_a_normal_error(
     local_server.route("/r", body=RSSHUB_FEED, delay=2)
     spec = _spec(local_server.url("/r"), route="/r")
     feed_id = sqlite_store.sync_feeds([spec], now=datetime.now(UTC))[spec.url]
-    sqlite_store.update_feed(feed_id, last_success_at=datetime.now(UTC) - timedelta(hours=1))
+    sqlite_store.update_feed(
+        feed_id, FeedUpdate(last_success_at=datetime.now(UTC) - timedelta(hours=1))
+    )
     async with Fetcher(FetchLimits(read_timeout=0.3)) as fetcher:
         report = await Pipeline(sqlite_store, fetcher).run_feed(spec, feed_id)
     assert (report.error_class, sqlite_store.feed_state(feed_id).error_streak) == ("transient", 1)

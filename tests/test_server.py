@@ -82,7 +82,9 @@ def value(found: Samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def metrics() -> Metrics:
-    return Metrics(clock=lambda: NOW)
+    # The per-feed series is an opt-in (aggregator run --metrics-per-feed);
+    # these tests read it, the default is tested below without it.
+    return Metrics(clock=lambda: NOW, per_feed=True)
 
 
 @pytest.fixture
@@ -299,6 +301,43 @@ def test_forget_feed_drops_its_series(metrics: Metrics) -> None:
     metrics.forget_feed("https://gone.example/")
     metrics.forget_feed("https://never.example/")
     assert b"gone.example" not in metrics.render()[0]
+
+
+def test_no_per_feed_series_by_default() -> None:
+    """30,000 feeds must not be 30,000 series: the default has no feed label."""
+    metrics = Metrics(clock=lambda: NOW)
+    for i in range(50):
+        metrics.observe(FakeReport(f"https://h{i}.example/feed", 200, new=1))
+    metrics.forget_feed("https://h1.example/feed")  # harmless without the series
+    text = metrics.render()[0].decode()
+    assert "example" not in text
+    assert "aggregator_last_success_timestamp_seconds" not in text
+    assert all("feed" not in labels for family in text_string_to_metric_families(text)
+               for labels in (s.labels for s in family.samples))
+    assert value(samples(text), "aggregator_fetches_total", outcome="ok") == 50
+
+
+def test_feed_states_and_oldest_success_are_bounded_gauges() -> None:
+    metrics = Metrics()
+    found = samples(metrics.render()[0].decode())
+    by_state = "aggregator_feeds_by_state"
+    # Present at zero from the first scrape, for alerts.
+    for state in ("ok", "new", "failing", "throttled", "disabled"):
+        assert value(found, by_state, state=state) == 0
+    assert value(found, "aggregator_oldest_success_age_seconds") == 0
+
+    metrics.set_feed_states(
+        {"ok": 29_000, "failing": 12, "throttled": 3, "disabled": 5, "bogus": 7},
+        oldest_success_age=612.5,
+    )
+    found = samples(metrics.render()[0].decode())
+    assert value(found, by_state, state="ok") == 29_000
+    assert value(found, by_state, state="failing") == 12
+    assert value(found, by_state, state="throttled") == 3
+    assert value(found, by_state, state="disabled") == 5
+    assert value(found, by_state, state="new") == 0
+    assert (by_state, frozenset({("state", "bogus")})) not in found
+    assert value(found, "aggregator_oldest_success_age_seconds") == 612.5
 
 
 def test_metrics_instances_do_not_share_state() -> None:

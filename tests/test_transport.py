@@ -4,7 +4,8 @@ tests/test_fetch.py already runs every fetch behaviour (timeouts, limits,
 redirects, codings, refused and dropped connections) over this transport,
 since feed fetches use it by default.  These tests cover what is particular
 to it: servers that break HTTP, credentials in the URL, long headers, the
-send-time trace that spacing relies on, and that guarded fetches stay off it.
+send-time trace that spacing relies on, and that guarded fetches share it but
+not its trusted connection pool.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import httpx
 import pytest
@@ -20,8 +21,8 @@ from aiohttp import web
 from localserver import LocalServer
 
 from aggregator.fetch.fetcher import FetchConnectError, Fetcher, FetchLimits
-from aggregator.fetch.netguard import AddressGuard
-from aggregator.fetch.transport import AiohttpTransport
+from aggregator.fetch.netguard import AddressGuard, AddressRefused, IPAddress, refusal_reason
+from aggregator.fetch.transport import GUARD_EXTENSION, AiohttpTransport
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -46,11 +47,20 @@ async def raw_server(reply: Reply) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-async def test_feed_fetches_use_aiohttp_and_guarded_ones_do_not() -> None:
+async def test_feed_fetches_and_guarded_ones_share_the_transport_not_the_pool() -> None:
     async with Fetcher() as fetcher:
-        assert isinstance(fetcher._channel_for(None).transport, AiohttpTransport)
-        guarded = fetcher._channel_for(AddressGuard()).transport
-        assert not isinstance(guarded, AiohttpTransport)
+        trusted = fetcher._channel_for(None)
+        guard = AddressGuard()
+        guarded = fetcher._channel_for(guard)
+        assert isinstance(trusted.transport, AiohttpTransport)
+        assert guarded.transport is trusted.transport
+        assert fetcher._channel_for(guard) is guarded
+        assert guarded.cookies is not trusted.cookies  # an untrusted link sees no feed cookie
+        transport = trusted.transport
+        assert isinstance(transport, AiohttpTransport)
+        trusted_pool, guarded_pool = transport._pool(None), transport._pool(guard)
+        assert guarded_pool.connector is not trusted_pool.connector
+        assert not guarded_pool.trust_env  # a proxy would resolve names out of the guard's sight
 
 
 async def test_garbage_instead_of_a_status_line_is_a_broken_response() -> None:
@@ -199,3 +209,89 @@ async def test_trace_hears_when_headers_go_out_and_shares_the_pool(
         await transport.aclose()
     assert events == ["http11.send_request_headers.started"]  # the traced one only
     assert len({r.peer for r in local_server.requests}) == 1  # one connection for all three
+
+
+# --------------------------------------------------------------------------
+# The address guard on this one path: the guarded pool's resolver
+
+
+def _loopback_is_public(address: IPAddress) -> str | None:
+    """The default policy, except that this machine plays the public internet."""
+    return None if str(address) == "127.0.0.1" else refusal_reason(address)
+
+
+async def _send(transport: AiohttpTransport, url: str, guard: AddressGuard | None) -> bytes:
+    request = httpx.Request("GET", url, extensions={GUARD_EXTENSION: guard})
+    response = await transport.handle_async_request(request)
+    try:
+        return b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+
+
+async def test_the_transport_alone_refuses_and_pins_guarded_requests(
+    local_server: LocalServer,
+) -> None:
+    """Without the fetcher's pre-flight check: names are judged by the guard
+    acting as resolver, literals before the connect, and a name known only
+    to the guard's resolver is reached at the address the guard returned."""
+    local_server.route("/page", body=b"page")
+    calls: list[str] = []
+
+    async def resolver(host: str, port: int) -> Sequence[str]:
+        calls.append(host)
+        return {"outlet.test": ["127.0.0.1"], "intranet.test": ["10.0.0.1"]}.get(host, [])
+
+    strict = AddressGuard(resolver=resolver)
+    lenient = AddressGuard(resolver=resolver, policy=_loopback_is_public)
+    transport = AiohttpTransport(max_connections=2)
+    try:
+        for url in (
+            local_server.url("/page", host="outlet.test"),
+            local_server.url("/page", host="127.0.0.1"),
+            "http://intranet.test/",
+        ):
+            with pytest.raises(AddressRefused):
+                await _send(transport, url, strict)
+        assert local_server.requests == []
+        assert calls == ["outlet.test", "intranet.test"]  # the literal needs no DNS
+        assert await _send(transport, local_server.url("/page", host="outlet.test"), lenient) == (
+            b"page"
+        )
+    finally:
+        await transport.aclose()
+    (request,) = local_server.requests
+    assert request.headers["Host"] == f"outlet.test:{local_server.port}"
+
+
+async def test_trusted_connections_are_never_lent_to_guarded_requests(
+    local_server: LocalServer,
+) -> None:
+    local_server.route("/page", body=b"page")
+    guard = AddressGuard(policy=_loopback_is_public)
+    url = local_server.url("/page")
+    transport = AiohttpTransport(max_connections=4)
+    try:
+        for guard_or_none in (None, None, guard, guard):
+            assert await _send(transport, url, guard_or_none) == b"page"
+    finally:
+        await transport.aclose()
+    peers = [r.peer for r in local_server.requests]
+    assert peers[0] == peers[1] and peers[2] == peers[3]  # each pool reuses its own
+    assert peers[0] != peers[2]  # but the guarded one opened its own connection
+
+
+async def test_guarded_requests_ignore_a_proxy_in_the_environment(
+    local_server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy would resolve the name itself, out of the guard's sight."""
+    local_server.route("/page", body=b"page")
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    guard = AddressGuard(policy=_loopback_is_public)
+    async with Fetcher() as fetcher:
+        result = await fetcher.fetch(local_server.url("/page"), guard=guard)
+    assert result.content == b"page"
+    (request,) = local_server.requests
+    assert request.path == "/page"  # straight to the server, not via the proxy

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -60,6 +60,9 @@ from aggregator.policy.dedup import IDENTITIES, Identity
 from aggregator.policy.filters import FIELDS as _RULE_FIELDS
 from aggregator.policy.filters import Filters, Rule, compile_pattern
 from aggregator.policy.politeness import HostPolicy, default_host_policy
+
+if TYPE_CHECKING:
+    from aggregator.config.publish import PublishConfig
 
 #: ``max_image_bytes`` when feeds.yaml does not set it (``images: archive``).
 DEFAULT_MAX_IMAGE_BYTES: Final = 16 * 1024 * 1024
@@ -188,6 +191,8 @@ class Config:
     #: Politeness per host name (lowercase, no port) from the ``hosts:``
     #: section, each already merged with the default for that host.
     hosts: Mapping[str, HostPolicy] = field(default_factory=lambda: MappingProxyType({}))
+    #: The ``publish:`` section (aggregator.config.publish), None without one.
+    publish: PublishConfig | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
     source: Path | None = field(default=None, compare=False)
 
@@ -581,114 +586,114 @@ class _FeedFields(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str | None = _setting(
-        'http(s) URL',
+        "http(s) URL",
         (
             "The feed's address. Each feed needs exactly one of `url` or `rsshub`. Not allowed in"
-            ' `defaults`.'
+            " `defaults`."
         ),
-        default='—',
+        default="—",
     )
     rsshub: str | None = _setting(
-        'route, e.g. `/guancha/headline`',
+        "route, e.g. `/guancha/headline`",
         (
-            'An [RSSHub](https://docs.rsshub.app/) route. It is joined to `rsshub_base` to give '
-            'the feed URL. Not allowed in `defaults`.'
+            "An [RSSHub](https://docs.rsshub.app/) route. It is joined to `rsshub_base` to give "
+            "the feed URL. Not allowed in `defaults`."
         ),
-        default='—',
+        default="—",
     )
     rsshub_base: str | None = _setting(
-        'http(s) URL',
+        "http(s) URL",
         (
-            'The RSSHub server, usually set once in `defaults` (a local RSSHub is '
-            '`http://127.0.0.1:1200`). A feed that uses `rsshub` needs it. Feeds that use `url` '
-            'ignore it.'
+            "The RSSHub server, usually set once in `defaults` (a local RSSHub is "
+            "`http://127.0.0.1:1200`). A feed that uses `rsshub` needs it. Feeds that use `url` "
+            "ignore it."
         ),
-        default='none',
+        default="none",
     )
     outlet: str | None = _setting(
-        'text',
+        "text",
         "The outlet's name. It is the second category and the `author:` line.",
-        default='**required**',
+        default="**required**",
     )
     section: str | None = _setting(
-        'text',
-        'The section within the outlet. It is the third category.',
-        default='**required**',
+        "text",
+        "The section within the outlet. It is the third category.",
+        default="**required**",
     )
     group: str | None = _setting(
-        'text',
-        'The first category, e.g. `新媒体`.',
-        default='**required** (usually from `defaults`)',
+        "text",
+        "The first category, e.g. `新媒体`.",
+        default="**required** (usually from `defaults`)",
     )
     interval: timedelta | None = _setting(
-        'duration',
+        "duration",
         (
-            'How often to poll the feed. It must be at least `1s`. Anything under `60s` loads but'
-            ' logs a warning.'
+            "How often to poll the feed. It must be at least `1s`. Anything under `60s` loads but"
+            " logs a warning."
         ),
     )
     enabled: bool | None = _setting(
-        'boolean',
+        "boolean",
         (
-            'Set it to `false` to keep the entry in the file without polling it. `aggregator '
-            'fetch --feed` can still select a disabled feed.'
+            "Set it to `false` to keep the entry in the file without polling it. `aggregator "
+            "fetch --feed` can still select a disabled feed."
         ),
     )
     full_text: _FullTextModel | None = _setting(
-        'mapping or `null`',
+        "mapping or `null`",
         (
             "Replaces each item's body with part of the article's web page (see below). On a "
-            'feed, `full_text: null` turns off a `full_text` inherited from `defaults`.'
+            "feed, `full_text: null` turns off a `full_text` inherited from `defaults`."
         ),
     )
     placeholder_image: str | None = _setting(
-        'text (URL or path)',
+        "text (URL or path)",
         'The image used for a post that has none. `""` means no placeholder.',
     )
     timezone: str | None = _setting(
-        'IANA zone name, e.g. `Asia/Shanghai`',
+        "IANA zone name, e.g. `Asia/Shanghai`",
         (
             "The zone of entry dates that carry no offset (`2022-03-01 13:31:34`, "
             "`2022年03月01日 13:31`, `Tue, 01 Mar 2022 13:31:34`), and what `CST` means: +08:00 "
             "for a zone at UTC+8, else US Central. Dates with an offset or `GMT` are left "
             "alone. See [Dates](#dates)."
         ),
-        note='(UTC)',
+        note="(UTC)",
     )
     date_offset: timedelta | None = _setting(
-        'signed duration, e.g. `-8h`',
+        "signed duration, e.g. `-8h`",
         (
-            'Added to every entry date of the feed, for feeds that label local time with the '
-            'wrong zone. At most a day either way. See [Dates](#dates).'
+            "Added to every entry date of the feed, for feeds that label local time with the "
+            "wrong zone. At most a day either way. See [Dates](#dates)."
         ),
     )
     disable_after: timedelta | None = _setting(
-        'duration',
+        "duration",
         (
-            'A feed that fails permanently (404, not a feed) for this long, with no success in '
-            'between, stops being polled. See [Errors](#errors-and-disabled-feeds).'
+            "A feed that fails permanently (404, not a feed) for this long, with no success in "
+            "between, stops being polled. See [Errors](#errors-and-disabled-feeds)."
         ),
     )
     identity: Identity | None = _setting(
-        '`guid`, `link` or `title`',
+        "`guid`, `link` or `title`",
         (
             'Which field says "this is the same item, edited" (see *Item identity* in the '
-            'README). `link` for feeds whose GUIDs change with the headline; `title` for feeds '
-            'whose GUIDs and links both change (headlines must then be unique).'
+            "README). `link` for feeds whose GUIDs change with the headline; `title` for feeds "
+            "whose GUIDs and links both change (headlines must then be unique)."
         ),
     )
     keep: tuple[_RuleModel, ...] | None = _setting(
-        'list of rules',
+        "list of rules",
         (
-            'With keep rules, only items matching one of them are exported. Rules in `defaults` '
-            'and on the feed add up.'
+            "With keep rules, only items matching one of them are exported. Rules in `defaults` "
+            "and on the feed add up."
         ),
     )
     block: tuple[_RuleModel, ...] | None = _setting(
-        'list of rules',
+        "list of rules",
         (
-            'Items matching any of these are stored but never exported. Rules in `defaults` and '
-            'on the feed add up. Block wins over keep.'
+            "Items matching any of these are stored but never exported. Rules in `defaults` and "
+            "on the feed add up. Block wins over keep."
         ),
     )
 
@@ -698,35 +703,35 @@ class _FeedFields(BaseModel):
         return _check_rules(value)
 
     allow_private_networks: bool | None = _setting(
-        'boolean',
+        "boolean",
         (
-            'Lets links *inside* the feed (full-text pages) reach this machine and private '
-            'networks: loopback, RFC 1918, link-local (including the cloud metadata address '
-            '`169.254.169.254`), carrier-grade NAT and similar addresses. By default such links '
+            "Lets links *inside* the feed (full-text pages) reach this machine and private "
+            "networks: loopback, RFC 1918, link-local (including the cloud metadata address "
+            "`169.254.169.254`), carrier-grade NAT and similar addresses. By default such links "
             "are refused, because whoever writes an item chooses its link. The feed's own `url` "
-            'is never restricted. See [Security](../README.md#security).'
+            "is never restricted. See [Security](../README.md#security)."
         ),
     )
     images: Literal["remote", "archive"] | None = _setting(
-        '`remote` or `archive`',
+        "`remote` or `archive`",
         (
-            "`remote`: posts link the outlet's images, with `referrerpolicy=\"no-referrer\"` (as "
+            '`remote`: posts link the outlet\'s images, with `referrerpolicy="no-referrer"` (as '
             "the seeds do). `archive`: each post's images are downloaded at ingest and the post "
-            'points at the copies. See [Images](#images).'
+            "points at the copies. See [Images](#images)."
         ),
     )
     max_image_bytes: int | None = _setting(
-        'whole number of bytes, 1 to 16777216',
-        'With `images: archive`, a bigger image is not archived (it keeps its remote URL).',
-        note='(16 MiB)',
+        "whole number of bytes, 1 to 16777216",
+        "With `images: archive`, a bigger image is not archived (it keeps its remote URL).",
+        note="(16 MiB)",
     )
     image_referers: dict[str, str] | None = _setting(
-        'mapping of image host → `none`, `origin` or an http(s) URL',
+        "mapping of image host → `none`, `origin` or an http(s) URL",
         (
             "The Referer sent when archiving an image from that host. The feed's rules are merged"
-            ' over those in `defaults`, host by host. See [Images](#images).'
+            " over those in `defaults`, host by host. See [Images](#images)."
         ),
-        note='(every host: `none`)',
+        note="(every host: `none`)",
     )
 
     @field_validator("max_image_bytes")
@@ -879,7 +884,7 @@ _PLAIN_SETTINGS: Final = tuple(
     and key not in {"url", "outlet", "section", "group", "full_text", "image_referers"}
 )
 _FULL_TEXT_KEYS: Final = tuple(_FullTextModel.model_fields)
-_TOP_KEYS: Final = ("defaults", "feeds", "hosts", "output_dir")
+_TOP_KEYS: Final = ("defaults", "feeds", "hosts", "output_dir", "publish")
 _HOST_KEYS: Final = ("max_concurrency", "min_spacing")
 _NOT_DEFAULTABLE: Final = ("url", "rsshub")
 _REQUIRED_HELP: Final = MappingProxyType(
@@ -1206,6 +1211,7 @@ class _Loader:
         defaults, bad_defaults = self._defaults(data)
         output_dir = self._output_dir(data, base_dir)
         hosts = self._hosts(data)
+        publish = self._publish(data, base_dir)
         feeds = self._feeds(data, defaults, bad_defaults)
 
         if self.issues:
@@ -1217,6 +1223,7 @@ class _Loader:
             feeds=feeds,
             output_dir=output_dir,
             hosts=MappingProxyType(hosts),
+            publish=publish,
             warnings=tuple(str(w) for w in self.warnings),
         )
 
@@ -1251,6 +1258,17 @@ class _Loader:
             return None
         path = Path(value)
         return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+    def _publish(self, data: dict[str, Any], base_dir: Path | None) -> PublishConfig | None:
+        """``publish:`` (see aggregator.config.publish), loaded only when the file has one."""
+        if "publish" not in data or ("publish",) in self.refused:
+            return None
+        from aggregator.config.publish import parse_publish
+
+        config, problems = parse_publish(data["publish"], base_dir)
+        for where, message in problems:
+            self._issue(("publish", *where), message)
+        return config
 
     def _hosts(self, data: dict[str, Any]) -> dict[str, HostPolicy]:
         """``hosts:``: per host name, ``max_concurrency`` and ``min_spacing``.

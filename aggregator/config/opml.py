@@ -278,8 +278,16 @@ def _feed(
 #: How each ``aggregator:`` attribute's text is read; the loader then
 #: validates the value exactly as if it had been written in feeds.yaml.
 _TEXT_SETTINGS: Final = frozenset(
-    {"rsshub", "interval", "placeholder_image", "timezone", "date_offset", "disable_after",
-     "identity", "images"}
+    {
+        "rsshub",
+        "interval",
+        "placeholder_image",
+        "timezone",
+        "date_offset",
+        "disable_after",
+        "identity",
+        "images",
+    }
 )
 _FLAG_SETTINGS: Final = frozenset({"enabled", "allow_private_networks"})
 _NUMBER_SETTINGS: Final = frozenset({"max_image_bytes"})

@@ -48,9 +48,10 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from aggregator.config.feeds import DEFAULT_MAX_IMAGE_BYTES
@@ -62,15 +63,18 @@ from aggregator.content.clean import (
     _tokens,
     _usable_image,
 )
-from aggregator.fetch.fetcher import Fetcher, FetchError, redact_url
-from aggregator.fetch.netguard import AddressGuard
+from aggregator.errors import AggregatorError
 from aggregator.hexo.post import Post
+from aggregator.policy.urls import redact_url
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_BYTES",
     "EXTENSIONS",
     "IMAGE_ACCEPT",
     "ArchiveResult",
+    "Download",
+    "Downloaded",
+    "ImageUnavailable",
     "archive_images",
     "archived_mapping",
     "find_image_urls",
@@ -285,6 +289,34 @@ class _Refused(Exception):
     pass
 
 
+class ImageUnavailable(AggregatorError):
+    """A download gave no image (a dead link, a refused address, a limit).
+
+    ``reason`` is short and is what the image index and the feed's report
+    record, e.g. ``HTTP 404`` or ``address 10.0.0.1 is not public``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Downloaded(Protocol):
+    """What a download returns: fetch's ``FetchResult`` fits."""
+
+    @property
+    def content(self) -> bytes: ...
+    @property
+    def content_type(self) -> str | None: ...
+
+
+#: Fetches one image URL, sending these extra headers (a Referer), or raises
+#: :class:`ImageUnavailable`.  The service builds it from the fetcher and the
+#: address guard, so this stage holds no network client: it only decides
+#: what to ask for and what to keep (tests/test_layers.py).
+Download = Callable[[str, Mapping[str, str] | None], Awaitable[Downloaded]]
+
+
 def _extension(content_type: str | None) -> str:
     if not content_type or not content_type.startswith("image/"):
         raise _Refused(f"not an image (Content-Type {content_type or 'missing'})")
@@ -296,8 +328,7 @@ def _extension(content_type: str | None) -> str:
 
 async def archive_images(
     urls: Iterable[str],
-    fetcher: Fetcher,
-    guard: AddressGuard | None,
+    download: Download,
     dest: Path,
     rules: Mapping[str, str],
     *,
@@ -307,8 +338,9 @@ async def archive_images(
 ) -> ArchiveResult:
     """Fetch and store each image not archived yet; never raises for an image.
 
-    ``dest`` is the images directory; ``guard`` is the address guard for
-    links inside feeds (None when the feed allows private networks).
+    ``dest`` is the images directory; ``download`` fetches one URL (with
+    the fetcher's limits and, unless the feed allows private networks, the
+    address guard: image URLs come from the feed).
     """
     now = time.time() if clock is None else clock
     result = ArchiveResult()
@@ -326,9 +358,7 @@ async def archive_images(
         headers = {"Referer": referer} if referer else None
         try:
             async with gate:
-                fetched = await fetcher.fetch(
-                    url, headers=headers, accept=IMAGE_ACCEPT, guard=guard
-                )
+                fetched = await download(url, headers)
             result.fetched += 1
             ext = _extension(fetched.content_type)
             if len(fetched.content) > max_bytes:
@@ -336,8 +366,8 @@ async def archive_images(
             if not fetched.content:
                 raise _Refused("empty body")
             name = await asyncio.to_thread(_store, dest, url, fetched.content, ext)
-        except (FetchError, _Refused) as exc:
-            reason = str(exc.reason) if isinstance(exc, FetchError) else str(exc)
+        except (ImageUnavailable, _Refused) as exc:
+            reason = exc.reason if isinstance(exc, ImageUnavailable) else str(exc)
             result.failures[url] = reason
             log.warning("image kept remote: %s", reason, extra={"image": redact_url(url)})
             await asyncio.to_thread(_record_failure, dest, url, reason, now)

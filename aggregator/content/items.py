@@ -18,24 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from aggregator.content.clean import entry_to_post
 from aggregator.content.rawentry import StoredPage, dump_entry
-from aggregator.hexo.post import Post
 from aggregator.policy.dates import DateNote, effective_date
-from aggregator.policy.dedup import (
-    Identity,
-    KeyFacts,
-    canonical_link,
-    content_hash,
-    entry_key,
-    entry_keys,
-)
-from aggregator.policy.repair import fit_key
+from aggregator.policy.dedup import Identity, KeyFacts, entry_key, entry_keys
+from aggregator.store.records import LINK_KEY_MAX, IngestItem
 from aggregator.types import Entry, ParsedFeed
 
 if TYPE_CHECKING:
@@ -49,47 +40,6 @@ __all__ = [
     "post_date",
     "rekey",
 ]
-
-#: Longest canonical link kept for matching (the indexed column's size).
-LINK_KEY_MAX: Final = 2048
-#: Longest identity key (``entries.key``); longer keys are shortened with a hash.
-KEY_MAX: Final = 2048
-
-
-@dataclass(frozen=True, slots=True)
-class IngestItem:
-    """One fetched entry, ready to store."""
-
-    key: str
-    post: Post
-    guid: str | None = None
-    link: str | None = None
-    author: str | None = None
-    raw: dict[str, Any] | None = None
-    #: Why a filter rule blocks it (stored, never exported), or None.
-    blocked: str | None = None
-    #: Why the post's date is not the entry's own as written (replaced, or
-    #: its zone assumed), or None.  The pipeline logs and counts it once the
-    #: store says the post is new.
-    date_note: DateNote | None = None
-    #: ``content_hash(post.title, post.body)``.  Derived when the item is
-    #: built -- in a parse worker -- and pickled along, so the store's single
-    #: writer does not spend its time on it.
-    digest: str = field(init=False)
-    #: ``canonical_link(link)`` (for matching by link), derived the same way.
-    canonical: str | None = field(init=False)
-
-    def __post_init__(self) -> None:
-        # Here, not where keys are made, so every way of making one is covered.
-        object.__setattr__(self, "key", fit_key(self.key, KEY_MAX))
-        object.__setattr__(self, "digest", content_hash(self.post.title, self.post.body))
-        object.__setattr__(self, "canonical", canonical_link(self.link))
-
-    @property
-    def link_key(self) -> str | None:
-        """The canonical link as the indexed column keeps it (None if too long)."""
-        key = self.canonical
-        return key if key is not None and fit_key(key, LINK_KEY_MAX) == key else None
 
 
 def post_date(entry: Entry, spec: FeedSpec, *, now: datetime) -> tuple[datetime, DateNote | None]:

@@ -1,5 +1,6 @@
-"""The one door to the network: bounded, polite, conditional HTTP, the aiohttp
-transport under it, and the address guard for links found inside feeds.
+"""The one door to the network: bounded, polite, conditional HTTP over one
+aiohttp transport, with the address guard for links found inside feeds as
+that transport's resolver.
 
 The entry points below are exported lazily (PEP 562): importing one module of
 this package must not load the others (start-up stays small).

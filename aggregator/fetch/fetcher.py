@@ -20,10 +20,11 @@ bounded here, so callers never need their own guards:
   public addresses, checked after DNS on every hop and pinned at connect time
   (see :mod:`aggregator.fetch.netguard`).
 
-Requests are httpx ``Request``/``Response`` objects handed straight to a
-transport: aiohttp's wire for feed URLs (:mod:`aggregator.fetch.transport`, a
-fraction of httpcore's cost per request), httpcore pinned by the guard for
-untrusted links, or whatever a test injects.
+Requests are httpx ``Request``/``Response`` objects handed straight to one
+transport, trusted and guarded alike: aiohttp's wire
+(:mod:`aggregator.fetch.transport`, a fraction of httpcore's cost per
+request), where the guard is the resolver of the guarded requests' pool, or
+whatever a test injects.
 
 Every failure is a ``FetchError`` subclass whose ``reason`` says what to do
 next (wait, fix the URL, raise a limit) and never quotes a body.
@@ -35,7 +36,6 @@ import asyncio
 import base64
 import contextlib
 import functools
-import importlib.util
 import socket
 import ssl
 import sys
@@ -46,23 +46,22 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType, TracebackType
 from typing import IO, Any, Final, Protocol, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import brotli
-import httpcore
 import httpx
 import zstandard
 
 from aggregator import __version__
 from aggregator.errors import AggregatorError
-from aggregator.fetch.netguard import AddressGuard, AddressRefused, GuardedBackend
-from aggregator.fetch.transport import AiohttpTransport
+from aggregator.fetch.netguard import AddressGuard, AddressRefused
+from aggregator.fetch.transport import GUARD_EXTENSION, AiohttpTransport
 from aggregator.policy.politeness import (
     HostPolicy,
     default_host_policy,
     is_local_host,
 )
 from aggregator.policy.repair import fit_or_none
+from aggregator.policy.urls import redact_url
 
 __all__ = [
     "DEFAULT_ACCEPT",
@@ -122,7 +121,6 @@ class FetchLimits:
     max_redirects: int = 5
     max_connections: int = 32  # concurrent fetches overall, and the pool size
     max_per_host: int | None = None  # hard cap on any host's concurrency, over its policy
-    http2: bool = False  # needs the optional h2 package
     user_agent: str = DEFAULT_USER_AGENT
     host_policies: Mapping[str, HostPolicy] = field(default_factory=lambda: MappingProxyType({}))
     default_policy: Callable[[str], HostPolicy] = default_host_policy
@@ -275,19 +273,6 @@ class ForbiddenAddress(FetchError):
     Nothing was sent to that address; the reason names the URL, the address
     and what to set if the address is meant to be reached.
     """
-
-
-def redact_url(url: str) -> str:
-    """Drop ``user:password@``: feeds behind basic auth carry it, logs must not."""
-    if "@" not in url:  # the usual case, and called for every poll
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 _redact = redact_url  # the short name used throughout this module
@@ -514,34 +499,6 @@ def _parse_url(url: str) -> httpx.URL:
     return parsed.copy_with(fragment=None)  # never sent; would only confuse loop detection
 
 
-class _PinnedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport, connecting only through a :class:`GuardedBackend`.
-
-    httpx does not take a network backend, so the connection pool it built is
-    replaced by an identical one that has ours.  ``_pool`` is private to
-    httpx; the check below makes an httpx upgrade that renames it fail loudly
-    at start-up instead of silently connecting unguarded.  No proxy from the
-    environment is used: a proxy would resolve names itself, out of our sight.
-    """
-
-    def __init__(self, guard: AddressGuard, limits: FetchLimits) -> None:
-        super().__init__(http2=limits.http2, trust_env=False)
-        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            raise RuntimeError(
-                f"httpx {httpx.__version__} no longer keeps its connection pool in "
-                "AsyncHTTPTransport._pool; aggregator.fetch.fetcher cannot pin guarded connections"
-            )
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_connections,
-            keepalive_expiry=httpx.Limits().keepalive_expiry,
-            http1=True,
-            http2=limits.http2,
-            network_backend=GuardedBackend(guard),
-        )
-
-
 @dataclass(slots=True)
 class _HostGate:
     """One host's concurrency slots and spacing turnstile, alive while it has users."""
@@ -564,23 +521,29 @@ class _Request:
 
 
 class _Channel:
-    """A transport with its own cookie jar: what ``httpx.AsyncClient`` gave us, minus the rest.
+    """One trust level over the shared transport: what ``httpx.AsyncClient``
+    gave us, minus the rest.
 
     Credentials in the URL (``https://user:pass@host/feed``) become a Basic
     ``Authorization`` header, as the client would; cookies a server sets
     are sent back to it (some sites set one and redirect to check it), one
     jar per channel, so an untrusted link never sees a feed's cookies.
+    ``guard`` rides on every request as the transport's
+    :data:`~aggregator.fetch.transport.GUARD_EXTENSION`.
     """
 
-    __slots__ = ("cookies", "transport")
+    __slots__ = ("cookies", "guard", "transport")
 
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, transport: httpx.AsyncBaseTransport, guard: AddressGuard | None) -> None:
         self.transport = transport
+        self.guard = guard
         self.cookies = httpx.Cookies()
 
     def request(
         self, target: httpx.URL, headers: httpx.Headers, extensions: dict[str, Any]
     ) -> httpx.Request:
+        if self.guard is not None:
+            extensions[GUARD_EXTENSION] = self.guard
         request = httpx.Request("GET", target, headers=headers, extensions=extensions)
         if target.userinfo and "authorization" not in headers:
             credentials = f"{target.username}:{target.password}".encode()
@@ -607,12 +570,14 @@ class Fetcher:
     its ``min_spacing`` after the previous one, counted from when the
     previous request's headers were actually sent.
 
-    Guarded fetches (``fetch(..., guard=g)``) go through a second transport, one
-    per guard, whose connections were all opened by ``g``'s backend: pooled
-    connections are then safe to reuse, and a connection opened for a trusted
-    feed URL on the same host is never lent to an untrusted link.  With an
-    injected ``transport`` (tests) nothing can be pinned, and guarded fetches
-    use that transport after the guard's pre-flight check alone.
+    Guarded fetches (``fetch(..., guard=g)``) go through the same transport,
+    naming ``g`` on each request; the transport keeps one connection pool
+    per guard, whose connections were all opened to addresses ``g`` checked:
+    pooled connections are then safe to reuse, and a connection opened for a
+    trusted feed URL on the same host is never lent to an untrusted link.
+    With an injected ``transport`` (tests) that ignores the guard, nothing
+    can be pinned, and guarded fetches rely on the guard's pre-flight check
+    of every hop alone.
     """
 
     def __init__(
@@ -622,25 +587,12 @@ class Fetcher:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._limits = limits = limits or FetchLimits()
-        if limits.http2 and importlib.util.find_spec("h2") is None:
-            raise ImportError(
-                "FetchLimits(http2=True) needs the 'h2' package: install httpx[http2] "
-                "or leave http2 off",
-                name="h2",
-            )
-        self._injected = transport
-        # Feed URLs are trusted: they go over aiohttp's wire, which costs a
-        # fraction of httpcore's per request (see aggregator.fetch.transport).
-        # HTTP/2 is httpcore's alone.
-        self._wire = _Channel(
-            transport
-            or (
-                httpx.AsyncHTTPTransport(http2=True, limits=self._pool_limits())
-                if limits.http2
-                else AiohttpTransport(max_connections=limits.max_connections)
-            )
+        # One wire for every request: aiohttp's, which costs a fraction of
+        # httpcore's per request (see aggregator.fetch.transport).
+        self._transport: httpx.AsyncBaseTransport = transport or AiohttpTransport(
+            max_connections=limits.max_connections
         )
-        self._guarded: dict[AddressGuard, _Channel] = {}
+        self._channels: dict[AddressGuard | None, _Channel] = {}
         self._closed = False
         self._timeout = httpx.Timeout(
             connect=limits.connect_timeout,
@@ -657,18 +609,10 @@ class Fetcher:
         # once in the past, so the dict stays as small as the hosts in flight.
         self._next_start: dict[str, float] = {}
 
-    def _pool_limits(self) -> httpx.Limits:
-        return httpx.Limits(
-            max_connections=self._limits.max_connections,
-            max_keepalive_connections=self._limits.max_connections,
-        )
-
     def _channel_for(self, guard: AddressGuard | None) -> _Channel:
-        if guard is None or self._injected is not None:
-            return self._wire
-        channel = self._guarded.get(guard)
+        channel = self._channels.get(guard)
         if channel is None:
-            channel = self._guarded[guard] = _Channel(_PinnedTransport(guard, self._limits))
+            channel = self._channels[guard] = _Channel(self._transport, guard)
         return channel
 
     @property
@@ -701,9 +645,7 @@ class Fetcher:
 
     async def aclose(self) -> None:
         self._closed = True
-        await self._wire.transport.aclose()
-        for channel in self._guarded.values():
-            await channel.transport.aclose()
+        await self._transport.aclose()
 
     async def fetch(
         self,
@@ -800,7 +742,7 @@ class Fetcher:
         """Pass ``host``'s turnstile at its next start time, holding a global slot.
 
         Returns the marker to call when the request headers actually go out
-        (httpcore's trace event, after any connect): it books the next start
+        (the transport's trace event, after any connect): it books the next start
         ``spacing`` later and lets the next waiter through.  Booking at the
         real send, not at slot time, is what the server sees -- a cold
         connection can otherwise make two arrivals closer than the spacing.
@@ -836,8 +778,9 @@ class Fetcher:
     async def _preflight(self, guard: AddressGuard, state: _Request, target: httpx.URL) -> None:
         """Refuse ``target`` before asking anything of it.
 
-        With our own transport the connect step checks again (and pins); this
-        check gives every transport the guard and names the hop in the error.
+        The transport's connect step checks again (and pins the connection to
+        the checked address); this check covers any transport, an injected
+        one included, and names the hop in the error.
         """
         port = target.port or (443 if target.scheme == "https" else 80)
         try:
@@ -884,7 +827,7 @@ class Fetcher:
                 await response.aclose()  # an unread body closes rather than pools
         except httpx.TransportError as exc:
             raise _transport_error(state.url, target, exc, self._limits) from exc
-        except AddressRefused as exc:  # raised at connect time by GuardedBackend
+        except AddressRefused as exc:  # raised at connect time by the transport's resolver
             raise _forbidden(state.url, target, exc) from None
 
     async def _settle(self, state: _Request, response: httpx.Response) -> FetchResult | httpx.URL:
@@ -977,8 +920,8 @@ _DRAIN_LIMIT = 64 * 1024
 async def _drain(response: httpx.Response) -> None:
     """Read a small body we do not need (a 304's, a redirect's) to its end.
 
-    httpcore returns a connection to the pool only once its response was read
-    to the end; an unread body, even an empty one, makes ``aclose`` drop the
+    The transport returns a connection to the pool only once its response was
+    read to the end; an unread body, even an empty one, makes ``aclose`` drop the
     connection, so every 304 would cost a new TCP connection.  A body over
     ``_DRAIN_LIMIT`` bytes on the wire is abandoned (the connection closes),
     and a fault while reading is ignored: the status is the answer.

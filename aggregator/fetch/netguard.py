@@ -15,15 +15,17 @@ DNS record points at 10.0.0.1 all reach the same places as the literals).
 
 The check alone would leave a window: a name checked against one answer could
 be re-resolved by the HTTP client to another (DNS rebinding, a record with a
-zero TTL flipping between a public address and 127.0.0.1).  So
-:class:`GuardedBackend` is an httpcore network backend that resolves the name
-itself, checks every answer, and then opens the socket to a checked IP
+zero TTL flipping between a public address and 127.0.0.1).  So the guard is
+also the resolver of the connection pool that guarded requests use
+(:class:`aggregator.fetch.transport.GuardedResolver`): it resolves the name
+itself, checks every answer, and the socket is opened to a checked IP
 literal -- the address connected to is the address that was checked.  TLS is
-unaffected: httpcore still sends the host name for SNI and checks the
+unaffected: the client still sends the host name for SNI and checks the
 certificate against it.
 
-This module does no HTTP and knows nothing of feeds; :mod:`aggregator.fetch.fetcher`
-applies it per fetch.
+This module does no HTTP, imports no HTTP library and knows nothing of
+feeds; :mod:`aggregator.fetch.fetcher` applies it per fetch (before every
+hop) and :mod:`aggregator.fetch.transport` at connect time.
 """
 
 from __future__ import annotations
@@ -31,9 +33,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-
-import httpcore
+from collections.abc import Awaitable, Callable, Sequence
 
 from aggregator.errors import AggregatorError
 
@@ -41,7 +41,6 @@ __all__ = [
     "PRIVATE_NETWORKS_HINT",
     "AddressGuard",
     "AddressRefused",
-    "GuardedBackend",
     "IPAddress",
     "Resolver",
     "refusal_reason",
@@ -207,60 +206,3 @@ class AddressGuard:
             if reason is not None:
                 raise AddressRefused(host, answer, reason, self.hint)
         return answers
-
-
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that only connects to addresses ``guard`` allows.
-
-    ``connect_tcp`` is given the URL's host name; it resolves and checks it
-    with the guard, then connects to the checked IP literals in turn, so the
-    socket goes exactly where the check said it may (no second lookup that a
-    rebinding DNS server could answer differently).  Unix sockets are
-    refused outright: no feed link names one.
-    """
-
-    def __init__(self, guard: AddressGuard, inner: httpcore.AsyncNetworkBackend | None = None):
-        self._guard = guard
-        self._inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's backend interface
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await self._guard.check(host, port)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host!r} took over {timeout} s") from None
-        except OSError as exc:  # DNS failure: reported like any failed connect
-            raise httpcore.ConnectError(str(exc)) from exc
-        options = list(socket_options or ())
-        failure: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc  # try the next checked address, as getaddrinfo users do
-        assert failure is not None  # check() never returns an empty list
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's backend interface
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise AddressRefused(path, path, "a Unix socket on this machine", self._guard.hint)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)

@@ -1,4 +1,4 @@
-"""Load seed-format files into the store.
+"""Load seed-format files into the store (or anything that adds posts).
 
 Replay is how an existing archive (or the repo's ``seeds/``) becomes the
 starting state of the database.  A broken file never stops the replay: it is
@@ -9,15 +9,27 @@ something failed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from aggregator.hexo import post as fmt
 from aggregator.policy.dedup import Outcome
-from aggregator.store import Store
 
-__all__ = ["ReplayResult", "collect_files", "replay"]
+__all__ = ["PostSink", "ReplayResult", "collect_files", "replay"]
+
+
+class PostSink(Protocol):
+    """Where replayed posts go: the store's ``Store`` fits.
+
+    A protocol, so reading archives needs the format and not the store
+    (hexo and store are siblings: tests/test_layers.py).
+    """
+
+    def add_posts(
+        self, posts: Sequence[fmt.Post], *, names: Sequence[str | None] | None = ...
+    ) -> Sequence[Outcome]: ...
 
 #: File name endings replay picks up inside directories (files named
 #: explicitly are always read).  ``.txt`` is the seeds', ``.md`` is export's.
@@ -75,7 +87,7 @@ def _read(path: Path, timezone: str) -> fmt.Post:
 
 
 def replay(
-    store: Store,
+    store: PostSink,
     files: Iterable[Path],
     *,
     progress: Callable[[int], None] | None = None,

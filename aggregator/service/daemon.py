@@ -7,21 +7,40 @@ APScheduler (3.x, asyncio) drives three in-process jobs:
 * **reload** (every two seconds, and at once on SIGHUP): re-read feeds.yaml
   when it changed; an invalid file is logged and the running configuration
   stays;
-* **housekeeping** (every 15 s): feed gauges for /metrics;
+* **heartbeat** (every 10 s): renew this daemon's row in ``daemons``;
+* **housekeeping** (every 15 s): hand back the leases of daemons whose
+  heartbeat is stale (killed anywhere, even on another machine), and the
+  feed gauges for /metrics; hourly, the poll history is pruned
+  (``aggregator.store.polls.prune_polls``);
 * **exports** (at start, then every minute): write the files the export
   directory still lacks (see ``Pipeline.catch_up_exports``) -- posts stored
   while it was full or read-only, or before a crash.
 
+Beside the jobs, with a ``publish:`` section, publishing runs as a task of its
+own (:class:`aggregator.service.publish.Publishing`): polls that stored or
+changed posts notify it, and it runs a round at most once per
+``publish.interval``, never holding up a poll.
+
 The schedule itself -- each feed's next poll time, validators and error
 streak -- lives in the database, not in APScheduler's job store.  APScheduler
 3 cannot share a job store between processes safely, and the database can
-arbitrate: :meth:`Store.claim_due` leases feeds in one statement, so any
+arbitrate: :meth:`Store.claim_fair` leases feeds in one transaction, so any
 number of daemons on one PostgreSQL never poll a feed twice, and a restart
-resumes exactly where the last run stopped.
+resumes exactly where the last run stopped.  A fleet (issue 17):
+
+* claims are fair and polite fleet-wide: due order, but a host whose
+  concurrency or spacing budget is spent (across all daemons, kept in the
+  database) is skipped for now, and each claimed feed starts no earlier
+  than its host's turn (aggregator.policy.fleet);
+* leases follow liveness: a daemon whose heartbeat is older than
+  ``stale_after`` (45 s) is presumed dead and its feeds are handed out again;
+  every claim carries a fencing token, and a poll that outlived its lease is
+  refused by the store (LeaseLost), so a feed is never stored twice.
 
 Shutdown (SIGTERM/SIGINT): stop claiming, let in-flight feeds finish for up
 to ``grace`` seconds, cancel the rest (their transactions commit whole or not
-at all), give back their leases, exit 0.
+at all), give back every lease at once and delete the heartbeat row (a
+rolling restart hands the feeds to the other daemons), exit 0.
 """
 
 from __future__ import annotations
@@ -33,6 +52,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -46,14 +66,21 @@ from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
 from aggregator.hexo.export import ExportError, prepare_directory
 from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
+from aggregator.service.publish import Publishing
 from aggregator.service.server import BindError, HttpServer, start_http_server
-from aggregator.store import DatabaseURLError, FeedState, Store
+from aggregator.store import Claim, DatabaseURLError, FeedState, LeaseLost, Store
+from aggregator.store.fleet import feed_summary
+from aggregator.store.polls import prune_polls
 
 __all__ = ["Daemon", "DaemonOptions", "dead_local_owners", "pid_alive", "run_daemon"]
 
 log = logging.getLogger(__name__)
 
 _DB_ERRORS = (OperationalError, DBAPIError, OSError)
+#: After cancelling a publishing round at shutdown, how long its child processes have to go.
+KILL_WAIT = 6.0
+#: Seconds between prunes of the poll history (a delete over an index; hourly is plenty).
+PRUNE_POLLS_EVERY = 3600.0
 
 
 def utcnow() -> datetime:
@@ -81,6 +108,14 @@ class DaemonOptions:
     # Processes that parse and clean fetched feeds, off the event loop (see
     # pipeline.ParseProcesses); 0 parses in threads of this process.
     parse_workers: int = 1
+    heartbeat_every: float = 10.0
+    # A daemon silent this long is presumed dead; its leases are handed out.
+    stale_after: timedelta = timedelta(seconds=45)
+    # How far ahead a claim may book a host's next start (policy.fleet).
+    claim_horizon: timedelta = timedelta(seconds=2)
+    # One /metrics series per feed (aggregator_last_success_timestamp_seconds);
+    # off by default so a fleet of 30,000 feeds stays a few dozen series.
+    metrics_per_feed: bool = False
 
 
 def owner_id() -> str:
@@ -164,12 +199,11 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._pipeline: Pipeline | None = None
         self._exports_swept = False
-        # One claim at a time (the scheduled one, or a refill after polls
-        # ended); ``_more_due``: the last claim filled every free slot, so
-        # more feeds are probably due than this process had room for.
-        self._claiming = False
-        self._more_due = False
-        self._refill: asyncio.Task[None] | None = None
+        self._publishing: Publishing | None = None
+        self._publish_task: asyncio.Task[None] | None = None
+        self._polls_pruned = 0.0  # time.monotonic() of the last prune_polls
+        self._claim_kicked = False
+        self._claim_was_full = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -196,6 +230,7 @@ class Daemon:
         if not await self._sync_with_retry(spread_new=True):
             return 0
         with contextlib.suppress(*_DB_ERRORS):
+            await asyncio.to_thread(self._register)
             await asyncio.to_thread(self._reclaim_dead_leases)
         limits = replace(self.limits or FetchLimits(), host_policies=self.config.hosts)
         workers = ParseProcesses(self.options.parse_workers) if self.options.parse_workers else None
@@ -225,6 +260,9 @@ class Daemon:
         )
         scheduler.add_job(self._reload, "interval", seconds=o.reload_every, id="reload", **common)
         scheduler.add_job(
+            self._heartbeat, "interval", seconds=o.heartbeat_every, id="heartbeat", **common
+        )
+        scheduler.add_job(
             self._housekeeping,
             "interval",
             seconds=o.housekeeping_every,
@@ -244,6 +282,7 @@ class Daemon:
             )
         self._scheduler = scheduler
         scheduler.start()
+        self._start_publishing()
         log.info(
             "daemon %s polling %d feeds from %s",
             self.owner,
@@ -253,45 +292,93 @@ class Daemon:
         await self._stop.wait()
         scheduler.shutdown(wait=False)
         await self._drain()
+        await self._stop_publishing()
+
+    # -- publishing -----------------------------------------------------------
+
+    def _start_publishing(self) -> None:
+        """Start the publishing task when feeds.yaml has a ``publish:`` section."""
+        publish = self.config.publish
+        if publish is None or self._publish_task is not None:
+            return
+        if self.export_dir is None:
+            log.error("publish: needs an export directory (output_dir or --export); not started")
+            return
+        self._publishing = Publishing(self.store, publish, self.export_dir, metrics=self.metrics)
+        self._publish_task = asyncio.create_task(
+            self._publishing.serve(self._stop), name="publishing"
+        )
+        log.info(
+            "publish: %s, at most one round every %s",
+            ", ".join(publish.publishers) or "nothing configured",
+            publish.interval,
+        )
+
+    async def _stop_publishing(self) -> None:
+        """Let a round in progress finish within the grace period, then cancel it."""
+        task = self._publish_task
+        if task is None:
+            return
+        _done, pending = await asyncio.wait([task], timeout=self.options.grace)
+        if pending:
+            task.cancel()
+            await asyncio.wait([task], timeout=KILL_WAIT)
+            log.warning("publish: a round still running at shutdown was cancelled")
+        self._publish_task = None
+
+    def _published(self, changed: bool) -> None:
+        """Posts were stored, changed or removed: the next round has work."""
+        if changed and self._publishing is not None:
+            self._publishing.notify()
 
     def _forget(self, feed_id: int, _task: asyncio.Task[None]) -> None:
-        """A poll task ended: it no longer counts as in flight; refill if more are due.
+        """A poll task ended: it no longer counts as in flight.
 
-        Claiming only on the one-second tick caps a daemon at ``capacity``
-        feeds a second (16: about 14,000 feeds at a 15-minute interval, and a
-        30,000-feed round took half an hour).  When the last claim was full,
-        half the slots freeing up claims again at once; when it was not,
-        nothing more is due and the tick suffices (no query per poll).
+        Once half the slots are free, claim again now rather than at the next
+        tick: with polls of a few milliseconds a claim a second would cap a
+        daemon at ``capacity`` polls a second (a fleet at 30,000 feeds every
+        5 minutes needs 100 a second).  Only while the last claim filled
+        every free slot, though: otherwise nothing more was due (or allowed
+        by the hosts' budgets), and a claim per finished poll would cost more
+        than the polls.
         """
         self._inflight.pop(feed_id, None)
         if (
-            self._more_due
+            self._claim_was_full
             and not self._stopping
-            and not self._claiming
+            and not self._claim_kicked
+            and self._scheduler is not None
+            and self._scheduler.running
             and len(self._inflight) <= self.options.capacity // 2
         ):
-            self._refill = asyncio.get_running_loop().create_task(self._claim())
+            self._claim_kicked = True
+            with contextlib.suppress(Exception):  # the job is gone while shutting down
+                self._scheduler.modify_job("claim", next_run_time=utcnow())
 
     async def _drain(self) -> None:
         running = dict(self._inflight)  # the done-callbacks empty _inflight as tasks end
-        if not running:
-            return
-        _done, pending = await asyncio.wait(running.values(), timeout=self.options.grace)
-        cancelled = [feed_id for feed_id, task in running.items() if task in pending]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=2)
-            log.warning("cancelled %d feed(s) still running at shutdown", len(pending))
-        if cancelled:
-            try:
-                await asyncio.wait_for(
-                    asyncio.to_thread(self.store.release, cancelled, owner=self.owner), 2
-                )
-            except (TimeoutError, *_DB_ERRORS):
-                log.warning(
-                    "could not give back %d lease(s); they expire by themselves", len(cancelled)
-                )
+        if running:
+            _done, pending = await asyncio.wait(running.values(), timeout=self.options.grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2)
+                log.warning("cancelled %d feed(s) still running at shutdown", len(pending))
+        # Every lease back at once, and no heartbeat left to wait out: the
+        # other daemons poll these feeds from their next claim (rolling restarts).
+        try:
+            freed = await asyncio.wait_for(
+                asyncio.to_thread(self.store.retire_daemon, self.owner), 2
+            )
+        except (TimeoutError, *_DB_ERRORS):
+            log.warning(
+                "could not give back this daemon's leases; the others take them over "
+                "once its heartbeat is %ds old",
+                self.options.stale_after.total_seconds(),
+            )
+        else:
+            if freed:
+                log.info("gave back %d lease(s)", freed)
 
     @property
     def healthy(self) -> tuple[bool, str]:
@@ -348,6 +435,38 @@ class Daemon:
                 delay = min(delay * 2, self.options.db_retry_max)
         return False
 
+    def _register(self) -> None:
+        host, _, pid = self.owner.rpartition(":")
+        self.store.register_daemon(self.owner, host=host, pid=int(pid), now=utcnow())
+
+    async def _heartbeat(self) -> None:
+        if self._stopping:
+            return
+        try:
+            alive = await asyncio.to_thread(self.store.heartbeat, self.owner, now=utcnow())
+            if not alive:
+                # Presumed dead (the database or this process stalled longer
+                # than stale_after): our leases were handed out, and the
+                # fencing tokens drop whatever our running polls still store.
+                log.warning(
+                    "this daemon's heartbeat was stale and its leases were handed to others; "
+                    "registering again"
+                )
+                await asyncio.to_thread(self._register)
+        except _DB_ERRORS as exc:
+            self._db_failed(exc)
+
+    def _reap_stale_daemons(self) -> None:
+        """Hand out the leases of daemons anywhere whose heartbeat went stale."""
+        reaped = self.store.reap_daemons(now=utcnow(), stale_after=self.options.stale_after)
+        for owner, freed in sorted(reaped.items()):
+            log.warning(
+                "daemon %s sent no heartbeat for %ds: took back its %d lease(s)",
+                owner,
+                self.options.stale_after.total_seconds(),
+                freed,
+            )
+
     def _reclaim_dead_leases(self) -> None:
         """Free the leases of daemons on this host that died holding them."""
         owners = self.store.lease_owners(now=utcnow())
@@ -363,16 +482,9 @@ class Daemon:
     # -- jobs ----------------------------------------------------------------------
 
     async def _claim(self) -> None:
-        if self._stopping or self._pipeline is None or self._claiming:
+        self._claim_kicked = False
+        if self._stopping or self._pipeline is None:
             return
-        self._claiming = True
-        try:
-            await self._claim_free()
-        finally:
-            self._claiming = False
-
-    async def _claim_free(self) -> None:
-        assert self._pipeline is not None
         free = self.options.capacity - len(self._inflight)
         if free <= 0:
             return
@@ -382,11 +494,13 @@ class Daemon:
                 await asyncio.to_thread(self.store.release, orphans, owner=self.owner)
                 self._unreleased -= orphans
             claimed = await asyncio.to_thread(
-                self.store.claim_due,
+                self.store.claim_fair,
                 now=utcnow(),
                 limit=free,
                 lease=self.options.lease,
                 owner=self.owner,
+                policy_for=self._pipeline.fetcher.policy_for,
+                horizon=self.options.claim_horizon,
             )
         except _DB_ERRORS as exc:
             self._db_failed(exc)
@@ -395,35 +509,47 @@ class Daemon:
             # The claimed feeds' rows in one query, not one per poll: on a
             # round of 304s that query was a fifth of the daemon's CPU.
             states = (
-                await asyncio.to_thread(self.store.feed_states, [i for i, _ in claimed])
+                await asyncio.to_thread(self.store.feed_states, [c.feed_id for c in claimed])
                 if claimed
                 else {}
             )
         except _DB_ERRORS as exc:
-            self._unreleased.update(i for i, _ in claimed)  # given back once it answers
+            self._unreleased.update(c.feed_id for c in claimed)  # given back once it answers
             self._db_failed(exc)
             return
         self._db_ok()
-        self._more_due = len(claimed) == free
+        self._claim_was_full = len(claimed) >= free
         stale: list[int] = []
-        for feed_id, url in claimed:
+        for claim in claimed:
+            feed_id, url = claim.feed_id, claim.url
             spec = self._specs.get(url)
             if spec is None or not spec.enabled or feed_id in self._inflight:
                 stale.append(feed_id)
                 continue
-            poll = self._poll(spec, feed_id, states.get(feed_id))
+            poll = self._poll(spec, claim, states.get(feed_id))
             task = asyncio.create_task(poll, name=f"poll {url}")
             self._inflight[feed_id] = task
             task.add_done_callback(functools.partial(self._forget, feed_id))
         if stale:
             await asyncio.to_thread(self.store.release, stale, owner=self.owner)
 
-    async def _poll(self, spec: FeedSpec, feed_id: int, state: FeedState | None = None) -> None:
+    async def _poll(self, spec: FeedSpec, claim: Claim, state: FeedState | None = None) -> None:
         assert self._pipeline is not None
+        feed_id = claim.feed_id
+        wait = (claim.start_at - utcnow()).total_seconds()
+        if wait > 0:  # the host's turn, booked fleet-wide by the claim
+            await _wait(self._stop, wait)
+            if self._stopping:
+                return  # not started: its lease goes back with the others
         try:
-            report: FeedReport = await self._pipeline.run_feed(spec, feed_id, state)
+            report: FeedReport = await self._pipeline.run_feed(
+                spec, feed_id, state, fence=claim.token
+            )
         except asyncio.CancelledError:
             raise
+        except LeaseLost as exc:
+            log.warning("%s", exc)
+            return
         except Exception as exc:
             if database_unavailable(exc):
                 # Nothing of this poll was committed; once the database answers
@@ -444,14 +570,16 @@ class Daemon:
             return
         self._db_ok()
         self.metrics.observe(report)
+        self._published(bool(report.new or report.updated or report.blocked))
 
     async def _catch_up_exports(self) -> None:
         if self._stopping or self._pipeline is None:
             return
         try:
             # The first run also clears temporary files a killed export left.
-            await self._pipeline.catch_up_exports(sweep=not self._exports_swept)
+            result = await self._pipeline.catch_up_exports(sweep=not self._exports_swept)
             self._exports_swept = True
+            self._published(result is not None and bool(result.written or result.removed))
         except _DB_ERRORS as exc:
             self._db_failed(exc)
 
@@ -482,6 +610,8 @@ class Daemon:
         changed = sum(1 for s in new.feeds if s.url in self._specs and self._specs[s.url] != s)
         for gone in old_urls - new_urls:
             self.metrics.forget_feed(redact_url(gone))  # labelled as FeedReport.url is
+        if new.publish != self.config.publish:
+            self._reconfigure_publishing(new)
         self.config = new
         self._specs = {s.url: s for s in new.feeds}
         if self._pipeline is not None:
@@ -501,14 +631,51 @@ class Daemon:
             len(new.feeds),
         )
 
+    def _reconfigure_publishing(self, new: Config) -> None:
+        old = self.config.publish.publishers if self.config.publish is not None else ()
+        kept = new.publish.publishers if new.publish is not None else ()
+        for name in set(old) - set(kept):
+            self.metrics.forget_publisher(name)
+        if self._publishing is None:
+            self.config = new
+            if self._scheduler is not None:
+                self._start_publishing()
+        elif new.publish is None:
+            if self._publish_task is not None:
+                self._publish_task.cancel()
+            self._publishing, self._publish_task = None, None
+        else:
+            self._publishing.configure(new.publish)
+        log.info("publish: section changed; now %s", ", ".join(kept) or "off")
+
     async def _housekeeping(self) -> None:
         try:
+            await asyncio.to_thread(self._reap_stale_daemons)
             await asyncio.to_thread(self._reclaim_dead_leases)
-            due, leased, active = await asyncio.to_thread(self.store.feed_counts, now=utcnow())
+            summary = await asyncio.to_thread(feed_summary, self.store, now=utcnow())
         except _DB_ERRORS as exc:
             self._db_failed(exc)
             return
-        self.metrics.set_feed_counts(due=due, leased=leased, active=active)
+        self.metrics.set_feed_counts(
+            due=summary.due, leased=summary.leased, active=summary.active
+        )
+        self.metrics.set_feed_states(
+            summary.by_state, oldest_success_age=summary.oldest_success_age
+        )
+        await self._prune_polls()
+
+    async def _prune_polls(self) -> None:
+        """Keep the poll history bounded (aggregator.store.polls), at most once an hour."""
+        if self._polls_pruned and time.monotonic() - self._polls_pruned < PRUNE_POLLS_EVERY:
+            return
+        self._polls_pruned = time.monotonic()
+        try:
+            removed = await asyncio.to_thread(prune_polls, self.store.engine, now=utcnow())
+        except _DB_ERRORS as exc:
+            self._db_failed(exc)
+            return
+        if removed:
+            log.debug("poll history: %d old polls removed", removed)
 
 
 async def _open_store_with_retry(
@@ -537,11 +704,12 @@ async def _main(
     export_dir: Path | None,
     options: DaemonOptions,
     config: Config | None = None,
+    http_token: str | None = None,
 ) -> int:
     # The CLI has loaded (and warned about) the file already; loading it
     # again here would print every warning twice at start.
     config = config if config is not None else load_config(config_path)
-    metrics = Metrics()
+    metrics = Metrics(per_feed=options.metrics_per_feed)
     early_stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -557,7 +725,14 @@ async def _main(
     server: HttpServer | None = None
     if http_bind:
         try:
-            server = await start_http_server(http_bind, metrics=metrics, health=health)
+            from aggregator.service.web.site import OperatorSite
+
+            def current_store() -> Store | None:
+                daemon = state.get("daemon")
+                return daemon.store if isinstance(daemon, Daemon) else None
+
+            site = OperatorSite(current_store, token=http_token)
+            server = await start_http_server(http_bind, metrics=metrics, health=health, site=site)
         except (ValueError, BindError) as exc:
             log.error("--http %s: %s", http_bind, exc)
             return 1
@@ -597,6 +772,7 @@ def run_daemon(
     export_dir: Path | None = None,
     options: DaemonOptions | None = None,
     config: Config | None = None,
+    http_token: str | None = None,
 ) -> int:
     """Entry point for ``aggregator run``; returns the exit status.
 
@@ -610,6 +786,7 @@ def run_daemon(
             export_dir=export_dir,
             options=options or DaemonOptions(),
             config=config,
+            http_token=http_token,
         )
     )
     log.info("stopped (exit status %d)", status)

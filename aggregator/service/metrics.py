@@ -10,11 +10,19 @@ Design choices, and why:
 * The pipeline is not imported: :func:`Metrics.observe` takes anything shaped
   like its ``FeedReport`` (:class:`FeedReportLike`), so this module stays a
   leaf that the pipeline, the daemon and the tests can all import.
-* Label values come from fixed sets (outcomes, post kinds, error classes), so
-  the number of series is bounded whatever the feeds send.  The one per-feed
-  label is ``aggregator_last_success_timestamp_seconds{feed}``, bounded by the
-  number of feeds in ``feeds.yaml``; :meth:`Metrics.forget_feed` drops a feed
-  that was removed from it.
+* Label values come from fixed sets (outcomes, post kinds, error classes,
+  feed states), so the number of series is bounded whatever the feeds send
+  and however many feeds there are.  A fleet of 30,000 feeds must not become
+  30,000 series (issue 17): the per-feed view lives in the database
+  (``aggregator status``), and Prometheus gets
+  ``aggregator_feeds_by_state{state}`` and
+  ``aggregator_oldest_success_age_seconds`` instead, which the daemon's
+  housekeeping computes from one query.  Small installs may opt in to
+  ``aggregator_last_success_timestamp_seconds{feed}`` (``per_feed=True``,
+  ``aggregator run --metrics-per-feed``); :meth:`Metrics.forget_feed` drops a
+  feed that was removed from ``feeds.yaml``.  The ``publisher`` label
+  (``git``, ``command``, ``webhook:<name>``) is bounded by the ``publish:``
+  section likewise.
 * The known label values are created up front at zero, so ``rate()`` and
   alerts see a series from the first scrape instead of only after the first
   error of each kind.
@@ -22,6 +30,7 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Final, Protocol
@@ -35,6 +44,7 @@ __all__ = [
     "DATE_REASONS",
     "DURATION_BUCKETS",
     "ERROR_CLASSES",
+    "FEED_STATES",
     "FeedReportLike",
     "Metrics",
 ]
@@ -54,6 +64,11 @@ ERROR_CLASSES: Final = (
 _OTHER: Final = "other"
 _OUTCOMES: Final = ("ok", "not_modified", *ERROR_CLASSES, _OTHER)
 _POST_KINDS: Final = ("new", "duplicate", "updated")
+#: What ``aggregator_feeds_by_state`` counts (the store's ``FeedSummary``):
+#: polled fine last time, never polled yet, failing, told to slow down, or
+#: disabled (in feeds.yaml or after too many errors).  Feeds removed from
+#: feeds.yaml are not counted.
+FEED_STATES: Final = ("ok", "new", "failing", "throttled", "disabled")
 
 #: Fetch durations span a cached 304 from a nearby CDN (~10 ms) to a slow
 #: outlet running into the fetch timeout (~60 s), roughly 2.5x per bucket.
@@ -116,10 +131,13 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        per_feed: bool = False,
     ) -> None:
-        """``clock`` gives the Unix time stamped on successes (tests fix it)."""
+        """``clock`` gives the Unix time stamped on successes (tests fix it);
+        ``per_feed`` adds the one series per feed (off: see the module docstring)."""
         self.registry: CollectorRegistry = registry if registry is not None else CollectorRegistry()
         self._clock = clock
+        self.per_feed = per_feed
         r = self.registry
         self._fetches = Counter(
             "aggregator_fetches",
@@ -151,10 +169,25 @@ class Metrics:
         self._active = Gauge(
             "aggregator_feeds_active", "Feeds configured and not disabled.", registry=r
         )
-        self._last_success = Gauge(
-            "aggregator_last_success_timestamp_seconds",
-            "Unix time of the feed's last successful fetch (200 or 304) by this process.",
-            ["feed"],
+        self._last_success: Gauge | None = None
+        if per_feed:
+            self._last_success = Gauge(
+                "aggregator_last_success_timestamp_seconds",
+                "Unix time of the feed's last successful fetch (200 or 304) by this process.",
+                ["feed"],
+                registry=r,
+            )
+        self._by_state = Gauge(
+            "aggregator_feeds_by_state",
+            "Feeds in feeds.yaml by state: ok, new (never polled), failing, throttled, "
+            "disabled; counted over the whole database, so every daemon of a fleet agrees.",
+            ["state"],
+            registry=r,
+        )
+        self._oldest_success_age = Gauge(
+            "aggregator_oldest_success_age_seconds",
+            "Seconds since the least recently successful active feed last succeeded "
+            "(since it was added, if it never did): the fleet-wide staleness alarm.",
             registry=r,
         )
         self._errors = Counter(
@@ -178,6 +211,36 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self._publisher_success = Gauge(
+            "aggregator_publisher_last_success_timestamp_seconds",
+            "Unix time of the publisher's last successful round (git, command, webhook:<name>).",
+            ["publisher"],
+            registry=r,
+        )
+        self._publisher_error = Gauge(
+            "aggregator_publisher_last_error_timestamp_seconds",
+            "Unix time of the publisher's last failed round.",
+            ["publisher"],
+            registry=r,
+        )
+        self._publisher_queue = Gauge(
+            "aggregator_publisher_queue",
+            "What waits: commits not pushed (git), posts not delivered (webhook), 0 (command).",
+            ["publisher"],
+            registry=r,
+        )
+        self._publisher_failing = Gauge(
+            "aggregator_publisher_failing",
+            "1 when the publisher's last round failed, else 0.",
+            ["publisher"],
+            registry=r,
+        )
+        self._publisher_runs = Counter(
+            "aggregator_publisher_runs",
+            "Publisher rounds by result (ok or error).",
+            ["publisher", "result"],
+            registry=r,
+        )
         for outcome in _OUTCOMES:
             self._fetches.labels(outcome=outcome)
         for kind in _POST_KINDS:
@@ -186,6 +249,8 @@ class Metrics:
             self._errors.labels(error_class=error_class)
         for reason in DATE_REASONS:
             self._dates_guessed.labels(reason=reason)
+        for state in FEED_STATES:
+            self._by_state.labels(state=state)
 
     def observe(self, report: FeedReportLike) -> None:
         """Count one finished fetch.
@@ -200,7 +265,8 @@ class Metrics:
         else:
             outcome = "not_modified" if report.status == 304 else "ok"
             self._fetches.labels(outcome=outcome).inc()
-            self._last_success.labels(feed=report.url).set(self._clock())
+            if self._last_success is not None:
+                self._last_success.labels(feed=report.url).set(self._clock())
         self._posts.labels(kind="new").inc(max(report.new, 0))
         self._posts.labels(kind="duplicate").inc(max(report.duplicate, 0))
         self._posts.labels(kind="updated").inc(max(report.updated, 0))
@@ -217,13 +283,63 @@ class Metrics:
         self._leased.set(leased)
         self._active.set(active)
 
+    def set_feed_states(
+        self, by_state: Mapping[str, int], *, oldest_success_age: float | None
+    ) -> None:
+        """Record the feeds per state and the oldest success (housekeeping, fleet-wide).
+
+        States outside :data:`FEED_STATES` are dropped, so the label set stays
+        fixed; ``None`` (no active feed) shows as 0.
+        """
+        for state in FEED_STATES:
+            self._by_state.labels(state=state).set(max(by_state.get(state, 0), 0))
+        self._oldest_success_age.set(max(oldest_success_age or 0.0, 0.0))
+
     def forget_feed(self, url: str) -> None:
         """Drop a feed's per-feed series, e.g. once it is removed from ``feeds.yaml``.
 
         Without this a removed feed would keep exporting a last-success time
         that grows ever older and trips staleness alerts for nothing.
         """
-        self._last_success.remove(url)  # a no-op for a feed that never succeeded
+        if self._last_success is None:
+            return
+        with contextlib.suppress(KeyError):  # a feed that never succeeded has no series
+            self._last_success.remove(url)
+
+    def set_publisher(
+        self,
+        name: str,
+        *,
+        last_success: float | None,
+        last_error: float | None,
+        queue: int,
+        failing: bool,
+    ) -> None:
+        """Record a publisher's stored state (times as Unix seconds, None: never)."""
+        if last_success is not None:
+            self._publisher_success.labels(publisher=name).set(last_success)
+        if last_error is not None:
+            self._publisher_error.labels(publisher=name).set(last_error)
+        self._publisher_queue.labels(publisher=name).set(max(queue, 0))
+        self._publisher_failing.labels(publisher=name).set(1 if failing else 0)
+
+    def publisher_ran(self, name: str, *, ok: bool) -> None:
+        """Count one round of a publisher."""
+        self._publisher_runs.labels(publisher=name, result="ok" if ok else "error").inc()
+
+    def forget_publisher(self, name: str) -> None:
+        """Drop a publisher's series once it is removed from the ``publish:`` section."""
+        for gauge in (
+            self._publisher_success,
+            self._publisher_error,
+            self._publisher_queue,
+            self._publisher_failing,
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(name)
+        for result in ("ok", "error"):
+            with contextlib.suppress(KeyError):
+                self._publisher_runs.remove(name, result)
 
     def render(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format, with its content type.

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -45,7 +45,7 @@ from aggregator.fetch.fetcher import (
     redact_url,
 )
 from aggregator.fetch.netguard import AddressGuard
-from aggregator.hexo.export import Exporter, ExportResult
+from aggregator.hexo.export import ExportResult
 from aggregator.parse.parser import Entry, FeedParseError, ParsedFeed, parse_fetched
 from aggregator.policy import rsshub
 from aggregator.policy.dedup import slug_for
@@ -59,8 +59,10 @@ from aggregator.policy.schedule import (
     is_challenge,
     next_after_success,
 )
+from aggregator.service.export import Exporter
 from aggregator.service.worker import parse_and_build
-from aggregator.store import FeedState, IngestJob, IngestResult, Store
+from aggregator.store import FeedState, FeedUpdate, IngestJob, IngestResult, LeaseLost, Store
+from aggregator.store.polls import PollRecord, record_polls
 
 __all__ = [
     "FeedReport",
@@ -111,6 +113,9 @@ class FeedReport:
     #: (:data:`aggregator.policy.dates.REASONS`): replaced, or its zone assumed.
     date_notes: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: When the feed is polled next and why (the poll history on the operator's page).
+    next_check_at: datetime | None = None
+    schedule: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -262,6 +267,22 @@ def _replaced_date(report: FeedReport, items: Sequence[IngestItem], ingested: In
     shown = sorted((r, n) for r, n in report.date_notes.items() if r != "missing")
     if shown:
         report.notes.append("dates guessed: " + ", ".join(f"{n} {r}" for r, n in shown))
+
+
+def _success_schedule(interval: timedelta, hints: Hints) -> str:
+    """Why the next poll after a good one is when it is: the interval, or the longest hint."""
+    named = {
+        "ttl": hints.ttl,
+        "update period": hints.update_period,
+        "max-age": hints.max_age,
+        "Retry-After": hints.retry_after,
+    }
+    asked = {name: value for name, value in named.items() if value}
+    if asked:
+        name, value = max(asked.items(), key=lambda pair: pair[1])
+        if value > interval.total_seconds():
+            return f"{name} {value:g} s (longer than the interval)"
+    return f"interval {interval.total_seconds():g} s"
 
 
 def _skipped(report: FeedReport, entry: Entry, reason: str) -> None:
@@ -447,10 +468,15 @@ class Pipeline:
         # writer stores the last ones; the callers' own bound on feeds in
         # flight (fetch_once, the daemon's slots) bounds those.
         self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
-        self._feed_rows: _Batches[tuple[int, dict[str, Any]], None] = _Batches(self._update_feeds)
+        self._feed_rows: _Batches[tuple[int, FeedUpdate], None] = _Batches(self._update_feeds)
         self._ingests: _Batches[IngestJob, IngestResult] = _Batches(
-            lambda jobs: self._write(self.store.ingest_many, jobs), limit=16
+            lambda jobs: self._write(self.store.ingest_many, [self._fenced(j) for j in jobs]),
+            limit=16,
         )
+        self._polls: _Batches[PollRecord, None] = _Batches(self._record_polls, limit=256)
+        # feed id -> the fencing token of the lease its poll holds (daemon
+        # polls only): every write of that poll is checked against it.
+        self._fences: dict[int, int] = {}
         # Not checked here: a directory that refuses must not stop the
         # polling (the posts are stored all the same); each export says why,
         # and the ledger has the next pass write what was missed.
@@ -481,9 +507,49 @@ class Pipeline:
             return await loop.run_in_executor(None, fn, *args)
         return await loop.run_in_executor(self.executor, fn, *args)
 
-    async def _update_feeds(self, rows: list[tuple[int, dict[str, Any]]]) -> list[None]:
-        await self._write(self.store.update_feeds, rows)
+    async def _record_polls(self, records: list[PollRecord]) -> list[None]:
+        await self._write(record_polls, self.store.engine, records)
+        return [None] * len(records)
+
+    async def _note_poll(self, feed_id: int, started_at: datetime, report: FeedReport) -> None:
+        """Add the poll to the feed's history (``polls``, the operator's page).
+
+        After the outcome is applied, batched like the feed rows; a failure
+        here is logged and does not fail the poll, whose result is stored.
+        """
+        try:
+            await self._polls.submit(
+                PollRecord(
+                    feed_id=feed_id,
+                    started_at=started_at,
+                    status=report.status,
+                    duration_ms=round((self.clock() - started_at).total_seconds() * 1000),
+                    bytes=report.wire_bytes,
+                    new=report.new,
+                    updated=report.updated,
+                    error_class=report.error_class,
+                    message=report.error,
+                    schedule=report.schedule,
+                    next_check_at=report.next_check_at,
+                )
+            )
+        except Exception as exc:
+            log.warning("poll history of %s not recorded: %s", report.url, describe_error(exc))
+
+    async def _update_feeds(self, rows: list[tuple[int, FeedUpdate]]) -> list[None]:
+        fenced = [
+            (fid, dataclasses.replace(u, fence=self._fences[fid]) if fid in self._fences else u)
+            for fid, u in rows
+        ]
+        await self._write(self.store.update_feeds, fenced)
         return [None] * len(rows)
+
+    def _fenced(self, job: IngestJob) -> IngestJob:
+        fence = self._fences.get(job.feed_id)
+        if fence is None or job.feed_update is None:
+            return job
+        fenced = dataclasses.replace(job.feed_update, fence=fence)
+        return dataclasses.replace(job, feed_update=fenced)
 
     async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self._write_lock is None:
@@ -492,14 +558,25 @@ class Pipeline:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def run_feed(
-        self, spec: FeedSpec, feed_id: int, state: FeedState | None = None
+        self,
+        spec: FeedSpec,
+        feed_id: int,
+        state: FeedState | None = None,
+        *,
+        fence: int | None = None,
     ) -> FeedReport:
         """Poll one feed and record the outcome; see the module docstring.
 
         ``state`` is the feed's row when the caller has just read it (a pass
         over many feeds reads them all in one query); otherwise it is read here.
+        ``fence`` is the token of the daemon's lease on the feed: the poll's
+        results are stored only while the row still carries it (else
+        :class:`~aggregator.store.LeaseLost` is raised and nothing is written).
         """
+        if fence is not None:
+            self._fences[feed_id] = fence
         started = time.monotonic()
+        started_at = self.clock()
         # The report is for people (logs, tables, metric labels): never the password.
         report = FeedReport(url=redact_url(spec.url), outlet=spec.outlet, section=spec.section)
         try:
@@ -508,26 +585,22 @@ class Pipeline:
             try:
                 await self._run(spec, feed_id, report, state)
             except Exception as exc:
-                if database_unavailable(exc):
+                if database_unavailable(exc) or isinstance(exc, LeaseLost):
                     raise
                 await self._crashed(feed_id, state, report, exc, spec.disable_after)
+            await self._note_poll(feed_id, started_at, report)
         except BaseException as exc:
             # The database (or a cancel) cut the poll short: say so in its log
             # line rather than "poll ok"; the caller decides what happens next.
             report.error = report.error or f"not stored: {type(exc).__name__}"
             raise
         finally:
+            self._fences.pop(feed_id, None)
             report.elapsed_ms = round((time.monotonic() - started) * 1000)
             # A poll that changed nothing (a 304, or the same items again) is
             # most of a daemon's polls: DEBUG, so INFO shows what happened.
             quiet = not (report.new or report.updated or report.notes)
-            level = (
-                logging.WARNING
-                if report.failed
-                else logging.DEBUG
-                if quiet
-                else logging.INFO
-            )
+            level = logging.WARNING if report.failed else logging.DEBUG if quiet else logging.INFO
             message = f"poll failed: {report.error}" if report.failed else "poll ok"
             log.log(level, message, extra=report.log_fields())
         return report
@@ -593,24 +666,25 @@ class Pipeline:
         if rsshub.headers_say_rsshub(result.headers):
             self.rsshub_seen.note(spec.url)
         now = self.clock()
-        success: dict[str, Any] = {
-            "etag": result.validators.etag,
-            "last_modified": result.validators.last_modified,
-            "last_status": result.status,
-            "last_checked_at": now,
-            "last_success_at": now,
-            "last_error": None,
-            "error_class": None,
-            "error_streak": 0,
-            "first_error_at": None,
-            "disabled_reason": None,  # a feed that answers again is alive again
-            "lease_until": None,
-            "lease_owner": None,
-        }
+        success = FeedUpdate(
+            etag=result.validators.etag,
+            last_modified=result.validators.last_modified,
+            last_status=result.status,
+            last_checked_at=now,
+            last_success_at=now,
+            last_error=None,
+            error_class=None,
+            error_streak=0,
+            first_error_at=None,
+            disabled_reason=None,  # a feed that answers again is alive again
+            lease_until=None,
+            lease_owner=None,
+        )
         if result.not_modified:
-            success["next_check_at"] = next_after_success(
-                now, interval, Hints(max_age=result.max_age, retry_after=result.retry_after)
-            )
+            hints = Hints(max_age=result.max_age, retry_after=result.retry_after)
+            report.next_check_at = next_after_success(now, interval, hints)
+            success = dataclasses.replace(success, next_check_at=report.next_check_at)
+            report.schedule = _success_schedule(interval, hints)
             await self._feed_rows.submit((feed_id, success))
             return
         await self._process(spec, feed_id, report, state, result, now, interval, success)
@@ -624,7 +698,7 @@ class Pipeline:
         result: FetchResult,
         now: datetime,
         interval: timedelta,
-        success: dict[str, Any],
+        success: FeedUpdate,
     ) -> None:
         """Parse, build and store a fetched (2xx) feed."""
         if not spec.full_text:
@@ -708,22 +782,21 @@ class Pipeline:
         items: list[IngestItem],
         now: datetime,
         interval: timedelta,
-        success: dict[str, Any],
+        success: FeedUpdate,
     ) -> None:
         if spec.images == "archive":
             items = await self._archive_images(spec, items, report)
-        success["next_check_at"] = next_after_success(
-            now,
-            interval,
-            Hints(
-                ttl=parsed.ttl_minutes * 60 if parsed.ttl_minutes else None,
-                update_period=parsed.update_period_seconds,
-                max_age=result.max_age,
-                retry_after=result.retry_after,
-            ),
+        hints = Hints(
+            ttl=parsed.ttl_minutes * 60 if parsed.ttl_minutes else None,
+            update_period=parsed.update_period_seconds,
+            max_age=result.max_age,
+            retry_after=result.retry_after,
         )
+        report.next_check_at = next_after_success(now, interval, hints)
+        success = dataclasses.replace(success, next_check_at=report.next_check_at)
+        report.schedule = _success_schedule(interval, hints)
         ingested = await self._ingests.submit(
-            IngestJob(feed_id, items, now, feed_values=success, identity=spec.identity)
+            IngestJob(feed_id, items, now, feed_update=success, identity=spec.identity)
         )
         report.new, report.duplicate = ingested.new, ingested.duplicate
         report.updated, report.unchanged = ingested.updated, ingested.unchanged
@@ -776,22 +849,28 @@ class Pipeline:
         )
         # Reasons quote what servers and parsers said: text both databases take.
         reason = repair_text(reason)
-        values: dict[str, Any] = {
-            "last_status": status,
-            "last_checked_at": now,
-            "last_error": reason,
-            "error_class": kind.value,
-            "error_streak": plan.streak,
-            "first_error_at": plan.first_error_at,
-            "lease_until": None,
-            "lease_owner": None,
-            "next_check_at": plan.next_check_at,
-        }
+        values = FeedUpdate(
+            last_status=status,
+            last_checked_at=now,
+            last_error=reason,
+            error_class=kind.value,
+            error_streak=plan.streak,
+            first_error_at=plan.first_error_at,
+            lease_until=None,
+            lease_owner=None,
+            next_check_at=plan.next_check_at,
+        )
         if plan.disabled_reason is not None:
-            values["disabled_reason"] = plan.disabled_reason
+            values = dataclasses.replace(values, disabled_reason=plan.disabled_reason)
             log.warning("disabling %s: %s", report.url, plan.disabled_reason)
         await self._feed_rows.submit((feed_id, values))
         report.status, report.error, report.error_class = status, reason, kind.value
+        report.next_check_at = plan.next_check_at
+        report.schedule = f"{kind.value} back-off, error streak {plan.streak}" + (
+            f", Retry-After {retry_after:g} s" if retry_after else ""
+        )
+        if plan.disabled_reason is not None:
+            report.schedule = f"disabled: {plan.disabled_reason}"
 
     def _rsshub_deferral(
         self, spec: FeedSpec, state: FeedState, exc: FetchError
@@ -827,18 +906,20 @@ class Pipeline:
         await self._feed_rows.submit(
             (
                 feed_id,
-                {
-                    "last_status": exc.status,
-                    "last_checked_at": now,
-                    "last_error": reason,
-                    "error_class": deferral.outcome,
-                    "lease_until": None,
-                    "lease_owner": None,
-                    "next_check_at": now + timedelta(seconds=deferral.delay),
-                },
+                FeedUpdate(
+                    last_status=exc.status,
+                    last_checked_at=now,
+                    last_error=reason,
+                    error_class=deferral.outcome,
+                    lease_until=None,
+                    lease_owner=None,
+                    next_check_at=now + timedelta(seconds=deferral.delay),
+                ),
             )
         )
         report.status, report.error, report.error_class = exc.status, reason, deferral.outcome
+        report.next_check_at = now + timedelta(seconds=deferral.delay)
+        report.schedule = f"RSSHub {deferral.outcome}: again in {deferral.delay:g} s"
 
     async def _archive_images(
         self, spec: FeedSpec, items: list[IngestItem], report: FeedReport
@@ -865,10 +946,19 @@ class Pipeline:
         ]
         if not urls:
             return items
+        guard = None if spec.allow_private_networks else self.guard
+
+        async def download(url: str, headers: Mapping[str, str] | None) -> FetchResult:
+            try:
+                return await self.fetcher.fetch(
+                    url, headers=headers, accept=image_archive.IMAGE_ACCEPT, guard=guard
+                )
+            except FetchError as exc:
+                raise image_archive.ImageUnavailable(str(exc.reason)) from exc
+
         archived = await image_archive.archive_images(
             urls,
-            self.fetcher,
-            None if spec.allow_private_networks else self.guard,
+            download,
             self.images_dir,
             dict(spec.image_referers),
             max_bytes=spec.max_image_bytes,

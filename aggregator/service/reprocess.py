@@ -35,8 +35,9 @@ from aggregator.content.items import build_item
 from aggregator.content.rawentry import RawEntryError, StoredPage, load_entry, load_page
 from aggregator.fetch.fetcher import Fetcher, FetchError, FetchLimits
 from aggregator.fetch.netguard import AddressGuard
-from aggregator.hexo.export import Exporter, ExportError, ExportResult, prepare_directory
+from aggregator.hexo.export import ExportError, ExportResult, prepare_directory
 from aggregator.parse.parser import Entry
+from aggregator.service.export import Exporter
 from aggregator.service.pipeline import FULL_TEXT_CONCURRENCY, fetch_page
 from aggregator.store import Reprocessed, Store, StoredEntry
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from aggregator.config.feeds import Config, FeedSpec
     from aggregator.fetch.fetcher import Fetcher
-    from aggregator.hexo.export import Exporter, ExportResult
+    from aggregator.hexo.export import ExportResult
+    from aggregator.service.export import Exporter
     from aggregator.service.pipeline import FeedReport
     from aggregator.store import Store
 
@@ -97,7 +98,7 @@ async def fetch_pass(
     if not specs:
         # Nothing to poll: no HTTP client, no parser, no pipeline to load,
         # only the export's catch-up that every pass ends with.
-        from aggregator.hexo.export import Exporter
+        from aggregator.service.export import Exporter
 
         exporter = Exporter(store, export_dir) if export_dir is not None else None
         return FetchPass([], await catch_up_exports(exporter, sweep=True))
@@ -228,7 +229,7 @@ async def catch_up_exports(
 
 def _unrecorded(spec: FeedSpec, exc: Exception) -> FeedReport:
     """The summary row of a feed whose poll ended in an exception the pipeline let through."""
-    from aggregator.fetch.fetcher import redact_url
+    from aggregator.policy.urls import redact_url
     from aggregator.service.pipeline import (
         FeedReport,
         database_unavailable,

@@ -1,4 +1,6 @@
-"""The daemon's small HTTP side: ``/healthz`` for probes, ``/metrics`` for Prometheus.
+"""The daemon's small HTTP side: ``/healthz`` for probes, ``/metrics`` for Prometheus,
+and, when the daemon hands one in, the operator's page (``/``, ``/feeds/<id>``,
+``/posts``, ``/api/...``; :mod:`aggregator.service.web`).
 
 Design choices, and why:
 
@@ -16,6 +18,11 @@ Design choices, and why:
   check raises is unhealthy too, never a 500 with a traceback.
 * Requests are logged at DEBUG only: probes and scrapes arrive every few
   seconds and would bury the feed log at INFO.  Health *changes* are logged.
+* The operator's page is mounted on the same application (same address,
+  same loop); its pages read the database in threads, and it stays
+  read-only unless a token is configured (see :mod:`aggregator.service.web.site`).
+  The page shows feed URLs with their credentials redacted, but it is still
+  for the operator: the 127.0.0.1 default above matters as much for it.
 * A failure to listen raises :class:`BindError`, an :class:`OSError` whose
   message names the address (``cannot listen on 127.0.0.1:8080: address in
   use``), so the command line can print it as it is.
@@ -31,13 +38,16 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from aggregator.errors import AggregatorError
 from aggregator.service.metrics import Metrics
+
+if TYPE_CHECKING:
+    from aggregator.service.web.site import OperatorSite
 
 __all__ = [
     "DEFAULT_HOST",
@@ -195,8 +205,10 @@ class HttpServer:
         metrics: Metrics,
         health: HealthCheck,
         health_timeout: float = HEALTH_TIMEOUT,
+        site: OperatorSite | None = None,
     ) -> None:
         self.host = host
+        self._site = site
         self._requested_port = port
         self._metrics = metrics
         self._health = health
@@ -211,6 +223,8 @@ class HttpServer:
         app = web.Application()
         app.router.add_get("/healthz", self._handle_healthz)  # HEAD too (allow_head)
         app.router.add_get("/metrics", self._handle_metrics)
+        if self._site is not None:
+            self._site.add_routes(app)
         runner = web.AppRunner(
             app,
             handle_signals=False,  # the daemon owns SIGINT/SIGTERM
@@ -226,7 +240,11 @@ class HttpServer:
             await runner.cleanup()
             raise BindError(format_bind(self.host, self._requested_port), exc) from exc
         self._runner = runner
-        logger.info("HTTP endpoints /healthz and /metrics on http://%s/", self.address)
+        logger.info(
+            "HTTP endpoints /healthz and /metrics%s on http://%s/",
+            "" if self._site is None else ", the operator's page at /",
+            self.address,
+        )
 
     async def stop(self) -> None:
         """Stop listening and close connections; a no-op if not started."""
@@ -309,6 +327,7 @@ async def start_http_server(
     metrics: Metrics,
     health: HealthCheck,
     health_timeout: float = HEALTH_TIMEOUT,
+    site: OperatorSite | None = None,
 ) -> HttpServer:
     """Parse ``bind`` (see :func:`parse_bind`), listen, return the running server.
 
@@ -316,6 +335,8 @@ async def start_http_server(
     when it cannot be listened on.
     """
     host, port = parse_bind(bind)
-    server = HttpServer(host, port, metrics=metrics, health=health, health_timeout=health_timeout)
+    server = HttpServer(
+        host, port, metrics=metrics, health=health, health_timeout=health_timeout, site=site
+    )
     await server.start()
     return server

@@ -13,25 +13,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from aggregator.policy.urls import redact_url
+
 if TYPE_CHECKING:
     from rich.table import Table
 
     from aggregator.store import FeedState
 
 __all__ = ["status_document", "status_table"]
-
-
-def redact_url(url: str) -> str:
-    """The fetcher's :func:`~aggregator.fetch.fetcher.redact_url`, imported only when needed.
-
-    A URL without ``@`` has no credentials to drop (nearly every feed), and
-    the fetch module loads the HTTP clients; it stays the one definition.
-    """
-    if "@" not in url:
-        return url
-    from aggregator.fetch.fetcher import redact_url as redact
-
-    return redact(url)
 
 
 def _when(moment: datetime | None, now: datetime) -> str:

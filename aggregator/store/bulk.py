@@ -10,6 +10,8 @@ per dialect, the SQL is written once per dialect (and per row count, for the
 multi-row INSERT ... RETURNING of posts), and the rows go to the driver
 through :meth:`Connection.exec_driver_sql`, which still translates driver
 errors into SQLAlchemy's (``Store.ingest`` retries on ``IntegrityError``).
+It is the one way new posts and entries of a fetched feed are written, so
+it needs INSERT ... RETURNING (SQLite 3.35 or later, any PostgreSQL).
 
 The rows are exactly those Core would write (tests/test_store.py compares
 every column on both backends): the values go through the dialect's own
@@ -32,43 +34,17 @@ from aggregator.store import models as m
 
 __all__ = ["ENTRY_COLUMNS", "POST_COLUMNS", "NewRows", "sqlite_utc"]
 
-#: The columns of a new post, as ``store._new_values`` gives them.
-POST_COLUMNS: Final = (
-    "slug",
-    "content_hash",
-    "title",
-    "group_name",
-    "outlet",
-    "section",
-    "headimg",
-    "thumbnail",
-    "author",
-    "comments",
-    "date",
-    "body",
-    "link",
-    "feed_id",
-    "revision",
-    "revised_at",
-    "layout",
-    "blocked",
-    "created_at",
-    "updated_at",
-)
-#: The columns of a new entry, as ``Store._entry_values`` gives them.
-ENTRY_COLUMNS: Final = (
-    "feed_id",
-    "key",
-    "guid",
-    "link",
-    "link_key",
-    "author",
-    "blocked",
-    "post_id",
-    "raw",
-    "first_seen_at",
-    "last_seen_at",
-)
+
+def _columns(table: Any) -> tuple[str, ...]:
+    return tuple(column.name for column in table.c if not column.primary_key)
+
+
+#: Every column of a post but its id, in the table's order: the rows handed
+#: to :meth:`NewRows.insert_posts` are :func:`aggregator.store.posts.new_post_values`.
+POST_COLUMNS: Final = _columns(m.Post.__table__)
+#: Every column of an entry but its id: :func:`aggregator.store.ingest.entry_values`.
+ENTRY_COLUMNS: Final = _columns(m.Entry.__table__)
+
 # SQLite before 3.32 allows 999 parameters per statement; PostgreSQL 65535.
 _MAX_PARAMS: Final = {"sqlite": 999, "postgresql": 30_000}
 

@@ -36,6 +36,7 @@ __all__ = [
     "check_schema",
     "make_engine",
     "normalise_url",
+    "redacted_url",
     "upgrade",
 ]
 
@@ -46,7 +47,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_ID = 0x6167_6772  # "aggr": arbitrary, constant across releases
 #: The newest migration in alembic/versions, which this code is written for
 #: (tests/test_store.py checks it against Alembic's own idea of the head).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0008"
 
 
 class DatabaseURLError(ConfigurationError, ValueError):
@@ -55,6 +56,18 @@ class DatabaseURLError(ConfigurationError, ValueError):
 
 class SchemaNotReady(AggregatorError, RuntimeError):
     """A command that only reads found no schema, or another revision; nothing was changed."""
+
+
+def redacted_url(url: str) -> str:
+    """The database URL with its password masked, for messages and logs.
+
+    A URL that cannot be read is shown as it is: the message it goes into
+    says what is wrong with it, and there is no password to find in it.
+    """
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def normalise_url(url: str | URL) -> URL:

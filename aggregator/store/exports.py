@@ -26,9 +26,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from aggregator.store import models as m
+from aggregator.store.posts import stored_post
 
 if TYPE_CHECKING:
-    from aggregator.store.store import Store, StoredPost
+    from aggregator.store.posts import StoredPost
+    from aggregator.store.store import Store
 
 __all__ = [
     "ExportLedger",
@@ -207,15 +209,13 @@ class ExportLedger:
         self, post_ids: Sequence[int], *, batch: int = LOAD_BATCH
     ) -> Iterator[list[StoredPost]]:
         """The posts to write, a batch at a time (blocked ones since planned are left out)."""
-        from aggregator.store.store import _stored
-
         for start in range(0, len(post_ids), batch):
             ids = post_ids[start : start + batch]
             with Session(self._store.engine) as session:
                 rows = session.scalars(
                     select(m.Post).where(m.Post.id.in_(ids), m.Post.blocked.is_(None))
                 )
-                found = {row.id: _stored(row) for row in rows}
+                found = {row.id: stored_post(row) for row in rows}
             yield [found[i] for i in ids if i in found]
 
     def record(self, directory: Path, written: Sequence[Written], *, now: datetime) -> None:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     Boolean,
     DateTime,
@@ -24,18 +25,28 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "SEARCH_TABLE",
     "Base",
+    "Daemon",
     "Entry",
     "ExportedFile",
     "Feed",
+    "HostSlot",
+    "Poll",
+    "PollHour",
     "Post",
     "PostRevision",
+    "PublisherState",
     "UTCDateTime",
+    "WebhookDelivery",
+    "is_search_object",
+    "search_index_ddl",
     "utcnow",
 ]
 
@@ -106,6 +117,12 @@ class Feed(Base):
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(128))
+    # The fencing token (issue 17): raised by every claim and every release,
+    # so a poll that outlived its lease finds another number here and its
+    # results are refused (Store.ingest / update_feeds check it).
+    lease_token: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The URL's host, lowercase: claims keep each host's politeness fleet-wide.
+    host: Mapped[str | None] = mapped_column(String(255))
 
     etag: Mapped[str | None] = mapped_column(String(1024))
     last_modified: Mapped[str | None] = mapped_column(String(128))
@@ -121,7 +138,38 @@ class Feed(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index(None, "next_check_at"),)
+    __table_args__ = (Index(None, "next_check_at"), Index(None, "host"))
+
+
+class Daemon(Base):
+    """One running ``aggregator run`` process, alive while its heartbeat is fresh.
+
+    The daemon writes ``heartbeat_at`` every few seconds; any daemon finding
+    another's heartbeat stale deletes its row and hands its leases back, so
+    the feeds of a daemon killed on another machine are polled again within
+    a minute instead of when their leases expire (issue 17).
+    """
+
+    __tablename__ = "daemons"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)  # the lease owner name
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class HostSlot(Base):
+    """One host's politeness across the fleet (aggregator.policy.fleet): when
+    its next request may start, and which daemon polls it while it has a
+    ``min_spacing`` (one at a time, so that daemon's fetcher spaces the starts)."""
+
+    __tablename__ = "hosts"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    held_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Post(Base):
@@ -236,3 +284,168 @@ class ExportedFile(Base):
     written_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("directory", "post_id"), Index(None, "post_id"))
+
+
+class PublisherState(Base):
+    """One publisher's last outcome (issue 16): what status, /metrics and the page show.
+
+    ``name`` is ``git``, ``command`` or ``webhook:<name>``.  For a webhook,
+    ``cursor`` is the highest ``exports.id`` already turned into deliveries
+    (set to the newest row when the webhook is first seen, so adding one does
+    not send the whole archive); ``pending`` is what was left to do after the
+    last round (unpushed commits for git; a webhook's queue is counted from
+    ``webhook_deliveries``).
+    """
+
+    __tablename__ = "publishers"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # A webhook's first cursor: exports rows up to it are never sent.
+    start: Mapped[int | None] = mapped_column(Integer)
+    cursor: Mapped[int | None] = mapped_column(Integer)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pending: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox: one row per (webhook, post), kept until delivered and after.
+
+    The body is stored as sent, so a retry sends the same bytes with the same
+    signature and ``key`` (the ``Idempotency-Key`` header).  A row is marked
+    delivered only on a 2xx answer: delivery is at least once, and the
+    unique (webhook, post_id) means a post is queued for a webhook once.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    webhook: Mapped[str] = mapped_column(String(128))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"))
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("webhook", "post_id"),
+        Index(None, "webhook", "delivered_at", "next_attempt_at"),
+        Index(None, "post_id"),
+    )
+class Poll(Base):
+    """One poll of one feed, as the operator's page shows it (issue 16).
+
+    Written by the pipeline after it applied the poll's result
+    (``aggregator.store.polls.record_polls``) and pruned by the daemon's
+    housekeeping (``prune_polls``), so the table holds a bounded history:
+    the feed row keeps only the *last* outcome, which cannot say "failing
+    every other poll since Tuesday".
+    """
+
+    __tablename__ = "polls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # HTTP status, or None when no response came (timeout, refused, DNS).
+    status: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    # None for a good poll; else the feed row's error_class (or a warm-up outcome).
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+    # Why the next poll is when it is ("interval", "max-age 3600 s", "back-off" ...).
+    schedule: Mapped[str | None] = mapped_column(Text)
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index(None, "feed_id", "started_at"), Index(None, "started_at"))
+
+
+class PollHour(Base):
+    """Polls, failed polls and new posts per hour: the page's 24-hour chart.
+
+    Kept by :func:`aggregator.store.polls.record_polls` beside the poll
+    rows (an upsert per hour and batch), so the chart reads 24 rows instead
+    of aggregating the ~700,000 polls a day of 30,000 feeds.
+    """
+
+    __tablename__ = "poll_hours"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    polls: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# The operator's page sorts 30,000 feeds by name and pages through them:
+# declared here, beside the page's other tables, rather than on Feed.
+Index(None, Feed.group_name, Feed.outlet, Feed.section)
+
+
+# --------------------------------------------------------------------------
+# Title search: the database's own full-text index, outside the ORM.
+#
+# SQLite: an FTS5 table over posts.title with the trigram tokenizer (titles
+# are mostly Chinese, written without spaces; unicode61 would make a whole
+# clause one token, trigram finds any run of 3+ characters), kept in step by
+# triggers.  PostgreSQL: a GIN index on to_tsvector('simple', title).
+# Neither can be declared on the models, so the same statements are run by
+# migration 0007 and, through the DDL events below, by create_all on a new
+# database: both ways build the same schema (tests/test_store.py).
+
+#: The FTS5 table (and the prefix of its shadow tables) on SQLite.
+SEARCH_TABLE = "posts_fts"
+_SEARCH_INDEX = "ix_posts_title_tsv"
+
+_SQLITE_SEARCH = (
+    f"CREATE VIRTUAL TABLE {SEARCH_TABLE} USING fts5("
+    "title, content='posts', content_rowid='id', tokenize='trigram')",
+    f"CREATE TRIGGER {SEARCH_TABLE}_ai AFTER INSERT ON posts BEGIN "
+    f"INSERT INTO {SEARCH_TABLE}(rowid, title) VALUES (new.id, new.title); END",
+    f"CREATE TRIGGER {SEARCH_TABLE}_ad AFTER DELETE ON posts BEGIN "
+    f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}, rowid, title) "
+    "VALUES ('delete', old.id, old.title); END",
+    f"CREATE TRIGGER {SEARCH_TABLE}_au AFTER UPDATE OF title ON posts BEGIN "
+    f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}, rowid, title) "
+    "VALUES ('delete', old.id, old.title); "
+    f"INSERT INTO {SEARCH_TABLE}(rowid, title) VALUES (new.id, new.title); END",
+)
+_POSTGRES_SEARCH = (
+    f"CREATE INDEX IF NOT EXISTS {_SEARCH_INDEX} ON posts USING gin (to_tsvector('simple', title))",
+)
+
+
+def search_index_ddl(dialect: str, *, drop: bool = False) -> tuple[str, ...]:
+    """The statements that create (or drop) the title search index on ``dialect``."""
+    if dialect == "sqlite":
+        if drop:
+            return (
+                *(f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_{s}" for s in ("ai", "ad", "au")),
+                f"DROP TABLE IF EXISTS {SEARCH_TABLE}",
+            )
+        return _SQLITE_SEARCH
+    if dialect == "postgresql":
+        return (f"DROP INDEX IF EXISTS {_SEARCH_INDEX}",) if drop else _POSTGRES_SEARCH
+    return ()
+
+
+def is_search_object(name: str | None) -> bool:
+    """Whether a table or index is part of the search index (not on the models)."""
+    return bool(name) and (str(name).startswith(SEARCH_TABLE) or name == _SEARCH_INDEX)
+
+
+for _dialect in ("sqlite", "postgresql"):
+    for _statement in search_index_ddl(_dialect):
+        _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
+        event.listen(Post.__table__, "after_create", _ddl.execute_if(dialect=_dialect))
+for _statement in search_index_ddl("sqlite", drop=True):
+    _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
+    event.listen(Post.__table__, "before_drop", _ddl.execute_if(dialect="sqlite"))

@@ -34,14 +34,10 @@ def upgrade() -> None:
     op.add_column("entries", sa.Column("blocked", sa.Text(), nullable=True))
     op.add_column(
         "posts",
-        sa.Column(
-            "revised_at", aggregator.store.models.UTCDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("revised_at", aggregator.store.models.UTCDateTime(timezone=True), nullable=True),
     )
     op.add_column("posts", sa.Column("blocked", sa.Text(), nullable=True))
-    op.create_index(
-        "ix_entries_feed_id_link_key", "entries", ["feed_id", "link_key"], unique=False
-    )
+    op.create_index("ix_entries_feed_id_link_key", "entries", ["feed_id", "link_key"], unique=False)
 
     entries = sa.table(
         "entries", sa.column("id", sa.Integer), sa.column("link", sa.Text), sa.column("link_key")

@@ -1,0 +1,307 @@
+"""A fleet of daemons on one database (issue 17): the store's side.
+
+Real databases (SQLite, and PostgreSQL when AGGREGATOR_TEST_POSTGRES_URL is
+set), real rows; the processes-and-signals side is in test_fleet_procs.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.config.feeds import FeedSpec
+from aggregator.policy.fleet import Candidate, HostBudget, host_of, plan_claims
+from aggregator.policy.politeness import HostPolicy
+from aggregator.store import FeedUpdate, LeaseLost, Store
+from aggregator.store.fleet import feed_summary
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def spec(i: int, **extra: object) -> FeedSpec:
+    return FeedSpec(
+        url=f"https://h{i % 3}.example/{i}.xml", outlet="O", section="S", group="G", **extra
+    )  # type: ignore[arg-type]
+
+
+def test_feed_summary_counts_states_and_the_oldest_success(store: Store) -> None:
+    specs = [spec(i) for i in range(8)] + [spec(8, enabled=False)]
+    ids = store.sync_feeds(specs, now=NOW - timedelta(hours=2), spread_new=False)
+    url = [s.url for s in specs]
+    ok = {"last_checked_at": NOW, "last_success_at": NOW - timedelta(minutes=5)}
+    store.update_feed(ids[url[0]], FeedUpdate(**ok))
+    store.update_feed(ids[url[1]], FeedUpdate(**ok))
+    store.update_feed(
+        ids[url[2]], FeedUpdate(last_checked_at=NOW, last_success_at=NOW - timedelta(hours=1))
+    )
+    store.update_feed(
+        ids[url[3]], FeedUpdate(last_checked_at=NOW, error_streak=2, error_class="transient")
+    )
+    store.update_feed(
+        ids[url[4]], FeedUpdate(last_checked_at=NOW, error_streak=1, error_class="throttled")
+    )
+    store.update_feed(ids[url[5]], FeedUpdate(last_checked_at=NOW, disabled_reason="gone (410)"))
+    # 6 and 7 were never polled: "new", and the oldest (added two hours ago).
+    summary = feed_summary(store, now=NOW)
+    assert summary.by_state == {"ok": 3, "failing": 1, "throttled": 1, "disabled": 2, "new": 2}
+    assert summary.active == 7
+    assert summary.oldest_success_age == pytest.approx(7200)
+
+    store.update_feed(ids[url[6]], FeedUpdate(**ok))
+    store.update_feed(ids[url[7]], FeedUpdate(**ok))
+    store.update_feed(ids[url[3]], FeedUpdate(last_success_at=NOW - timedelta(minutes=1)))
+    store.update_feed(ids[url[4]], FeedUpdate(last_success_at=NOW - timedelta(minutes=1)))
+    assert feed_summary(store, now=NOW).oldest_success_age == pytest.approx(3600)
+
+
+def test_feed_summary_of_an_empty_table(store: Store) -> None:
+    summary = feed_summary(store, now=NOW)
+    assert (summary.due, summary.leased, summary.active) == (0, 0, 0)
+    assert summary.by_state == {}
+    assert summary.oldest_success_age is None
+
+
+# --------------------------------------------------------------------------
+# Fair, polite claims (policy.fleet, pure)
+
+POLITE = HostPolicy(max_concurrency=2, min_spacing=1.0)
+
+
+def cand(i: int, host: str, due_s: float = 0) -> Candidate:
+    return Candidate(i, f"https://{host}/{i}", host, NOW - timedelta(seconds=100 - due_s))
+
+
+def test_plan_skips_a_host_whose_budget_is_spent_and_takes_the_next_host() -> None:
+    # 30 feeds of a slow, strict host are due first; two other hosts' feeds after them.
+    candidates = [cand(i, "slow.example", i) for i in range(30)]
+    candidates += [cand(100 + i, f"h{i % 2}.example", 50 + i) for i in range(6)]
+    plan = plan_claims(
+        candidates, {}, lambda h: POLITE, now=NOW, limit=16, horizon=timedelta(seconds=2)
+    )
+    chosen = [(c.feed_id, (at - NOW).total_seconds()) for c, at in plan.chosen]
+    # The slow host: its two oldest feeds, one second apart; then the others.
+    assert chosen[:2] == [(0, 0.0), (1, 1.0)]
+    assert {fid for fid, _ in chosen[2:]} == {100, 101, 102, 103}
+    assert plan.skipped_hosts == {"slow.example", "h0.example", "h1.example"}
+    assert plan.next_start["slow.example"] == NOW + timedelta(seconds=2)
+
+
+def test_plan_counts_what_the_fleet_already_holds() -> None:
+    soon = NOW + timedelta(seconds=1.5)
+    budgets = {
+        "a.example": HostBudget(in_flight=2, holder="me"),  # both slots taken
+        "b.example": HostBudget(next_start_at=NOW + timedelta(seconds=5), holder="me"),
+        "c.example": HostBudget(in_flight=1, next_start_at=soon, holder="me"),
+    }
+    candidates = [cand(1, "a.example"), cand(2, "b.example"), cand(3, "c.example")]
+    candidates += [cand(4, "c.example", 1)]
+    plan = plan_claims(
+        candidates,
+        budgets,
+        lambda h: POLITE,
+        now=NOW,
+        limit=10,
+        horizon=timedelta(seconds=2),
+        me="me",
+    )
+    assert [(c.feed_id, at) for c, at in plan.chosen] == [(3, soon)]
+    assert plan.held == {"c.example": soon + timedelta(seconds=5)}
+
+
+def test_a_spaced_host_is_polled_by_one_daemon_at_a_time() -> None:
+    """Spacing is kept by the fetcher of the one daemon that holds the host."""
+    later = NOW + timedelta(seconds=3)
+    candidates = [cand(1, "held.example"), cand(2, "idle.example"), cand(3, "busy.example")]
+    budgets = {
+        # Another daemon's hold still runs: not ours, even with nothing in flight.
+        "held.example": HostBudget(holder="other", held_until=later, next_start_at=NOW),
+        # Its hold ran out and nothing is in flight: taken over, one spacing from now.
+        "idle.example": HostBudget(holder="other", held_until=NOW, next_start_at=NOW),
+        # Hold ran out but a request of the other daemon may still be running.
+        "busy.example": HostBudget(in_flight=1, holder="other", held_until=NOW),
+    }
+    plan = plan_claims(
+        candidates,
+        budgets,
+        lambda h: POLITE,
+        now=NOW,
+        limit=10,
+        horizon=timedelta(seconds=2),
+        me="me",
+    )
+    assert [(c.feed_id, at) for c, at in plan.chosen] == [(2, NOW + timedelta(seconds=1))]
+    # Hosts without spacing are shared by every daemon, up to their concurrency.
+    shared = HostPolicy(max_concurrency=8)
+    plan = plan_claims(
+        candidates,
+        budgets,
+        lambda h: shared,
+        now=NOW,
+        limit=10,
+        horizon=timedelta(seconds=2),
+        me="me",
+    )
+    assert sorted(c.feed_id for c, _ in plan.chosen) == [1, 2, 3]
+
+
+def test_plan_without_spacing_fills_the_concurrency_and_stops_at_the_limit() -> None:
+    local = HostPolicy(max_concurrency=8)
+    candidates = [cand(i, "127.0.0.1", i) for i in range(20)]
+    plan = plan_claims(
+        candidates, {}, lambda h: local, now=NOW, limit=5, horizon=timedelta(seconds=2)
+    )
+    assert [c.feed_id for c, _ in plan.chosen] == [0, 1, 2, 3, 4]
+    assert all(at == NOW for _, at in plan.chosen)
+    assert plan.next_start == {}
+
+
+# --------------------------------------------------------------------------
+# The store: claims, heartbeats, fencing (SQLite and PostgreSQL)
+
+LEASE = timedelta(minutes=15)
+
+
+def _due(store: Store, n: int, hosts: int) -> dict[str, int]:
+    specs = [
+        FeedSpec(url=f"https://h{i % hosts}.example/{i}.xml", outlet="O", section="S", group="G")
+        for i in range(n)
+    ]
+    return store.sync_feeds(specs, now=NOW - timedelta(minutes=1), spread_new=False)
+
+
+def test_claims_keep_each_hosts_budget_across_daemons(database_url: str) -> None:
+    one, two = Store.open(database_url), Store.open(database_url)  # two daemons' stores
+    try:
+        _due(one, 40, hosts=4)
+        polite = {"policy_for": lambda h: POLITE, "lease": LEASE}
+        first = one.claim_fair(now=NOW, limit=3, owner="a:1", **polite)
+        second = two.claim_fair(now=NOW, limit=16, owner="b:2", **polite)
+        third = one.claim_fair(now=NOW, limit=16, owner="a:1", **polite)
+        claims = first + second + third
+        by_host: dict[str, list[tuple[str, datetime]]] = {}
+        for who, taken in (("a", first), ("b", second), ("a", third)):
+            for c in taken:
+                by_host.setdefault(host_of(c.url), []).append((who, c.start_at))
+        # "a" took three hosts first, so "b" got only the fourth: one daemon
+        # per spaced host; two feeds per host in all (its concurrency), one
+        # second apart, whichever daemon asked.
+        assert {h: len(v) for h, v in by_host.items()} == {f"h{i}.example": 2 for i in range(4)}
+        assert {host_of(c.url) for c in second} == {"h3.example"}
+        for taken in by_host.values():
+            assert len({who for who, _ in taken}) == 1
+            assert sorted(at for _, at in taken) == [NOW, NOW + timedelta(seconds=1)]
+        assert len({c.feed_id for c in claims}) == 8
+        # Nothing more while those are in flight, even once their start time has passed.
+        later = NOW + timedelta(seconds=10)
+        assert not two.claim_fair(now=later, limit=16, owner="b:2", **polite)
+        h0 = [c for c in claims if c.url.startswith("https://h0.")]
+        holder = "a:1"
+        one.update_feeds(
+            [
+                (
+                    c.feed_id,
+                    FeedUpdate(lease_owner=None, lease_until=None, next_check_at=later + LEASE),
+                )
+                for c in h0
+            ]
+        )
+        # Its hold has run out and nothing is in flight: the other daemon may
+        # take it over, a spacing after now.
+        other = "b:2" if holder == "a:1" else "a:1"
+        again = two.claim_fair(now=later, limit=16, owner=other, **polite)
+        # One spacing after the takeover (plus the claim's own milliseconds);
+        # the second feed would start beyond the 2 s horizon: next claim.
+        [taken] = again
+        assert host_of(taken.url) == "h0.example"
+        assert later + timedelta(seconds=1) <= taken.start_at < later + timedelta(seconds=2)
+    finally:
+        one.close()
+        two.close()
+
+
+def test_a_stale_daemons_feeds_are_handed_out_and_its_late_poll_is_refused(
+    database_url: str,
+) -> None:
+    dead, alive = Store.open(database_url), Store.open(database_url)
+    try:
+        ids = _due(dead, 3, hosts=3)
+        dead.register_daemon("dead:1", host="dead", pid=1, now=NOW)
+        alive.register_daemon("alive:2", host="alive", pid=2, now=NOW)
+        local = HostPolicy(max_concurrency=8)
+        held = dead.claim_fair(
+            now=NOW, limit=8, lease=LEASE, owner="dead:1", policy_for=lambda h: local
+        )
+        assert len(held) == 3
+        # "dead" stops beating; "alive" keeps on.  Before stale_after nothing happens.
+        beat = NOW + timedelta(seconds=40)
+        assert alive.heartbeat("alive:2", now=beat)
+        assert alive.reap_daemons(now=beat, stale_after=timedelta(seconds=45)) == {}
+        later = NOW + timedelta(seconds=50)
+        assert alive.reap_daemons(now=later, stale_after=timedelta(seconds=45)) == {"dead:1": 3}
+        assert [d for d, _, _ in alive.daemons()] == ["alive:2"]
+        taken = alive.claim_fair(
+            now=later, limit=8, lease=LEASE, owner="alive:2", policy_for=lambda h: local
+        )
+        assert {c.feed_id for c in taken} == set(ids.values())
+        # The presumed-dead daemon was only slow: its poll finishes now.  The
+        # store refuses both of its writes; the new owner's stand.
+        first = held[0]
+        with pytest.raises(LeaseLost):
+            dead.ingest(
+                first.feed_id,
+                [],
+                now=later,
+                feed_update=FeedUpdate(last_status=200, lease_owner=None, fence=first.token),
+            )
+        dead.update_feeds([(held[1].feed_id, FeedUpdate(last_status=500, fence=held[1].token))])
+        assert dead.feed_state(first.feed_id).last_status is None
+        assert dead.feed_state(held[1].feed_id).last_status is None
+        # Its own heartbeat now says so: register again.
+        assert not dead.heartbeat("dead:1", now=later)
+        # The new owner's writes go through.
+        mine = {c.feed_id: c for c in taken}[first.feed_id]
+        alive.ingest(
+            first.feed_id,
+            [],
+            now=later,
+            feed_update=FeedUpdate(last_status=304, lease_owner=None, fence=mine.token),
+        )
+        assert alive.feed_state(first.feed_id).last_status == 304
+    finally:
+        dead.close()
+        alive.close()
+
+
+def test_retire_gives_every_lease_back_at_once(store: Store) -> None:
+    _due(store, 5, hosts=5)
+    store.register_daemon("me:1", host="me", pid=1, now=NOW)
+    local = HostPolicy(max_concurrency=8)
+    held = store.claim_fair(now=NOW, limit=8, lease=LEASE, owner="me:1", policy_for=lambda h: local)
+    assert len(held) == 5
+    assert store.retire_daemon("me:1") == 5
+    assert store.daemons() == []
+    assert (
+        len(
+            store.claim_fair(
+                now=NOW, limit=8, lease=LEASE, owner="you:2", policy_for=lambda h: local
+            )
+        )
+        == 5
+    )
+
+
+def test_the_fleet_unit_gives_each_instance_its_port_and_room_to_drain() -> None:
+    import configparser
+
+    from aggregator.service.daemon import DaemonOptions
+
+    unit = Path(__file__).resolve().parent.parent / "deploy" / "aggregator@.service"
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(unit.read_text(encoding="utf-8"))
+    service = parser["Service"]
+    assert "AGGREGATOR_HTTP=127.0.0.1:808%i" in service["Environment"]
+    assert float(service["TimeoutStopSec"]) > DaemonOptions().grace
+    assert service["EnvironmentFile"] == "/etc/aggregator/fleet.env"
