@@ -120,7 +120,9 @@ def test_a_daemon_started_during_a_migration_waits_for_it(
             assert not local_server.requests_to("/f.xml"), "it polled on the old schema"
             transaction.rollback()  # the other migration is done (here: gave up)
             migrating.close()
-            wait_for(lambda: local_server.requests_to("/f.xml"), 60, f"the first poll: {daemon.log}")
+            wait_for(
+                lambda: local_server.requests_to("/f.xml"), 60, f"the first poll: {daemon.log}"
+            )
             assert (
                 _scalar(postgres_url, "select version_num from alembic_version") == SCHEMA_REVISION
             )
