@@ -201,6 +201,19 @@ def proc_cpu(pid: int) -> float:
     return total
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (its parse worker's forkserver and workers)."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{stack.pop()}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    found.append(int(child))
+                    stack.append(int(child))
+    return found
+
+
 def scrape_fetches(port: int, *, patience: float = 120.0) -> float:
     """Sum of aggregator_fetches_total over its outcomes, from a daemon's /metrics."""
     deadline = time.time() + patience
@@ -526,9 +539,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
         deadline = time.time() + 20
         while time.time() < deadline and not sampler.scalar(holding, o=owner):
             time.sleep(0.01)
+        orphans = descendants(victim.pid)
         killed_at = time.time()
         victim.send_signal(signal.SIGKILL)
         victim.wait()
+        for pid in orphans:  # its parse worker would outlive it; another machine's would not
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         held = sampler.rows("SELECT url FROM feeds WHERE lease_owner = :o", o=owner)
         log(f"killed daemon {victim.pid} holding {len(held)} lease(s)")
         reaped_at: float | None = None

@@ -81,13 +81,13 @@ def test_sigterm_hands_the_feeds_to_the_other_daemon_at_once(
                 "the second daemon's heartbeat",
             )
             assert all(hits[f] == 1 for f in feeds)  # leased by the first: not polled twice
-            code, _took = one.stop()
+            code, _took = one.stop(timeout=30)
             assert code == 0, one.log
             stopped = time.monotonic()
             wait_for(lambda: all(hits[f] == 2 for f in feeds), 15, "the second daemon polls them")
             handover = time.monotonic() - stopped
             assert _scalar(postgres_url, "select count(*) from daemons") == 1
-            assert two.stop()[0] == 0
+            assert two.stop(timeout=30)[0] == 0
         assert _scalar(postgres_url, "select count(*) from daemons") == 0
         assert (
             _scalar(postgres_url, "select count(*) from feeds where lease_owner is not null") == 0
@@ -120,12 +120,14 @@ def test_a_daemon_started_during_a_migration_waits_for_it(
             assert not local_server.requests_to("/f.xml"), "it polled on the old schema"
             transaction.rollback()  # the other migration is done (here: gave up)
             migrating.close()
-            wait_for(lambda: local_server.requests_to("/f.xml"), 30, "the first poll")
+            wait_for(
+                lambda: local_server.requests_to("/f.xml"), 60, f"the first poll: {daemon.log}"
+            )
             assert (
                 _scalar(postgres_url, "select version_num from alembic_version") == SCHEMA_REVISION
             )
             assert _scalar(postgres_url, "select count(*) from daemons") == 1
-            assert daemon.stop()[0] == 0
+            assert daemon.stop(timeout=30)[0] == 0
     finally:
         if not migrating.closed:
             transaction.rollback()

@@ -181,6 +181,9 @@ class FeedUpdate:
 
 
 _UPDATE_FIELDS: Final = tuple(f.name for f in fields(FeedUpdate) if f.name != "fence")
+#: A claim reads at most this many due feeds per host, and this many in all.
+_PER_HOST_SCAN: Final = 16
+_SCAN: Final = 2000
 _HOSTS: Final = cast("Table", m.HostSlot.__table__)
 
 
@@ -365,12 +368,16 @@ class FeedsMixin:
             .label("rank")
         )
         ranked = select(m.Feed.id.label("id"), rank).where(free).subquery()
-        firsts = select(ranked.c.id).where(ranked.c.rank <= limit)
+        firsts = select(ranked.c.id).where(ranked.c.rank <= min(limit, _PER_HOST_SCAN))
+        # Not locked: locking every due row would make the other daemons'
+        # claims, running at the same moment, find nothing at all.  The
+        # UPDATE below takes only rows still free, so a feed another daemon
+        # claimed meanwhile is simply not ours.
         due = (
             select(m.Feed.id, m.Feed.url, m.Feed.host, m.Feed.next_check_at)
-            .where(m.Feed.id.in_(firsts), free)
+            .where(m.Feed.id.in_(firsts))
             .order_by(m.Feed.next_check_at, m.Feed.id)
-            .with_for_update(skip_locked=True)
+            .limit(_SCAN)
         )
         started = time.monotonic()
         with self._session.begin() as session:
@@ -426,7 +433,7 @@ class FeedsMixin:
             starts = {c.feed_id: (c.url, at) for c, at in plan.chosen}
             tokens = session.execute(
                 update(m.Feed)
-                .where(m.Feed.id.in_(list(starts)))
+                .where(m.Feed.id.in_(list(starts)), free)
                 .values(
                     lease_until=now + lease, lease_owner=owner, lease_token=m.Feed.lease_token + 1
                 )
