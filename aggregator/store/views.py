@@ -619,8 +619,15 @@ def _title_match(dialect: str, query: str) -> ColumnElement[bool]:
             func.to_tsvector(simple, m.Post.title).bool_op("@@")(func.to_tsquery(simple, tsquery))
         )
     if not query.isascii() or not words:
+        # A scan either way: newest first, stopping at a page of hits.
         conditions.append(m.Post.title.ilike("%" + _escape_like(query) + "%", escape="\\"))
-    return or_(*conditions)
+        return or_(*conditions)
+    # Matches first (the GIN index), then the newest of them.  Left to
+    # itself the planner walks the primary key backwards computing
+    # to_tsvector for every post until it has a page of hits: 0.8 s over
+    # 150,000 posts for a word that is in none of them.
+    hits = select(m.Post.id).where(or_(*conditions)).cte("hits").prefix_with("MATERIALIZED")
+    return m.Post.id.in_(select(hits.c.id))
 
 
 def newest_posts(
