@@ -62,6 +62,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from aggregator.config.feeds import Config, ConfigError, FeedSpec, load_config
+from aggregator.config.publish import PublishConfig
 from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
 from aggregator.hexo.export import ExportError, prepare_directory
 from aggregator.service.metrics import Metrics
@@ -716,7 +717,14 @@ async def _main(
                 daemon = state.get("daemon")
                 return daemon.store if isinstance(daemon, Daemon) else None
 
-            site = OperatorSite(current_store, token=http_token)
+            first_config = config
+
+            def current_publish() -> PublishConfig | None:
+                daemon = state.get("daemon")
+                live = daemon.config if isinstance(daemon, Daemon) else first_config
+                return live.publish
+
+            site = OperatorSite(current_store, token=http_token, publish=current_publish)
             server = await start_http_server(http_bind, metrics=metrics, health=health, site=site)
         except (ValueError, BindError) as exc:
             log.error("--http %s: %s", http_bind, exc)
