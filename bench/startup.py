@@ -47,18 +47,25 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=7)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cwd = Path(tmp)
-        (cwd / "feeds.yaml").write_text("feeds: []\n")
-        env = dict(os.environ)
-        env["AGGREGATOR_DATABASE_URL"] = f"sqlite:///{cwd / 'bench.db'}"
-        # one fetch first so that `status` finds a (small, empty) database
-        _run(args.roots[0], ["fetch"], env, cwd)
+        # A directory and database per checkout: two versions may be at
+        # different schema revisions, and neither may read the other's.
+        places: dict[Path, tuple[Path, dict[str, str]]] = {}
+        for number, root in enumerate(args.roots):
+            cwd = Path(tmp) / str(number)
+            cwd.mkdir()
+            (cwd / "feeds.yaml").write_text("feeds: []\n")
+            env = dict(os.environ)
+            env["AGGREGATOR_DATABASE_URL"] = f"sqlite:///{cwd / 'bench.db'}"
+            # one fetch first so that `status` finds a (small, empty) database
+            _run(root, ["fetch"], env, cwd)
+            places[root] = (cwd, env)
         print(f"{'command':<22}{'checkout':<24}{'median s':>10}{'max s':>8}{'maxRSS MB':>11}")
         for name, argv in COMMANDS.items():
             times: dict[Path, list[float]] = {r: [] for r in args.roots}
             rss: dict[Path, int] = {r: 0 for r in args.roots}
             for _ in range(args.n):
                 for root in args.roots:
+                    cwd, env = places[root]
                     wall, peak = _run(root, argv, env, cwd)
                     times[root].append(wall)
                     rss[root] = max(rss[root], peak)

@@ -69,7 +69,7 @@ from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.service.publish import Publishing
 from aggregator.service.server import BindError, HttpServer, start_http_server
-from aggregator.store import Claim, DatabaseURLError, LeaseLost, Store
+from aggregator.store import Claim, DatabaseURLError, FeedState, LeaseLost, Store
 from aggregator.store.fleet import feed_summary
 from aggregator.store.polls import prune_polls
 
@@ -506,6 +506,18 @@ class Daemon:
         except _DB_ERRORS as exc:
             self._db_failed(exc)
             return
+        try:
+            # The claimed feeds' rows in one query, not one per poll: on a
+            # round of 304s that query was a fifth of the daemon's CPU.
+            states = (
+                await asyncio.to_thread(self.store.feed_states, [c.feed_id for c in claimed])
+                if claimed
+                else {}
+            )
+        except _DB_ERRORS as exc:
+            self._unreleased.update(c.feed_id for c in claimed)  # given back once it answers
+            self._db_failed(exc)
+            return
         self._db_ok()
         self._claim_was_full = len(claimed) >= free
         stale: list[int] = []
@@ -515,13 +527,14 @@ class Daemon:
             if spec is None or not spec.enabled or feed_id in self._inflight:
                 stale.append(feed_id)
                 continue
-            task = asyncio.create_task(self._poll(spec, claim), name=f"poll {url}")
+            poll = self._poll(spec, claim, states.get(feed_id))
+            task = asyncio.create_task(poll, name=f"poll {url}")
             self._inflight[feed_id] = task
             task.add_done_callback(functools.partial(self._forget, feed_id))
         if stale:
             await asyncio.to_thread(self.store.release, stale, owner=self.owner)
 
-    async def _poll(self, spec: FeedSpec, claim: Claim) -> None:
+    async def _poll(self, spec: FeedSpec, claim: Claim, state: FeedState | None = None) -> None:
         assert self._pipeline is not None
         feed_id = claim.feed_id
         wait = (claim.start_at - utcnow()).total_seconds()
@@ -530,7 +543,9 @@ class Daemon:
             if self._stopping:
                 return  # not started: its lease goes back with the others
         try:
-            report: FeedReport = await self._pipeline.run_feed(spec, feed_id, fence=claim.token)
+            report: FeedReport = await self._pipeline.run_feed(
+                spec, feed_id, state, fence=claim.token
+            )
         except asyncio.CancelledError:
             raise
         except LeaseLost as exc:

@@ -149,6 +149,16 @@ async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None)
     return StoredPage(page.final_url, repair_text(html or ""))
 
 
+#: A fetched feed up to this size is parsed in a thread of the daemon even
+#: when it has worker processes (:class:`ParseProcesses`); only a bigger one
+#: goes to a worker.  The parsers are linear in their input (tests/test_hostile.py),
+#: so a small body holds the event loop for milliseconds at most, and
+#: pickling its items back costs more than it saves.  Ordinary news feeds
+#: (20-200 KB) thus never start the worker and its ~55 MB; a 16 MiB body, or
+#: one built to be slow, still cannot stall ``/healthz``.
+IN_PROCESS_PARSE_MAX_BYTES = 256 * 1024
+
+
 class ParseProcesses(Executor):
     """Worker processes for the daemon's parsing and cleaning, started when first needed.
 
@@ -482,11 +492,20 @@ class Pipeline:
         )
         return await loop.run_in_executor(executor, lambda: fn(*args, **kwargs))
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """``fn(*args)`` in the executor: a module-level function, so it pickles."""
+    async def _call(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the executor: a module-level function, so it pickles.
+
+        ``size`` is the body's: the daemon's worker process only takes a body
+        over :data:`IN_PROCESS_PARSE_MAX_BYTES`, a smaller one is parsed in a
+        thread.  A pass's :class:`ProcessPoolExecutor` takes every body: there
+        the workers are for using every core, not for keeping a loop free.
+        """
+        loop = asyncio.get_running_loop()
         if isinstance(self.executor, ParseProcesses):
-            return await self.executor.run(fn, *args)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+            if size > IN_PROCESS_PARSE_MAX_BYTES:
+                return await self.executor.run(fn, *args)
+            return await loop.run_in_executor(None, fn, *args)
+        return await loop.run_in_executor(self.executor, fn, *args)
 
     async def _record_polls(self, records: list[PollRecord]) -> list[None]:
         await self._write(record_polls, self.store.engine, records)
@@ -686,6 +705,7 @@ class Pipeline:
             try:
                 async with self._processing:
                     parsed, items, skipped = await self._call(
+                        len(result.content),
                         parse_and_build,
                         result.content,
                         result.final_url,
