@@ -69,7 +69,7 @@ from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.service.publish import Publishing
 from aggregator.service.server import BindError, HttpServer, start_http_server
-from aggregator.store import Claim, DatabaseURLError, FeedState, LeaseLost, Store
+from aggregator.store import Claim, DatabaseURLError, FeedState, LeaseLost, SchemaNotReady, Store
 from aggregator.store.fleet import feed_summary
 from aggregator.store.polls import prune_polls
 
@@ -762,7 +762,7 @@ async def _main(
             return await daemon.run()
         finally:
             store.close()
-    except (DatabaseURLError, ExportError) as exc:
+    except (DatabaseURLError, ExportError, SchemaNotReady) as exc:
         # Waiting cannot fix these (a bad URL, a missing or read-only
         # directory): say what to change and exit instead of retrying forever.
         log.error("cannot start: %s", exc.strerror if isinstance(exc, ExportError) else exc)

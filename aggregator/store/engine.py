@@ -198,6 +198,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
         command.upgrade(alembic_config(connection), revision)
+    if revision == "head":
+        # The migrations found must be this code's: a daemon never runs on
+        # a schema older than it expects (issue 17, rolling restarts).
+        stored = _stored_revision(engine)
+        if stored != SCHEMA_REVISION:
+            raise SchemaNotReady(
+                f"the database is at revision {stored} after upgrading, but this aggregator "
+                f"needs {SCHEMA_REVISION}: its migration scripts ({_script_location()}) are "
+                "not the ones it was built with; reinstall it"
+            )
 
 
 def check_schema(engine: Engine) -> None:
