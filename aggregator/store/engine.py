@@ -23,6 +23,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, e
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from aggregator.config.settings import DEFAULT_DATABASE_URL
 from aggregator.errors import AggregatorError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATABASE_URL = "sqlite:///aggregator.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_ID = 0x6167_6772  # "aggr": arbitrary, constant across releases
 #: The newest migration in alembic/versions, which this code is written for
