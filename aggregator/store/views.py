@@ -42,6 +42,7 @@ from sqlalchemy import Integer as SAInteger
 from sqlalchemy.engine import Connection, Engine
 
 from aggregator.store import models as m
+from aggregator.store.polls import PollRecord
 
 __all__ = [
     "SORTS",
@@ -50,7 +51,6 @@ __all__ = [
     "FeedPage",
     "FeedRow",
     "HourBucket",
-    "PollRow",
     "PostPage",
     "PostRow",
     "Totals",
@@ -429,20 +429,6 @@ def _hourly(connection: Connection, *, now: datetime, hours: int) -> list[HourBu
 
 
 @dataclass(frozen=True, slots=True)
-class PollRow:
-    started_at: datetime
-    status: int | None
-    duration_ms: int
-    bytes: int
-    new: int
-    updated: int
-    error_class: str | None
-    message: str | None
-    schedule: str | None
-    next_check_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
 class PostRow:
     id: int
     title: str
@@ -461,26 +447,15 @@ class PostRow:
 @dataclass(frozen=True, slots=True)
 class FeedDetail:
     feed: FeedRow
-    polls: list[PollRow]
-    errors: list[PollRow]
+    polls: list[PollRecord]
+    errors: list[PollRecord]
     posts: list[PostRow]
     first_error_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _poll_row(r: Any) -> PollRow:
-    return PollRow(
-        started_at=r.started_at,
-        status=r.status,
-        duration_ms=r.duration_ms,
-        bytes=r.bytes,
-        new=r.new,
-        updated=r.updated,
-        error_class=r.error_class,
-        message=r.message,
-        schedule=r.schedule,
-        next_check_at=r.next_check_at,
-    )
+def _poll_row(r: Any) -> PollRecord:
+    return PollRecord(**r._mapping)
 
 
 def feed_detail(
@@ -488,6 +463,7 @@ def feed_detail(
 ) -> FeedDetail | None:
     """A feed's row, recent polls, recent failed polls and newest posts; None if no such feed."""
     poll_columns = (
+        m.Poll.feed_id,
         m.Poll.started_at,
         m.Poll.status,
         m.Poll.duration_ms,
