@@ -127,6 +127,10 @@ def schedule(
                 text("UPDATE feeds SET next_check_at = :due WHERE id = :id"),
                 [{"id": ids[u], "due": at} for u, at in due.items()],
             )
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            # Statistics, as autovacuum keeps them on a database in use: a
+            # table bulk-loaded a minute ago would be planned as empty.
+            conn.execute(text("ANALYZE"))
     finally:
         engine.dispose()
     return {u: at.timestamp() for u, at in due.items()}

@@ -46,6 +46,15 @@ def _scalar(url: str, sql: str) -> object:
         engine.dispose()
 
 
+def _rows(url: str, sql: str) -> list[object]:
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql)).all())
+    finally:
+        engine.dispose()
+
+
 def test_sigterm_hands_the_feeds_to_the_other_daemon_at_once(
     postgres_url: str, tmp_path: Path, local_server: LocalServer
 ) -> None:
@@ -120,9 +129,15 @@ def test_a_daemon_started_during_a_migration_waits_for_it(
             assert not local_server.requests_to("/f.xml"), "it polled on the old schema"
             transaction.rollback()  # the other migration is done (here: gave up)
             migrating.close()
-            wait_for(
-                lambda: local_server.requests_to("/f.xml"), 60, f"the first poll: {daemon.log}"
-            )
+            try:
+                wait_for(lambda: local_server.requests_to("/f.xml"), 60, "the first poll")
+            except AssertionError:
+                activity = _rows(
+                    postgres_url,
+                    "select state, wait_event_type, wait_event, left(query, 80)"
+                    " from pg_stat_activity where datname = current_database()",
+                )
+                raise AssertionError(f"{daemon.log}\n{activity}") from None
             assert (
                 _scalar(postgres_url, "select version_num from alembic_version") == SCHEMA_REVISION
             )

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.config.settings import DEFAULT_DATABASE_URL
-
 #: Libraries no help text needs: the network stack, the parsers, the
 #: scheduler, migrations, config validation, metrics, compression.
 NEVER_FOR_HELP = (
@@ -144,10 +142,3 @@ def test_status_loads_neither_the_fetch_stack_nor_config_validation(
             modules, (*NEVER_WITHOUT_POLLING, "pydantic", "ruamel", "aggregator.service.runner")
         )
         assert heavy == [], f"`aggregator {' '.join(argv)}` imports {heavy}"
-
-
-def test_the_default_database_url_is_the_stores() -> None:
-    """Settings names it without importing the store; the two must not drift apart."""
-    from aggregator.store import DEFAULT_DATABASE_URL as STORES
-
-    assert DEFAULT_DATABASE_URL == STORES

@@ -295,3 +295,23 @@ async def test_guarded_requests_ignore_a_proxy_in_the_environment(
     assert result.content == b"page"
     (request,) = local_server.requests
     assert request.path == "/page"  # straight to the server, not via the proxy
+
+
+def test_every_http_client_in_the_project_rides_the_one_transport() -> None:
+    """One HTTP path (issue 19): no httpx client falls back to httpx's own httpcore stack."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "aggregator"
+    clients = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("AsyncClient", "Client")
+            ):
+                keywords = {k.arg for k in node.keywords}
+                clients.append((path.name, node.lineno, "transport" in keywords))
+    assert clients, "no httpx client found: the test no longer looks at the right calls"
+    assert [c for c in clients if not c[2]] == []

@@ -510,3 +510,28 @@ def test_each_poll_is_recorded_with_its_schedule_reason(tmp_path: Path, local_se
     assert [r.status for r in busy] == [429, 429]
     assert busy[0].error_class == "throttled" and "429" in (busy[0].message or "")
     assert busy[0].schedule == "throttled back-off, error streak 0, Retry-After 7200 s"
+
+
+async def test_publishers_show_on_the_page_and_in_the_api(populated: Fixture) -> None:
+    """Each publisher's last success, last error and queue (issue 16), escaped like feed text."""
+    from aggregator.store import publish as publish_ledger
+
+    engine = populated.store.engine
+    publish_ledger.record_run(engine, "git", now=NOW - timedelta(minutes=5), pending=2)
+    publish_ledger.record_run(
+        engine, "webhook:<b>hook</b>", now=NOW - timedelta(minutes=1), error="HTTP 500 <oops>"
+    )
+    site = OperatorSite(lambda: populated.store, clock=lambda: NOW)
+    server = HttpServer("127.0.0.1", 0, metrics=Metrics(), health=_healthy, site=site)
+    async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+        index = (await client.get("/")).text
+        text, bad = _text_nodes_and_scripts(index)
+        assert bad == []
+        assert "webhook:<b>hook</b>" in text and "HTTP 500 <oops>" in text
+        assert "<b>hook</b>" not in index  # as characters, not markup
+        assert 'data-publisher="git"' in index
+        summary = (await client.get("/api/summary")).json()
+        by_name = {p["name"]: p for p in summary["publishers"]}
+        assert by_name["git"]["queue"] == 2 and by_name["git"]["last_error"] is None
+        assert by_name["git"]["last_success_at"] is not None
+        assert by_name["webhook:<b>hook</b>"]["last_error"] == "HTTP 500 <oops>"

@@ -50,11 +50,16 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.skip("Playwright is not installed (pip install playwright; no browser download)")
+    from playwright.sync_api import Error as PlaywrightError
+
     with sync_playwright() as p:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        launched = p.chromium.launch(
-            executable_path=executable, headless=True, args=["--no-sandbox"]
-        )
+        try:
+            launched = p.chromium.launch(
+                executable_path=executable, headless=True, args=["--no-sandbox"]
+            )
+        except PlaywrightError as exc:
+            pytest.skip(f"{executable} does not start headless: {str(exc).splitlines()[0]}")
         try:
             yield launched
         finally:

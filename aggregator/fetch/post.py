@@ -17,6 +17,7 @@ import httpx
 
 from aggregator import __version__
 from aggregator.fetch.fetcher import FetchConnectError, FetchError, FetchTimeout
+from aggregator.fetch.transport import AiohttpTransport
 from aggregator.policy.urls import redact_url
 
 __all__ = ["JsonPoster", "PostAnswer"]
@@ -41,7 +42,10 @@ class JsonPoster:
     """An HTTP client for POSTing JSON documents; use as ``async with``."""
 
     def __init__(self, *, timeout: float = 10.0) -> None:
+        # The one HTTP path (tests/test_transport.py): the same aiohttp wire
+        # as feed polls.  Webhook URLs are the operator's own, so unguarded.
         self._client = httpx.AsyncClient(
+            transport=AiohttpTransport(max_connections=4),
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,  # a redirected POST is the receiver's mistake: report it
             headers={"User-Agent": f"aggregator/{__version__} (webhook)"},

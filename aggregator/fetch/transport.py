@@ -254,12 +254,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             except OSError as exc:  # a non-canonical one that does not resolve
                 raise httpx.ConnectError(str(exc)) from exc
         session = self._pool(guard).session(traced=trace is not None)
+        raw_headers = request.headers.raw
         with _mapped_errors():
             response = await session.request(
                 request.method,
                 # Already percent-encoded by httpx: yarl must not re-quote it.
                 yarl.URL(str(url), encoded=True),
-                headers=request.headers.multi_items(),
+                # As written, not lowercased: names are case-insensitive, but
+                # some receivers (webhooks) read them with exact-case lookups.
+                headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers],
                 data=body or None,
                 allow_redirects=False,
                 timeout=self._timeout(timeout),

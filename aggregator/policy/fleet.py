@@ -111,7 +111,7 @@ def plan_claims(
         return plan
     in_flight: dict[str, int] = {}
     next_start: dict[str, datetime] = {}
-    latest = now + horizon
+    latest = now + settle + horizon  # settle: the time is now + settle already
     for candidate in candidates:
         host = candidate.host
         if host in plan.skipped_hosts:

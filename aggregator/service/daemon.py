@@ -62,13 +62,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from aggregator.config.feeds import Config, ConfigError, FeedSpec, load_config
+from aggregator.config.publish import PublishConfig
 from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
 from aggregator.hexo.export import ExportError, prepare_directory
 from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.service.publish import Publishing
 from aggregator.service.server import BindError, HttpServer, start_http_server
-from aggregator.store import Claim, DatabaseURLError, FeedState, LeaseLost, Store
+from aggregator.store import Claim, DatabaseURLError, FeedState, LeaseLost, SchemaNotReady, Store
 from aggregator.store.fleet import feed_summary
 from aggregator.store.polls import prune_polls
 
@@ -731,7 +732,14 @@ async def _main(
                 daemon = state.get("daemon")
                 return daemon.store if isinstance(daemon, Daemon) else None
 
-            site = OperatorSite(current_store, token=http_token)
+            first_config = config
+
+            def current_publish() -> PublishConfig | None:
+                daemon = state.get("daemon")
+                live = daemon.config if isinstance(daemon, Daemon) else first_config
+                return live.publish
+
+            site = OperatorSite(current_store, token=http_token, publish=current_publish)
             server = await start_http_server(http_bind, metrics=metrics, health=health, site=site)
         except (ValueError, BindError) as exc:
             log.error("--http %s: %s", http_bind, exc)
@@ -754,7 +762,7 @@ async def _main(
             return await daemon.run()
         finally:
             store.close()
-    except (DatabaseURLError, ExportError) as exc:
+    except (DatabaseURLError, ExportError, SchemaNotReady) as exc:
         # Waiting cannot fix these (a bad URL, a missing or read-only
         # directory): say what to change and exit instead of retrying forever.
         log.error("cannot start: %s", exc.strerror if isinstance(exc, ExportError) else exc)

@@ -23,6 +23,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, e
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from aggregator.config.settings import DEFAULT_DATABASE_URL
 from aggregator.errors import AggregatorError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -42,7 +43,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATABASE_URL = "sqlite:///aggregator.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_ID = 0x6167_6772  # "aggr": arbitrary, constant across releases
 #: The newest migration in alembic/versions, which this code is written for
@@ -198,6 +198,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
             )
         command.upgrade(alembic_config(connection), revision)
+    if revision == "head":
+        # The migrations found must be this code's: a daemon never runs on
+        # a schema older than it expects (issue 17, rolling restarts).
+        stored = _stored_revision(engine)
+        if stored != SCHEMA_REVISION:
+            raise SchemaNotReady(
+                f"the database is at revision {stored} after upgrading, but this aggregator "
+                f"needs {SCHEMA_REVISION}: its migration scripts ({_script_location()}) are "
+                "not the ones it was built with; reinstall it"
+            )
 
 
 def check_schema(engine: Engine) -> None:

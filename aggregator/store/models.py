@@ -387,7 +387,8 @@ class PollHour(Base):
 
 # The operator's page sorts 30,000 feeds by name and pages through them:
 # declared here, beside the page's other tables, rather than on Feed.
-Index(None, Feed.group_name, Feed.outlet, Feed.section)
+# The id is the table's tie-breaker, so the index gives the page's exact order.
+Index(None, Feed.group_name, Feed.outlet, Feed.section, Feed.id)
 
 
 # --------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from sqlalchemy import Integer as SAInteger
 from sqlalchemy.engine import Connection, Engine
 
 from aggregator.store import models as m
+from aggregator.store.polls import PollRecord
 
 __all__ = [
     "SORTS",
@@ -50,7 +51,6 @@ __all__ = [
     "FeedPage",
     "FeedRow",
     "HourBucket",
-    "PollRow",
     "PostPage",
     "PostRow",
     "Totals",
@@ -245,10 +245,13 @@ def feed_page(
             # SQLite's LIKE already ignores ASCII case; its ILIKE is lower() on
             # both sides of every row, twice as slow over 30,000 feeds.
             if connection.dialect.name == "sqlite":
-                matches = [c.like(pattern, escape="\\") for c in columns]
+                conditions.append(or_(*(c.like(pattern, escape="\\") for c in columns)))
             else:
-                matches = [c.ilike(pattern, escape="\\") for c in columns]
-            conditions.append(or_(*matches))
+                # One ILIKE over the four joined, in the "C" collation: case is
+                # folded for ASCII only (CJK has none), and it is 5x faster
+                # than four ILIKEs in a linguistic collation over 30,000 rows.
+                joined = func.concat_ws(" ", *columns).collate("C")
+                conditions.append(joined.ilike(pattern, escape="\\"))
         where = and_(true_(), *conditions)
         order = [c.desc() if descending else c.asc() for c in SORTS[sort]]
         total = int(connection.scalar(select(func.count()).select_from(m.Feed).where(where)) or 0)
@@ -426,20 +429,6 @@ def _hourly(connection: Connection, *, now: datetime, hours: int) -> list[HourBu
 
 
 @dataclass(frozen=True, slots=True)
-class PollRow:
-    started_at: datetime
-    status: int | None
-    duration_ms: int
-    bytes: int
-    new: int
-    updated: int
-    error_class: str | None
-    message: str | None
-    schedule: str | None
-    next_check_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
 class PostRow:
     id: int
     title: str
@@ -458,26 +447,15 @@ class PostRow:
 @dataclass(frozen=True, slots=True)
 class FeedDetail:
     feed: FeedRow
-    polls: list[PollRow]
-    errors: list[PollRow]
+    polls: list[PollRecord]
+    errors: list[PollRecord]
     posts: list[PostRow]
     first_error_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _poll_row(r: Any) -> PollRow:
-    return PollRow(
-        started_at=r.started_at,
-        status=r.status,
-        duration_ms=r.duration_ms,
-        bytes=r.bytes,
-        new=r.new,
-        updated=r.updated,
-        error_class=r.error_class,
-        message=r.message,
-        schedule=r.schedule,
-        next_check_at=r.next_check_at,
-    )
+def _poll_row(r: Any) -> PollRecord:
+    return PollRecord(**r._mapping)
 
 
 def feed_detail(
@@ -485,6 +463,7 @@ def feed_detail(
 ) -> FeedDetail | None:
     """A feed's row, recent polls, recent failed polls and newest posts; None if no such feed."""
     poll_columns = (
+        m.Poll.feed_id,
         m.Poll.started_at,
         m.Poll.status,
         m.Poll.duration_ms,
@@ -619,8 +598,15 @@ def _title_match(dialect: str, query: str) -> ColumnElement[bool]:
             func.to_tsvector(simple, m.Post.title).bool_op("@@")(func.to_tsquery(simple, tsquery))
         )
     if not query.isascii() or not words:
+        # A scan either way: newest first, stopping at a page of hits.
         conditions.append(m.Post.title.ilike("%" + _escape_like(query) + "%", escape="\\"))
-    return or_(*conditions)
+        return or_(*conditions)
+    # Matches first (the GIN index), then the newest of them.  Left to
+    # itself the planner walks the primary key backwards computing
+    # to_tsvector for every post until it has a page of hits: 0.8 s over
+    # 150,000 posts for a word that is in none of them.
+    hits = select(m.Post.id).where(or_(*conditions)).cte("hits").prefix_with("MATERIALIZED")
+    return m.Post.id.in_(select(hits.c.id))
 
 
 def newest_posts(

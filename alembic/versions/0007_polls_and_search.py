@@ -5,7 +5,7 @@ duration, bytes, counts, error and the schedule's reason), pruned by the
 daemon's housekeeping; the feed row only ever had the last outcome.
 ``poll_hours`` counts polls, failures and new posts per hour for the page's
 24-hour chart (it starts empty: history before the upgrade is not known).
-An index on feeds (group_name, outlet, section) serves the page's default sort.  Title
+An index on feeds (group_name, outlet, section, id) serves the page's default sort.  Title
 search uses the database's own full-text index: an FTS5 table kept by
 triggers on SQLite, a GIN index on ``to_tsvector('simple', title)`` on
 PostgreSQL (the statements are ``aggregator.store.models.search_index_ddl``,
@@ -65,9 +65,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("hour", name=op.f("pk_poll_hours")),
     )
     op.create_index(
-        op.f("ix_feeds_group_name_outlet_section"),
+        op.f("ix_feeds_group_name_outlet_section_id"),
         "feeds",
-        ["group_name", "outlet", "section"],
+        ["group_name", "outlet", "section", "id"],
         unique=False,
     )
     dialect = op.get_bind().dialect.name
@@ -80,7 +80,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in search_index_ddl(op.get_bind().dialect.name, drop=True):
         op.execute(statement)
-    op.drop_index(op.f("ix_feeds_group_name_outlet_section"), table_name="feeds")
+    op.drop_index(op.f("ix_feeds_group_name_outlet_section_id"), table_name="feeds")
     op.drop_table("poll_hours")
     op.drop_index(op.f("ix_polls_started_at"), table_name="polls")
     op.drop_index(op.f("ix_polls_feed_id_started_at"), table_name="polls")

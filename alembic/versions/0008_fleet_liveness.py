@@ -63,7 +63,9 @@ def upgrade() -> None:
             "next_start_at", aggregator.store.models.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("holder", sa.String(128), nullable=True),
-        sa.Column("held_until", aggregator.store.models.UTCDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "held_until", aggregator.store.models.UTCDateTime(timezone=True), nullable=True
+        ),
         sa.PrimaryKeyConstraint("host", name="pk_hosts"),
     )
 

@@ -66,7 +66,9 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import jinja2
 from aiohttp import web
 
-from aggregator.fetch.fetcher import redact_url
+from aggregator.config.publish import PublishConfig
+from aggregator.policy.urls import redact_url
+from aggregator.service.publish import publisher_states
 from aggregator.service.web.svg import hourly_chart, sparkline
 from aggregator.store import Store, views
 from aggregator.store import polls as poll_store
@@ -190,8 +192,12 @@ class OperatorSite:
         *,
         token: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        publish: Callable[[], PublishConfig | None] = lambda: None,
     ) -> None:
         self._store = store
+        # The daemon's current publish: section (it changes on reload): the
+        # header lists what it names, and what the database still remembers.
+        self._publish = publish
         self._token = token or None
         self._clock = clock
         self._summary: tuple[float, dict[str, Any]] | None = None
@@ -262,7 +268,13 @@ class OperatorSite:
         if cached is not None and time.monotonic() - cached[0] < SUMMARY_TTL:
             return cached[1]
         totals, hours = await self._query(views.summary, now=now)
-        data = {"totals": totals, "hours": hours}
+        store = self._store()
+        publishers = (
+            await asyncio.to_thread(publisher_states, store, self._publish())
+            if store is not None
+            else []
+        )
+        data = {"totals": totals, "hours": hours, "publishers": publishers}
         self._summary = (time.monotonic(), data)
         return data
 
@@ -319,6 +331,7 @@ class OperatorSite:
             page=page,
             args=args,
             totals=summary["totals"],
+            publishers=summary["publishers"],
             chart=chart,
             states=views.STATES,
             sorts=views.SORTS,
