@@ -733,7 +733,7 @@ reports = asyncio.run(
     fetch_once(store, config, config.enabled_feeds(), export_dir=Path(export_dir),
                fetcher=Fetcher(FetchLimits(deadline=2)))
 )
-print(json.dumps([dataclasses.asdict(r) for r in reports]))
+print(json.dumps([dataclasses.asdict(r) for r in reports], default=str))
 """
 
 
