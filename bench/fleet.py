@@ -119,7 +119,11 @@ def schedule(
 ) -> dict[str, float]:
     """Spread the first due times evenly over one interval from ``first_due``; url -> due (Unix)."""
     n = len(ids)
-    due = {u: first_due + timedelta(seconds=interval * i / n) for i, u in enumerate(sorted(ids))}
+    # In the farm's order (by path, /feeds/00000.xml ...), which takes the
+    # hosts in turn: sorted by URL, all of one host's feeds would fall due
+    # together, a few seconds in which only that host could be polled.
+    order = sorted(ids, key=lambda u: urllib.parse.urlsplit(u).path)
+    due = {u: first_due + timedelta(seconds=interval * i / n) for i, u in enumerate(order)}
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
