@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aggregator.config.feeds import FeedSpec
-from aggregator.policy.fleet import Candidate, HostBudget, host_of, plan_claims
+from aggregator.policy.fleet import Candidate, ClaimPlan, HostBudget, host_of, plan_claims
 from aggregator.policy.politeness import HostPolicy
 from aggregator.store import FeedUpdate, LeaseLost, Store
 from aggregator.store.fleet import feed_summary
@@ -74,19 +74,37 @@ def cand(i: int, host: str, due_s: float = 0) -> Candidate:
     return Candidate(i, f"https://{host}/{i}", host, NOW - timedelta(seconds=100 - due_s))
 
 
+def plan(
+    candidates: list[Candidate],
+    budgets: dict[str, HostBudget] | None = None,
+    policy: HostPolicy = POLITE,
+    *,
+    limit: int = 10,
+    me: str = "",
+) -> ClaimPlan:
+    """plan_claims at NOW with a 2-second horizon, one policy for every host."""
+    return plan_claims(
+        candidates,
+        budgets or {},
+        lambda h: policy,
+        now=NOW,
+        limit=limit,
+        horizon=timedelta(seconds=2),
+        me=me,
+    )
+
+
 def test_plan_skips_a_host_whose_budget_is_spent_and_takes_the_next_host() -> None:
     # 30 feeds of a slow, strict host are due first; two other hosts' feeds after them.
     candidates = [cand(i, "slow.example", i) for i in range(30)]
     candidates += [cand(100 + i, f"h{i % 2}.example", 50 + i) for i in range(6)]
-    plan = plan_claims(
-        candidates, {}, lambda h: POLITE, now=NOW, limit=16, horizon=timedelta(seconds=2)
-    )
-    chosen = [(c.feed_id, (at - NOW).total_seconds()) for c, at in plan.chosen]
+    planned = plan(candidates, limit=16)
+    chosen = [(c.feed_id, (at - NOW).total_seconds()) for c, at in planned.chosen]
     # The slow host: its two oldest feeds, one second apart; then the others.
     assert chosen[:2] == [(0, 0.0), (1, 1.0)]
     assert {fid for fid, _ in chosen[2:]} == {100, 101, 102, 103}
-    assert plan.skipped_hosts == {"slow.example", "h0.example", "h1.example"}
-    assert plan.next_start["slow.example"] == NOW + timedelta(seconds=2)
+    assert planned.skipped_hosts == {"slow.example", "h0.example", "h1.example"}
+    assert planned.next_start["slow.example"] == NOW + timedelta(seconds=2)
 
 
 def test_plan_counts_what_the_fleet_already_holds() -> None:
@@ -98,17 +116,9 @@ def test_plan_counts_what_the_fleet_already_holds() -> None:
     }
     candidates = [cand(1, "a.example"), cand(2, "b.example"), cand(3, "c.example")]
     candidates += [cand(4, "c.example", 1)]
-    plan = plan_claims(
-        candidates,
-        budgets,
-        lambda h: POLITE,
-        now=NOW,
-        limit=10,
-        horizon=timedelta(seconds=2),
-        me="me",
-    )
-    assert [(c.feed_id, at) for c, at in plan.chosen] == [(3, soon)]
-    assert plan.held == {"c.example": soon + timedelta(seconds=5)}
+    planned = plan(candidates, budgets, me="me")
+    assert [(c.feed_id, at) for c, at in planned.chosen] == [(3, soon)]
+    assert planned.held == {"c.example": soon + timedelta(seconds=5)}
 
 
 def test_a_spaced_host_is_polled_by_one_daemon_at_a_time() -> None:
@@ -123,39 +133,21 @@ def test_a_spaced_host_is_polled_by_one_daemon_at_a_time() -> None:
         # Hold ran out but a request of the other daemon may still be running.
         "busy.example": HostBudget(in_flight=1, holder="other", held_until=NOW),
     }
-    plan = plan_claims(
-        candidates,
-        budgets,
-        lambda h: POLITE,
-        now=NOW,
-        limit=10,
-        horizon=timedelta(seconds=2),
-        me="me",
-    )
-    assert [(c.feed_id, at) for c, at in plan.chosen] == [(2, NOW + timedelta(seconds=1))]
+    planned = plan(candidates, budgets, me="me")
+    assert [(c.feed_id, at) for c, at in planned.chosen] == [(2, NOW + timedelta(seconds=1))]
     # Hosts without spacing are shared by every daemon, up to their concurrency.
     shared = HostPolicy(max_concurrency=8)
-    plan = plan_claims(
-        candidates,
-        budgets,
-        lambda h: shared,
-        now=NOW,
-        limit=10,
-        horizon=timedelta(seconds=2),
-        me="me",
-    )
-    assert sorted(c.feed_id for c, _ in plan.chosen) == [1, 2, 3]
+    planned = plan(candidates, budgets, shared, me="me")
+    assert sorted(c.feed_id for c, _ in planned.chosen) == [1, 2, 3]
 
 
 def test_plan_without_spacing_fills_the_concurrency_and_stops_at_the_limit() -> None:
     local = HostPolicy(max_concurrency=8)
     candidates = [cand(i, "127.0.0.1", i) for i in range(20)]
-    plan = plan_claims(
-        candidates, {}, lambda h: local, now=NOW, limit=5, horizon=timedelta(seconds=2)
-    )
-    assert [c.feed_id for c, _ in plan.chosen] == [0, 1, 2, 3, 4]
-    assert all(at == NOW for _, at in plan.chosen)
-    assert plan.next_start == {}
+    planned = plan(candidates, policy=local, limit=5)
+    assert [c.feed_id for c, _ in planned.chosen] == [0, 1, 2, 3, 4]
+    assert all(at == NOW for _, at in planned.chosen)
+    assert planned.next_start == {}
 
 
 # --------------------------------------------------------------------------
