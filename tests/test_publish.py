@@ -53,6 +53,7 @@ from aggregator.service.publish import (
 )
 from aggregator.store import Store
 from aggregator.store import models as m
+from aggregator.store import publish as publish_ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 FEED = "feeds:\n  - url: https://example.com/feed\n    outlet: A\n    section: B\n    group: C\n"
@@ -457,6 +458,40 @@ def test_a_restart_neither_repeats_delivered_posts_nor_loses_queued_ones(
         assert len(receiver.received) == 6  # nothing sent twice after a 2xx
     finally:
         store.close()
+
+
+def test_delivered_rows_go_once_the_cursor_has_left_them_behind(
+    store: Store, tmp_path: Path
+) -> None:
+    posts, now = tmp_path / "_posts", datetime(2026, 12, 3, tzinfo=UTC)
+    engine = store.engine
+    assert publish_ledger.enqueue_new_posts(engine, "site", posts, now=now) == 0  # cursor placed
+    export(store, posts)
+    assert publish_ledger.enqueue_new_posts(engine, "site", posts, now=now) == 5
+    queue = publish_ledger.due_deliveries(engine, "site", now=now)
+    long_ago = now - timedelta(days=40)
+    for delivery in queue[:2]:
+        publish_ledger.delivered(engine, delivery.id, now=long_ago, status=200)
+    publish_ledger.delivered(engine, queue[2].id, now=now, status=200)  # recent: kept
+    publish_ledger.failed(
+        engine, queue[3].id, now=long_ago, retry_in=timedelta(0), error="HTTP 500", status=500
+    )
+
+    def rows() -> set[int]:
+        with engine.connect() as conn:
+            return set(conn.scalars(select(m.WebhookDelivery.id)))
+
+    # Inside the re-read window a delivered row is what stops a second
+    # delivery, however old: nothing goes.
+    assert publish_ledger.prune_delivered(engine, "site", posts, now=now) == 0
+    assert rows() == {d.id for d in queue}
+    # Once the cursor has left them behind, the old delivered rows go; the
+    # recent one and every undelivered one stay ...
+    gone = publish_ledger.prune_delivered(engine, "site", posts, now=now, lookback=0)
+    assert gone == 2 and rows() == {d.id for d in queue[2:]}
+    # ... and their posts are not queued again.
+    assert publish_ledger.enqueue_new_posts(engine, "site", posts, now=now, lookback=0) == 0
+    assert publish_ledger.prune_delivered(engine, "other", posts, now=now) == 0  # never seen
 
 
 def test_an_unreachable_receiver_backs_off_and_the_queue_shows(

@@ -705,6 +705,13 @@ class WebhookPublisher:
         from aggregator.fetch.post import JsonPoster
 
         queued = await self.enqueue()
+        await asyncio.to_thread(
+            ledger.prune_delivered,
+            self.store.engine,
+            self.name,
+            self.export_dir,
+            now=self.clock(),
+        )
         try:
             secret = self.config.resolve_secret()
         except KeyError as exc:

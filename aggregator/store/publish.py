@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from aggregator.store import models as m
@@ -40,6 +40,7 @@ __all__ = [
     "due_deliveries",
     "enqueue_new_posts",
     "failed",
+    "prune_delivered",
     "publisher_rows",
     "record_run",
 ]
@@ -55,6 +56,11 @@ _POSTS = cast(Table, m.Post.__table__)
 #: it; looking back this many ids catches it (the unique constraint keeps the
 #: rows already queued from being queued again).
 LOOKBACK_ROWS = 2000
+
+#: How long a delivered outbox row is kept after its 2xx.  Only rows the
+#: cursor has left behind by more than the lookback can go: for them the
+#: unique (webhook, post_id) row is no longer what stops a second delivery.
+KEEP_DELIVERED = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +212,51 @@ def enqueue_new_posts(
                 .values(cursor=newest)
             )
         return len(rows)
+
+
+def prune_delivered(
+    engine: Engine,
+    webhook: str,
+    directory: Path,
+    *,
+    now: datetime,
+    keep: timedelta = KEEP_DELIVERED,
+    lookback: int = LOOKBACK_ROWS,
+) -> int:
+    """Delete ``webhook``'s delivered rows older than ``keep`` that cannot be queued again.
+
+    Without this the outbox grows by one row per post for ever.  A delivered
+    row is what keeps :func:`enqueue_new_posts` from queueing its post a
+    second time, so it stays while its post's ledger row is still inside the
+    window that function re-reads (ids above ``cursor - lookback``); older
+    rows are history only.  Undelivered rows are never deleted.  Returns how
+    many rows went.
+    """
+    from aggregator.store.exports import directory_key
+
+    exports, outbox = _EXPORTS, _DELIVERIES
+    with engine.begin() as conn:
+        cursor = conn.scalar(select(_PUBLISHERS.c.cursor).where(_PUBLISHERS.c.name == webhook))
+        if cursor is None:
+            return 0
+        still_in_window = (
+            select(exports.c.id)
+            .where(
+                exports.c.directory == directory_key(directory),
+                exports.c.post_id == outbox.c.post_id,
+                exports.c.id > int(cursor) - lookback,
+            )
+            .exists()
+        )
+        result = conn.execute(
+            delete(outbox).where(
+                outbox.c.webhook == webhook,
+                outbox.c.delivered_at.is_not(None),
+                outbox.c.delivered_at < now - keep,
+                ~still_in_window,
+            )
+        )
+        return int(result.rowcount or 0)
 
 
 def due_deliveries(
