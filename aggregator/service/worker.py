@@ -21,7 +21,7 @@ from aggregator.parse.parser import parse_feed
 from aggregator.types import Entry, ParsedFeed
 
 if TYPE_CHECKING:
-    from aggregator.config.feeds import FeedSpec
+    from aggregator.config.spec import FeedSpec
 
 __all__ = ["parse_and_build"]
 
