@@ -129,7 +129,7 @@ def parse_workers(feeds: int, requested: int | None = None) -> int:
 
 #: What a parse worker needs, and all it imports (see aggregator.service.worker).
 #: ``aggregator.config.spec``, not ``config.feeds``: a worker unpickles FeedSpecs and
-#: needs their class, not the loaders pydantic and ruamel (~10 MB in each process).
+#: needs their class, not the loader's pydantic and ruamel (~10 MB in each process).
 WORKER_MODULES = ["aggregator.service.worker", "aggregator.config.spec"]
 
 
