@@ -19,7 +19,9 @@ who has to fix it:
   :class:`Config` if it raises :class:`ConfigError`.
 
 The result types (:class:`FeedSpec`, :class:`Config`, :class:`FullText`) are
-frozen dataclasses rather than the pydantic models: they are what the rest of
+frozen dataclasses rather than the pydantic models (``FeedSpec`` and
+``FullText`` live in :mod:`aggregator.config.spec`, free of this loader's
+libraries, and are re-exported here): they are what the rest of
 the daemon passes around, hashes and compares, and ``FeedSpec.line`` is left
 out of equality so that moving a feed within the file does not look like a
 change to a reloading scheduler.
@@ -55,6 +57,15 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from aggregator.config.spec import (
+    _DEFAULT_PORTS,
+    DEFAULT_DISABLE_AFTER,
+    DEFAULT_INTERVAL,
+    DEFAULT_MAX_IMAGE_BYTES,
+    FeedSpec,
+    FullText,
+    normalise_url,
+)
 from aggregator.errors import ConfigurationError
 from aggregator.policy.dedup import IDENTITIES, Identity
 from aggregator.policy.filters import FIELDS as _RULE_FIELDS
@@ -64,12 +75,10 @@ from aggregator.policy.politeness import HostPolicy, default_host_policy
 if TYPE_CHECKING:
     from aggregator.config.publish import PublishConfig
 
-#: ``max_image_bytes`` when feeds.yaml does not set it (``images: archive``).
-DEFAULT_MAX_IMAGE_BYTES: Final = 16 * 1024 * 1024
-
 __all__ = [
     "DEFAULT_DISABLE_AFTER",
     "DEFAULT_INTERVAL",
+    "DEFAULT_MAX_IMAGE_BYTES",
     "MIN_INTERVAL",
     "WARN_INTERVAL",
     "Config",
@@ -89,17 +98,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Poll interval of a feed that sets none (and has none in ``defaults``).
-DEFAULT_INTERVAL: Final = timedelta(minutes=15)
 #: Shorter intervals are errors: they would hammer the outlet for no gain.
 MIN_INTERVAL: Final = timedelta(seconds=1)
 #: Shorter intervals are accepted with a warning: outlets rarely publish that
 #: often and may rate-limit or block such pollers.
 WARN_INTERVAL: Final = timedelta(seconds=60)
 
-#: A feed failing permanently (404, not a feed) for this long is disabled:
-#: long enough to ride out a publisher's botched redesign or a holiday week.
-DEFAULT_DISABLE_AFTER: Final = timedelta(days=7)
 #: A date_offset corrects a mislabelled zone; zones are at most 14 h from UTC,
 #: so anything past a day is a typo, not a correction.
 MAX_DATE_OFFSET: Final = timedelta(hours=24)
@@ -110,70 +114,6 @@ _DURATION_HELP = "use 90s, 15m, 1h or a number of seconds"
 # --------------------------------------------------------------------------
 # Public result types
 # --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FullText:
-    """Replace a feed item's body with part of the article's web page.
-
-    Many feeds carry only a teaser; ``selector`` (CSS) picks the article body
-    out of the fetched page, and each ``remove`` selector strips clutter such
-    as ads or "related stories" from inside it.
-    """
-
-    selector: str
-    remove: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class FeedSpec:
-    """One feed to poll, with every default already applied.
-
-    ``interval`` is a :class:`~datetime.timedelta` (use ``.total_seconds()``
-    for schedulers that want a number).  ``rsshub_route`` is the route as
-    configured (always with a leading ``/``) when the feed comes from RSSHub,
-    because state is kept per route even if the RSSHub server moves.
-    ``line`` is where the feed's entry starts in the file, for messages; it
-    is excluded from equality so a reload that only moves lines is a no-op.
-    ``allow_private_networks`` lets links *inside* this feed (full-text
-    pages) reach loopback, private and link-local addresses, which are
-    refused by default because anyone who writes an item chooses its link.
-    """
-
-    url: str
-    outlet: str
-    section: str
-    group: str
-    interval: timedelta = DEFAULT_INTERVAL
-    enabled: bool = True
-    full_text: FullText | None = None
-    placeholder_image: str = ""
-    rsshub_route: str | None = None
-    timezone: str | None = None
-    date_offset: timedelta = timedelta(0)
-    disable_after: timedelta = DEFAULT_DISABLE_AFTER
-    #: Which field identifies an item across edits (see dedup.entry_key).
-    identity: Identity = "guid"
-    #: keep/block rules, the defaults' first (see aggregator.policy.filters).
-    filters: Filters = field(default_factory=Filters)
-    allow_private_networks: bool = False
-    #: ``remote`` (posts link the outlet's images) or ``archive`` (see aggregator.content.images).
-    images: Literal["remote", "archive"] = "remote"
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
-    #: Referer rules for image hosts, ``(host, none|origin|URL)``, sorted; the
-    #: defaults' merged with the feed's own (the feed's win per host).
-    image_referers: tuple[tuple[str, str], ...] = ()
-    line: int = field(default=0, compare=False)
-
-    @property
-    def key(self) -> str:
-        """The normalised URL that identifies this feed (see :func:`normalise_url`)."""
-        return normalise_url(self.url)
-
-    @property
-    def categories(self) -> tuple[str, str, str]:
-        """The post categories this feed files under: group, outlet, section."""
-        return (self.group, self.outlet, self.section)
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,34 +370,6 @@ def format_duration(duration: timedelta) -> str:
         if count:
             out.append(f"{count}{unit}")
     return "".join(out)
-
-
-_DEFAULT_PORTS: Final = MappingProxyType({"http": 80, "https": 443})
-
-
-def normalise_url(url: str) -> str:
-    """The identity of a feed URL: scheme and host lowercased, default port and
-    fragment dropped, an empty path written ``/``.
-
-    Path and query keep their case because servers may treat them
-    case-sensitively; two URLs that differ there may really be two feeds.
-    Text that does not parse as a URL is returned stripped, unchanged.
-    """
-    text = url.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:
-        return text
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
-        host = f"{host}:{port}"
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    netloc = f"{userinfo}{at}{host}"
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 
 def join_rsshub(base: str, route: str) -> str:

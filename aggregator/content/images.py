@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from aggregator.config.feeds import DEFAULT_MAX_IMAGE_BYTES
+from aggregator.config.spec import DEFAULT_MAX_IMAGE_BYTES
 from aggregator.content.clean import (
     _IMAGE_TAGS,
     _attribute_value,

@@ -30,7 +30,7 @@ from aggregator.store.records import LINK_KEY_MAX, IngestItem
 from aggregator.types import Entry, ParsedFeed
 
 if TYPE_CHECKING:
-    from aggregator.config.feeds import FeedSpec
+    from aggregator.config.spec import FeedSpec
 
 __all__ = [
     "LINK_KEY_MAX",

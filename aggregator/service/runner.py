@@ -128,7 +128,9 @@ def parse_workers(feeds: int, requested: int | None = None) -> int:
 
 
 #: What a parse worker needs, and all it imports (see aggregator.service.worker).
-WORKER_MODULES = ["aggregator.service.worker", "aggregator.config.feeds"]
+#: ``aggregator.config.spec``, not ``config.feeds``: a worker unpickles FeedSpecs and
+#: needs their class, not the loader's pydantic and ruamel (~10 MB in each process).
+WORKER_MODULES = ["aggregator.service.worker", "aggregator.config.spec"]
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:

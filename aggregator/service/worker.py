@@ -7,7 +7,7 @@ in ``service`` (the only package where stages meet), in a module of its own
 that imports nothing but those two stages: the forkserver preloads it
 (``WORKER_MODULES`` in :mod:`aggregator.service.runner`), and a worker that
 starts in a fifth of a second beats one that loads the HTTP stack and
-SQLAlchemy it never uses (tests/test_startup.py guards this).
+SQLAlchemy it never uses (tests/test_worker.py guards this).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aggregator.parse.parser import parse_feed
 from aggregator.types import Entry, ParsedFeed
 
 if TYPE_CHECKING:
-    from aggregator.config.feeds import FeedSpec
+    from aggregator.config.spec import FeedSpec
 
 __all__ = ["parse_and_build"]
 
