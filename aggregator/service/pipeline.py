@@ -516,35 +516,38 @@ class Pipeline:
         return await loop.run_in_executor(self.executor, fn, *args)
 
     async def _finish(self, feed_id: int, started_at: datetime, report: FeedReport) -> None:
-        """Write what the poll decided: the feed row's change (unless an ingest
-        wrote it) and the poll's line in the history (``polls``, the operator's
-        page), in one transaction batched with the other polls ending now.
+        """Write what the poll decided: the feed row's change and the poll's
+        line in the history (``polls``, the operator's page), in one
+        transaction batched with the other polls ending now.
 
-        Raises :class:`LeaseLost` (nothing written) when the lease was taken over.
+        Raises :class:`LeaseLost` (nothing written) when the lease was taken
+        over.  After an ingest, which wrote the feed row with the posts, only
+        the history line is left: if that fails it is logged, and the poll,
+        whose result is stored, does not fail for it.
         """
         update = self._outcomes.pop(feed_id, None)
         fence = self._fences.get(feed_id)
         if update is not None and fence is not None:
             update = dataclasses.replace(update, fence=fence)
-        await self._finished.submit(
-            PollOutcome(
-                feed_id,
-                update,
-                PollRecord(
-                    feed_id=feed_id,
-                    started_at=started_at,
-                    status=report.status,
-                    duration_ms=round((self.clock() - started_at).total_seconds() * 1000),
-                    bytes=report.wire_bytes,
-                    new=report.new,
-                    updated=report.updated,
-                    error_class=report.error_class,
-                    message=report.error,
-                    schedule=report.schedule,
-                    next_check_at=report.next_check_at,
-                ),
-            )
+        record = PollRecord(
+            feed_id=feed_id,
+            started_at=started_at,
+            status=report.status,
+            duration_ms=round((self.clock() - started_at).total_seconds() * 1000),
+            bytes=report.wire_bytes,
+            new=report.new,
+            updated=report.updated,
+            error_class=report.error_class,
+            message=report.error,
+            schedule=report.schedule,
+            next_check_at=report.next_check_at,
         )
+        try:
+            await self._finished.submit(PollOutcome(feed_id, update, record))
+        except Exception as exc:
+            if update is not None:
+                raise
+            log.warning("poll history of %s not recorded: %s", report.url, describe_error(exc))
 
     def _fenced(self, job: IngestJob) -> IngestJob:
         fence = self._fences.get(job.feed_id)
