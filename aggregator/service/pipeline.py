@@ -62,7 +62,8 @@ from aggregator.policy.schedule import (
 from aggregator.service.export import Exporter
 from aggregator.service.worker import parse_and_build
 from aggregator.store import FeedState, FeedUpdate, IngestJob, IngestResult, LeaseLost, Store
-from aggregator.store.polls import PollRecord, record_polls
+from aggregator.store.feeds import PollOutcome
+from aggregator.store.polls import PollRecord
 
 __all__ = [
     "FeedReport",
@@ -468,15 +469,22 @@ class Pipeline:
         # writer stores the last ones; the callers' own bound on feeds in
         # flight (fetch_once, the daemon's slots) bounds those.
         self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
-        self._feed_rows: _Batches[tuple[int, FeedUpdate], None] = _Batches(self._update_feeds)
         self._ingests: _Batches[IngestJob, IngestResult] = _Batches(
             lambda jobs: self._write(self.store.ingest_many, [self._fenced(j) for j in jobs]),
             limit=16,
         )
-        self._polls: _Batches[PollRecord, None] = _Batches(self._record_polls, limit=256)
+        # The end of every poll: its feed row and its history line, written
+        # with the other polls that finished meanwhile (Store.finish_polls).
+        self._finished: _Batches[PollOutcome, None] = _Batches(
+            lambda outcomes: self._write(self.store.finish_polls, outcomes), limit=64
+        )
         # feed id -> the fencing token of the lease its poll holds (daemon
         # polls only): every write of that poll is checked against it.
         self._fences: dict[int, int] = {}
+        # feed id -> what its poll will write on its feed row when it ends
+        # (set by the 304, failure and deferral paths; an ingest writes the
+        # row itself, in its own transaction).
+        self._outcomes: dict[int, FeedUpdate] = {}
         # Not checked here: a directory that refuses must not stop the
         # polling (the posts are stored all the same); each export says why,
         # and the ledger has the next pass write what was missed.
@@ -507,42 +515,39 @@ class Pipeline:
             return await loop.run_in_executor(None, fn, *args)
         return await loop.run_in_executor(self.executor, fn, *args)
 
-    async def _record_polls(self, records: list[PollRecord]) -> list[None]:
-        await self._write(record_polls, self.store.engine, records)
-        return [None] * len(records)
+    async def _finish(self, feed_id: int, started_at: datetime, report: FeedReport) -> None:
+        """Write what the poll decided: the feed row's change and the poll's
+        line in the history (``polls``, the operator's page), in one
+        transaction batched with the other polls ending now.
 
-    async def _note_poll(self, feed_id: int, started_at: datetime, report: FeedReport) -> None:
-        """Add the poll to the feed's history (``polls``, the operator's page).
-
-        After the outcome is applied, batched like the feed rows; a failure
-        here is logged and does not fail the poll, whose result is stored.
+        Raises :class:`LeaseLost` (nothing written) when the lease was taken
+        over.  After an ingest, which wrote the feed row with the posts, only
+        the history line is left: if that fails it is logged, and the poll,
+        whose result is stored, does not fail for it.
         """
+        update = self._outcomes.pop(feed_id, None)
+        fence = self._fences.get(feed_id)
+        if update is not None and fence is not None:
+            update = dataclasses.replace(update, fence=fence)
+        record = PollRecord(
+            feed_id=feed_id,
+            started_at=started_at,
+            status=report.status,
+            duration_ms=round((self.clock() - started_at).total_seconds() * 1000),
+            bytes=report.wire_bytes,
+            new=report.new,
+            updated=report.updated,
+            error_class=report.error_class,
+            message=report.error,
+            schedule=report.schedule,
+            next_check_at=report.next_check_at,
+        )
         try:
-            await self._polls.submit(
-                PollRecord(
-                    feed_id=feed_id,
-                    started_at=started_at,
-                    status=report.status,
-                    duration_ms=round((self.clock() - started_at).total_seconds() * 1000),
-                    bytes=report.wire_bytes,
-                    new=report.new,
-                    updated=report.updated,
-                    error_class=report.error_class,
-                    message=report.error,
-                    schedule=report.schedule,
-                    next_check_at=report.next_check_at,
-                )
-            )
+            await self._finished.submit(PollOutcome(feed_id, update, record))
         except Exception as exc:
+            if update is not None:
+                raise
             log.warning("poll history of %s not recorded: %s", report.url, describe_error(exc))
-
-    async def _update_feeds(self, rows: list[tuple[int, FeedUpdate]]) -> list[None]:
-        fenced = [
-            (fid, dataclasses.replace(u, fence=self._fences[fid]) if fid in self._fences else u)
-            for fid, u in rows
-        ]
-        await self._write(self.store.update_feeds, fenced)
-        return [None] * len(rows)
 
     def _fenced(self, job: IngestJob) -> IngestJob:
         fence = self._fences.get(job.feed_id)
@@ -584,11 +589,12 @@ class Pipeline:
                 state = await asyncio.to_thread(self.store.feed_state, feed_id)
             try:
                 await self._run(spec, feed_id, report, state)
+                await self._finish(feed_id, started_at, report)
             except Exception as exc:
                 if database_unavailable(exc) or isinstance(exc, LeaseLost):
                     raise
                 await self._crashed(feed_id, state, report, exc, spec.disable_after)
-            await self._note_poll(feed_id, started_at, report)
+                await self._finish(feed_id, started_at, report)
         except BaseException as exc:
             # The database (or a cancel) cut the poll short: say so in its log
             # line rather than "poll ok"; the caller decides what happens next.
@@ -596,6 +602,7 @@ class Pipeline:
             raise
         finally:
             self._fences.pop(feed_id, None)
+            self._outcomes.pop(feed_id, None)
             report.elapsed_ms = round((time.monotonic() - started) * 1000)
             # A poll that changed nothing (a 304, or the same items again) is
             # most of a daemon's polls: DEBUG, so INFO shows what happened.
@@ -685,7 +692,7 @@ class Pipeline:
             report.next_check_at = next_after_success(now, interval, hints)
             success = dataclasses.replace(success, next_check_at=report.next_check_at)
             report.schedule = _success_schedule(interval, hints)
-            await self._feed_rows.submit((feed_id, success))
+            self._outcomes[feed_id] = success
             return
         await self._process(spec, feed_id, report, state, result, now, interval, success)
 
@@ -863,7 +870,7 @@ class Pipeline:
         if plan.disabled_reason is not None:
             values = dataclasses.replace(values, disabled_reason=plan.disabled_reason)
             log.warning("disabling %s: %s", report.url, plan.disabled_reason)
-        await self._feed_rows.submit((feed_id, values))
+        self._outcomes[feed_id] = values
         report.status, report.error, report.error_class = status, reason, kind.value
         report.next_check_at = plan.next_check_at
         report.schedule = f"{kind.value} back-off, error streak {plan.streak}" + (
@@ -903,19 +910,14 @@ class Pipeline:
         """Record a wait that is not an error: streak and first-error time stay as they were."""
         now = self.clock()
         reason = repair_text(f"{exc.reason}: {deferral.reason}")
-        await self._feed_rows.submit(
-            (
-                feed_id,
-                FeedUpdate(
-                    last_status=exc.status,
-                    last_checked_at=now,
-                    last_error=reason,
-                    error_class=deferral.outcome,
-                    lease_until=None,
-                    lease_owner=None,
-                    next_check_at=now + timedelta(seconds=deferral.delay),
-                ),
-            )
+        self._outcomes[feed_id] = FeedUpdate(
+            last_status=exc.status,
+            last_checked_at=now,
+            last_error=reason,
+            error_class=deferral.outcome,
+            lease_until=None,
+            lease_owner=None,
+            next_check_at=now + timedelta(seconds=deferral.delay),
         )
         report.status, report.error, report.error_class = exc.status, reason, deferral.outcome
         report.next_check_at = now + timedelta(seconds=deferral.delay)

@@ -29,6 +29,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator.errors import AggregatorError
@@ -36,13 +38,14 @@ from aggregator.policy.fleet import Candidate, HostBudget, host_of, plan_claims
 from aggregator.policy.politeness import HostPolicy
 from aggregator.policy.schedule import startup_delay
 from aggregator.store import models as m
+from aggregator.store.polls import PollRecord, insert_polls
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
     from aggregator.config.feeds import FeedSpec
 
-__all__ = ["KEEP", "Claim", "FeedState", "FeedUpdate", "FeedsMixin", "LeaseLost"]
+__all__ = ["KEEP", "Claim", "FeedState", "FeedUpdate", "FeedsMixin", "LeaseLost", "PollOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +188,30 @@ _UPDATE_FIELDS: Final = tuple(f.name for f in fields(FeedUpdate) if f.name != "f
 _PER_HOST_SCAN: Final = 16
 _SCAN: Final = 2000
 _HOSTS: Final = cast("Table", m.HostSlot.__table__)
+_FEEDS: Final = cast("Table", m.Feed.__table__)
+#: The columns of a :class:`FeedState`, in its field order (the counts excepted).
+_STATES: Final = select(
+    *(_FEEDS.c[f.name] for f in fields(FeedState) if f.name not in ("posts", "blocked"))
+).where(_FEEDS.c.id.in_(bindparam("b_ids", expanding=True)))
+#: The fenced rows of a batch of polls, locked in id order (no deadlock between daemons).
+_TOKENS: Final = (
+    select(_FEEDS.c.id, _FEEDS.c.lease_token)
+    .where(_FEEDS.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(_FEEDS.c.id)
+    .with_for_update()
+)
+#: A poll's feed row by id; the columns set are the parameters' keys.
+_UPDATE_FEED: Final = update(_FEEDS).where(_FEEDS.c.id == bindparam("b_id"))
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """What one finished poll writes (:meth:`FeedsMixin.finish_polls`): its feed
+    row's change (None when an ingest already wrote it), and its history row."""
+
+    feed_id: int
+    update: FeedUpdate | None
+    record: PollRecord | None
 
 
 def check_fence(session: Session, feed_id: int, fence: int | None) -> None:
@@ -237,6 +264,7 @@ class FeedsMixin:
     """The feeds table's queries, for :class:`aggregator.store.store.Store`."""
 
     _session: sessionmaker[Session]
+    engine: Engine
 
     def sync_feeds(
         self, specs: Sequence[FeedSpec], *, now: datetime, spread_new: bool = True
@@ -631,14 +659,20 @@ class FeedsMixin:
             return FeedState.of(row)
 
     def feed_states(self, feed_ids: Iterable[int]) -> dict[int, FeedState]:
-        """Several feeds' rows in one query (``feed_state`` for a whole pass)."""
+        """Several feeds' rows in one query (``feed_state`` for a whole pass).
+
+        Core, not ORM: every claim of the daemon reads its feeds' rows, and
+        loading them as ``Feed`` objects (identity map, instrumented
+        attributes) only to copy them into plain :class:`FeedState` values
+        cost more than the query.
+        """
         ids = list(feed_ids)
         states: dict[int, FeedState] = {}
-        with self._session() as session:
+        with self.engine.connect() as connection:
             for start in range(0, len(ids), 500):  # under SQLite's variable limit
                 chunk = ids[start : start + 500]
-                for row in session.scalars(select(m.Feed).where(m.Feed.id.in_(chunk))):
-                    states[row.id] = FeedState.of(row)
+                for row in connection.execute(_STATES, {"b_ids": chunk}):
+                    states[row[0]] = FeedState(*row)
         return states
 
     def feeds(self) -> list[FeedState]:
@@ -710,3 +744,66 @@ class FeedsMixin:
                     groups.setdefault(tuple(sorted(values)), []).append({**values, "id": feed_id})
             for rows in groups.values():
                 session.execute(update(m.Feed), rows)
+
+    def finish_polls(self, outcomes: Sequence[PollOutcome]) -> list[Exception | None]:
+        """Record a batch of finished polls: each one's feed row (its schedule,
+        validators or error state, and the lease given back) and its line in
+        the poll history, all in one transaction; results in order.
+
+        A daemon's round of 304s is made of these: one transaction and a
+        few Core statements (the fence check, the feed rows, the history and
+        its hourly counts) for the whole batch.  Two transactions, the rows
+        through an ORM bulk update, were three times the CPU.
+
+        A fenced poll whose lease was taken over (:class:`LeaseLost`) writes
+        nothing, neither its row nor its history; its place holds the
+        exception.  If the batch is refused (a value the database will not
+        take), each poll is written on its own, so only the one at fault
+        gets the error.
+        """
+        if not outcomes:
+            return []
+        try:
+            with self.engine.begin() as connection:
+                return self._finish_polls(connection, outcomes)
+        except (DataError, IntegrityError) as exc:
+            if len(outcomes) == 1:
+                raise
+            log.debug("batch of %d polls refused (%s); one by one", len(outcomes), exc)
+        results: list[Exception | None] = []
+        for outcome in outcomes:
+            try:
+                with self.engine.begin() as connection:
+                    results.extend(self._finish_polls(connection, [outcome]))
+            except (DataError, IntegrityError) as exc:
+                results.append(exc)
+        return results
+
+    def _finish_polls(
+        self, connection: Connection, outcomes: Sequence[PollOutcome]
+    ) -> list[Exception | None]:
+        fences = {
+            o.feed_id: o.update.fence
+            for o in outcomes
+            if o.update is not None and o.update.fence is not None
+        }
+        lost: dict[int, LeaseLost] = {}
+        if fences:
+            for feed_id, token in connection.execute(_TOKENS, {"b_ids": sorted(fences)}):
+                if token != fences[feed_id]:
+                    lost[feed_id] = LeaseLost(feed_id, fences[feed_id], token)
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for outcome in outcomes:
+            if outcome.update is None or outcome.feed_id in lost:
+                continue
+            values = outcome.update.values()
+            if values:
+                values["b_id"] = outcome.feed_id
+                groups.setdefault(tuple(values), []).append(values)
+        for rows in groups.values():
+            connection.execute(_UPDATE_FEED, rows)
+        insert_polls(
+            connection,
+            [o.record for o in outcomes if o.record is not None and o.feed_id not in lost],
+        )
+        return [lost.get(o.feed_id) for o in outcomes]
