@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Re-exported: status_table lived here before ``status`` got its own light module.
-from aggregator.service.status import status_document, status_table
+# Re-exported: status_table and totals_line lived here before ``status`` got its
+# own light module.
+from aggregator.service.status import status_document, status_table, totals_line
 
 # The pass's machinery (HTTP clients, parsers, the pipeline) is imported
 # inside the functions that run one: this module is imported by every
@@ -279,12 +280,3 @@ def summary_table(reports: Sequence[FeedReport]) -> Table:
             else "ok" + (f" ({'; '.join(r.notes)})" if r.notes else ""),
         )
     return table
-
-
-def totals_line(reports: Sequence[FeedReport]) -> str:
-    """One line a script can grep: ``5 new, 0 duplicate, 0 updated, 0 failed (2 feeds)``."""
-    return (
-        f"{sum(r.new for r in reports)} new, {sum(r.duplicate for r in reports)} duplicate, "
-        f"{sum(r.updated for r in reports)} updated, {sum(r.failed for r in reports)} failed "
-        f"({len(reports)} feeds)"
-    )
