@@ -313,7 +313,7 @@ def fetch(
 
     from aggregator.config.feeds import ConfigError
     from aggregator.hexo.export import ExportError
-    from aggregator.service.runner import fetch_pass, summary_table
+    from aggregator.service.runner import fetch_pass, summary_lines, summary_table
 
     config = _load_config(config_path)
     if needles:
@@ -337,8 +337,10 @@ def fetch(
         logging.getLogger(__name__).debug("fetch pass failed", exc_info=exc)
         what = "the database is unavailable" if database_unavailable(exc) else "fetch failed"
         _fail(f"{what}: {describe_error(exc)}")
-    if done.reports:  # an empty table says less than the totals line
+    if done.reports and sys.stdout.isatty():  # an empty table says less than the totals line
         _console(width=120).print(summary_table(done.reports))
+    elif done.reports:
+        click.echo("\n".join(summary_lines(done.reports)))
     click.echo(_totals_line(done.reports))
     if (
         not specs
