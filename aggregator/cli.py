@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -238,6 +238,12 @@ def export(settings: Settings, directory: Path, outlet: str | None, since: str |
         _fail(f"export incomplete: {problem}")
 
 
+def _totals_line(reports: Sequence[FeedReport]) -> str:
+    from aggregator.service.status import totals_line
+
+    return totals_line(reports)
+
+
 def _config_option(fn: Callable[..., None]) -> Callable[..., None]:
     return click.option(
         "--config",
@@ -292,11 +298,22 @@ def fetch(
     workers: int | None,
 ) -> None:
     """Poll the enabled feeds once, concurrently, and print a summary."""
+    from aggregator.store import lite
+
+    if not needles and export_dir is None and lite.nothing_to_poll(
+        settings.database_url, config_path
+    ):
+        # The last pass over this very file and these feed rows had nothing to
+        # poll and left nothing to sync: so would this one.  Said without
+        # loading the file, the store or SQLAlchemy (aggregator.store.lite).
+        click.echo(_totals_line([]))
+        return
+
     import asyncio
 
     from aggregator.config.feeds import ConfigError
     from aggregator.hexo.export import ExportError
-    from aggregator.service.runner import fetch_pass, summary_table, totals_line
+    from aggregator.service.runner import fetch_pass, summary_lines, summary_table
 
     config = _load_config(config_path)
     if needles:
@@ -320,8 +337,21 @@ def fetch(
         logging.getLogger(__name__).debug("fetch pass failed", exc_info=exc)
         what = "the database is unavailable" if database_unavailable(exc) else "fetch failed"
         _fail(f"{what}: {describe_error(exc)}")
-    _console(width=120).print(summary_table(done.reports))
-    click.echo(totals_line(done.reports))
+    if done.reports and sys.stdout.isatty():  # an empty table says less than the totals line
+        _console(width=120).print(summary_table(done.reports))
+    elif done.reports:
+        click.echo("\n".join(summary_lines(done.reports)))
+    click.echo(_totals_line(done.reports))
+    if (
+        not specs
+        and target is None
+        and not config.warnings
+        and config.source_digest is not None
+        and store.engine.dialect.name == "sqlite"
+    ):
+        # Nothing to poll, nothing to export, nothing to warn about: the next
+        # `fetch` of the same file over the same rows can say so at once.
+        lite.record_nothing_to_poll(settings.database_url, config.source_digest, config.feeds)
     export_failed = False
     if done.export is not None and target is not None:
         problem = done.export.problem(target)
@@ -406,27 +436,37 @@ def status(settings: Settings, as_json: bool) -> None:
 
     Read-only: it never creates or migrates the schema.
     """
-    from aggregator.service.publish import publisher_states, publisher_table, status_rows
-    from aggregator.service.status import status_document, status_table
+    from aggregator.service.status import (
+        StoreSource,
+        light_status,
+        publisher_table,
+        read_status,
+        status_document,
+        status_rows,
+        status_table,
+    )
 
-    store = _open_store(settings, schema="check")
     now = datetime.now(UTC)
-    feeds = store.feeds()
-    daemons = sorted(store.lease_owners(now=now))
-    publishers = publisher_states(store)
+    # A SQLite file is read without SQLAlchemy (a third of a second of
+    # imports); anything else, or any doubt, goes through the store.
+    snapshot = light_status(settings.database_url, now=now)
+    if snapshot is None:
+        snapshot = read_status(StoreSource(_open_store(settings, schema="check")), now=now)
     if as_json:
         import json
 
-        document = status_document(feeds, daemons=daemons, now=now)
-        document["publishers"] = status_rows(publishers)
+        document = status_document(snapshot.feeds, daemons=snapshot.daemons, now=now)
+        document["publishers"] = status_rows(snapshot.publishers)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
     console = _console(width=140)
-    console.print(status_table(feeds, now=now))
-    if publishers:
-        console.print(publisher_table(publishers, now=now))
-    if daemons:
-        click.echo(f"polling now: {', '.join(daemons)} (daemons holding leases, host:pid)")
+    console.print(status_table(snapshot.feeds, now=now))
+    if snapshot.publishers:
+        console.print(publisher_table(snapshot.publishers, now=now))
+    if snapshot.daemons:
+        click.echo(
+            f"polling now: {', '.join(snapshot.daemons)} (daemons holding leases, host:pid)"
+        )
     else:
         click.echo("polling now: no daemon holds a lease (none running, or all idle)")
 
@@ -528,6 +568,7 @@ if TYPE_CHECKING:  # the commands import their modules lazily, like the others
     from aggregator.config.feeds import Config
     from aggregator.fetch.fetcher import Fetcher
     from aggregator.service.discover import FeedCandidate
+    from aggregator.service.pipeline import FeedReport
 
 
 def _feeds_file(path: Path) -> FeedsFile:

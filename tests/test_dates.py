@@ -867,9 +867,9 @@ def test_fetch_command_exports_the_right_dates_and_reports_the_guesses(
         "Story cst": "Tue, 01 Mar 2022 05:31:34 GMT",
         "Story gmt": "Tue, 01 Mar 2022 05:31:34 GMT",
     }
-    # The fetch report names the guesses in its result column (which wraps) ...
+    # The fetch report (tab-separated in a pipe) names the guesses in its result column ...
     result = " ".join(
-        line.rsplit("│", 2)[-2].strip() for line in run.stdout.splitlines() if line.count("│") > 2
+        line.split("\t")[-1] for line in run.stdout.splitlines() if line.count("\t") == 7
     )
     assert "ok (dates guessed: 1 cst_china, 2 zone_assumed)" in result
     # ... and each is one structured log line: feed, raw text, date used.

@@ -169,3 +169,47 @@ def test_worker_processes_change_nothing_but_speed(
         exported[workers] = {p.name: p.read_bytes() for p in out.iterdir()}
     assert len(exported["0"]) == 5
     assert exported["0"] == exported["2"]
+
+
+def test_the_summary_is_a_table_on_a_terminal_and_tab_separated_lines_elsewhere(
+    tmp_path: Path, seed_farm: Path
+) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from aggregator.service.runner import SUMMARY_COLUMNS
+
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    piped = aggregator("fetch", "--config", str(seed_farm), db=db, cwd=tmp_path).stdout
+    header, *rows, totals = piped.splitlines()
+    assert header.split("\t") == list(SUMMARY_COLUMNS)
+    assert totals == "5 new, 0 duplicate, 0 updated, 0 failed (2 feeds)"
+    feeds = sorted(row.split("\t")[5] for row in rows)
+    assert feeds == ["Aljazeera 半岛网 / 新闻", "观察者网 / 头条"]
+    assert all(row.split("\t")[0] == "200" and row.endswith("\tok") for row in rows)
+
+    # A person at a terminal gets rich's table, as before (a small one: it
+    # must fit the terminal's buffer, read once the command is done).
+    leader, follower = pty.openpty()
+    env = {**os.environ, "AGGREGATOR_DATABASE_URL": db, "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "aggregator", "fetch", "--config", str(seed_farm)],
+        cwd=tmp_path, env=env, stdout=follower, stderr=subprocess.PIPE, timeout=120,
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal is closed once everything is read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert proc.returncode == 0, proc.stderr
+    text = shown.decode("utf-8", "replace")
+    assert "fetch summary" in text and "┏━" in text and "\t" not in text
+    assert "0 new, 0 duplicate, 0 updated, 0 failed (2 feeds)" in text

@@ -130,15 +130,42 @@ def test_fetch_with_nothing_to_poll_loads_no_fetch_stack(
     assert heavy == [], f"`aggregator fetch` with no feeds imports {heavy}"
 
 
-def test_status_loads_neither_the_fetch_stack_nor_config_validation(
+#: What the light paths on SQLite never load: the store's library and the
+#: config loader's (aggregator.store.lite reads the file with sqlite3).
+NEVER_ON_THE_LIGHT_PATH = (
+    *NEVER_WITHOUT_POLLING,
+    "sqlalchemy",
+    "pydantic",
+    "ruamel",
+    "aggregator.store.store",
+    "aggregator.service.runner",
+    "rich.progress",
+)
+
+
+def test_status_loads_neither_the_store_nor_config_validation(
     workdir: tuple[Path, dict[str, str]],
 ) -> None:
+    """On a SQLite file: sqlite3 reads it, SQLAlchemy stays out (0.25-0.3 s of imports)."""
     cwd, env = workdir
     _all_modules_after(_run_cli("fetch"), cwd=cwd, env=env)  # a database to show
     for argv in (("status",), ("status", "--json")):
         modules = _all_modules_after(_run_cli(*argv), cwd=cwd, env=env)
         assert "aggregator.service.status" in modules  # the command ran
-        heavy = _loaded(
-            modules, (*NEVER_WITHOUT_POLLING, "pydantic", "ruamel", "aggregator.service.runner")
-        )
+        heavy = _loaded(modules, NEVER_ON_THE_LIGHT_PATH)
         assert heavy == [], f"`aggregator {' '.join(argv)}` imports {heavy}"
+    json_only = _all_modules_after(_run_cli("status", "--json"), cwd=cwd, env=env)
+    assert _loaded(json_only, ("rich",)) == []  # no table, no rich
+
+
+def test_fetch_with_nothing_to_poll_again_loads_neither_store_nor_config(
+    workdir: tuple[Path, dict[str, str]],
+) -> None:
+    """The second pass over the same empty file: the sync marker says there is nothing to do."""
+    cwd, env = workdir
+    first = _all_modules_after(_run_cli("fetch"), cwd=cwd, env=env)
+    assert "sqlalchemy" in first and "pydantic" in first  # the full path, once
+    modules = _all_modules_after(_run_cli("fetch"), cwd=cwd, env=env)
+    assert "aggregator.store.lite" in modules
+    heavy = _loaded(modules, (*NEVER_ON_THE_LIGHT_PATH, "rich"))
+    assert heavy == [], f"a second `aggregator fetch` with no feeds imports {heavy}"

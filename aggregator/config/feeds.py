@@ -57,6 +57,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from aggregator.config.digest import config_digest
 from aggregator.config.spec import (
     _DEFAULT_PORTS,
     DEFAULT_DISABLE_AFTER,
@@ -135,6 +136,8 @@ class Config:
     publish: PublishConfig | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
     source: Path | None = field(default=None, compare=False)
+    #: A digest of the file's bytes as loaded (aggregator.store.lite's sync marker).
+    source_digest: str | None = field(default=None, compare=False)
 
     def enabled_feeds(self) -> tuple[FeedSpec, ...]:
         """The feeds the daemon should poll, in file order."""
@@ -838,7 +841,7 @@ def load_config(path: Path) -> Config:
         message = f"the file is not valid UTF-8 (byte {exc.start}); save it as UTF-8"
         raise ConfigError([ConfigIssue(str(path), line, None, "", message)]) from None
     config = loads_config(text, source=str(path), base_dir=path.absolute().parent)
-    return replace(config, source=path)
+    return replace(config, source=path, source_digest=config_digest(data))
 
 
 def loads_config(text: str, *, source: str = "feeds.yaml", base_dir: Path | None = None) -> Config:

@@ -35,16 +35,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from aggregator.errors import AggregatorError
 from aggregator.policy.urls import redact_url
+
+# Defined with the status command's other tables (light: no store), used here too.
+from aggregator.service.status import (
+    PublisherStatus,
+    publisher_statuses,
+    publisher_table,
+    status_rows,
+)
 from aggregator.store import Store
 from aggregator.store import publish as ledger
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from aggregator.config.publish import (
         CommandPublish,
         GitPublish,
@@ -53,9 +59,10 @@ if TYPE_CHECKING:
     )
     from aggregator.service.metrics import Metrics
 
-# ``aggregator status`` imports this module for publisher_states: the HTTP
-# client (fetch), the post parser (hexo) and pydantic (config) are imported
-# where a publisher runs, so a status stays as light as it was.
+# The HTTP client (fetch), the post parser (hexo) and pydantic (config) are
+# imported where a publisher runs: the daemon's page and /metrics import this
+# module for publisher_states.  ``aggregator status`` does not import it at
+# all (its publisher table lives in aggregator.service.status).
 
 __all__ = [
     "CommandPublisher",
@@ -84,9 +91,6 @@ MAX_DELIVERIES_PER_ROUND = 1000
 #: Outlets named in a commit message, the busiest first.
 MESSAGE_OUTLETS = 12
 DEFAULT_AUTHOR = ("aggregator", "aggregator@localhost")
-
-Kind = Literal["git", "command", "webhook"]
-
 
 class PublishError(AggregatorError):
     """A publisher cannot run as configured (no git repository, no export directory)."""
@@ -234,35 +238,6 @@ class RunOutcome:
     idle: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class PublisherStatus:
-    """One publisher's state for status, /metrics and the operator's page.
-
-    ``queue`` is what waits: unpushed commits for git, undelivered posts for
-    a webhook, 0 for the command.  ``failing`` says the last round failed
-    (the last error is newer than the last success).
-    """
-
-    name: str
-    kind: Kind
-    configured: bool
-    last_run_at: datetime | None
-    last_success_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    queue: int
-
-    @property
-    def failing(self) -> bool:
-        return self.last_error_at is not None and (
-            self.last_success_at is None or self.last_error_at >= self.last_success_at
-        )
-
-
-def _kind(name: str) -> Kind:
-    return "webhook" if name.startswith("webhook:") else "git" if name == "git" else "command"
-
-
 def publisher_states(store: Store, config: PublishConfig | None = None) -> list[PublisherStatus]:
     """Every publisher the database knows or ``config`` names, in run order then by name.
 
@@ -270,81 +245,8 @@ def publisher_states(store: Store, config: PublishConfig | None = None) -> list[
     ``configured`` False (a webhook's undelivered queue stays in the
     database until it is configured again).
     """
-    rows = {row.name: row for row in ledger.publisher_rows(store.engine)}
-    names = list(config.publishers) if config is not None else []
-    names += sorted(set(rows) - set(names))
-    states = []
-    for name in names:
-        row = rows.get(name)
-        kind = _kind(name)
-        states.append(
-            PublisherStatus(
-                name=name,
-                kind=kind,
-                configured=config is not None and name in config.publishers,
-                last_run_at=row.last_run_at if row else None,
-                last_success_at=row.last_success_at if row else None,
-                last_error=row.last_error if row else None,
-                last_error_at=row.last_error_at if row else None,
-                queue=(row.queue if kind == "webhook" else row.pending) if row else 0,
-            )
-        )
-    return states
-
-
-def _ago(moment: datetime | None, now: datetime) -> str:
-    if moment is None:
-        return "never"
-    seconds = max((now - moment).total_seconds(), 0)
-    if seconds < 90:
-        return f"{seconds:.0f}s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}m ago"
-    return f"{seconds / 3600:.1f}h ago"
-
-
-def publisher_table(states: Sequence[PublisherStatus], *, now: datetime) -> Table:
-    """``aggregator status``'s publishers: last success, last error, queue."""
-    from rich.table import Table  # only the CLI prints tables
-
-    table = Table(title="publishers")
-    for name in ("publisher", "last success", "last error", "queue"):
-        table.add_column(name)
-    for state in states:
-        error = "-"
-        if state.last_error_at is not None:
-            error = f"{_ago(state.last_error_at, now)}: {state.last_error}"
-            if not state.failing:
-                error += " (since succeeded)"
-        table.add_row(
-            state.name + ("" if state.configured else " (not configured)"),
-            _ago(state.last_success_at, now),
-            error,
-            str(state.queue),
-        )
-    return table
-
-
-def status_rows(states: Sequence[PublisherStatus]) -> list[dict[str, object]]:
-    """``aggregator status --json``'s ``publishers``: each state as plain JSON values."""
-
-    def plain(value: datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return [
-        {
-            "name": state.name,
-            "kind": state.kind,
-            "configured": state.configured,
-            "last_run_at": plain(state.last_run_at),
-            "last_success_at": plain(state.last_success_at),
-            "last_error": state.last_error,
-            "last_error_at": plain(state.last_error_at),
-            "failing": state.failing,
-            "queue": state.queue,
-        }
-        for state in states
-    ]
+    names = list(config.publishers) if config is not None else None
+    return publisher_statuses(ledger.publisher_rows(store.engine), names)
 
 
 # -- git -----------------------------------------------------------------------------

@@ -18,11 +18,12 @@ if TYPE_CHECKING:
         make_engine,
         upgrade,
     )
-    from aggregator.store.feeds import Claim, FeedState, FeedUpdate, LeaseLost
+    from aggregator.store.feeds import Claim, FeedUpdate, LeaseLost
     from aggregator.store.ingest import IngestJob, IngestResult
     from aggregator.store.posts import StoredPost
     from aggregator.store.records import IngestItem
     from aggregator.store.reprocess import Reprocessed, ReprocessResult, StoredEntry
+    from aggregator.store.rows import FeedState
     from aggregator.store.store import Store
 
 __all__ = [
@@ -51,7 +52,7 @@ _EXPORTS = {
     "SchemaNotReady": "aggregator.store.engine",
     "make_engine": "aggregator.store.engine",
     "upgrade": "aggregator.store.engine",
-    "FeedState": "aggregator.store.feeds",
+    "FeedState": "aggregator.store.rows",
     "FeedUpdate": "aggregator.store.feeds",
     "Claim": "aggregator.store.feeds",
     "LeaseLost": "aggregator.store.feeds",

@@ -26,11 +26,15 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from aggregator.config.settings import DEFAULT_DATABASE_URL
 from aggregator.errors import AggregatorError, ConfigurationError
 
+# Defined beside the light reader, which checks it without loading SQLAlchemy.
+from aggregator.store.lite import SCHEMA_REVISION
+
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
+    "SCHEMA_REVISION",
     "DatabaseURLError",
     "SchemaNotReady",
     "alembic_config",
@@ -45,9 +49,6 @@ log = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_ID = 0x6167_6772  # "aggr": arbitrary, constant across releases
-#: The newest migration in alembic/versions, which this code is written for
-#: (tests/test_store.py checks it against Alembic's own idea of the head).
-SCHEMA_REVISION = "0008"
 
 
 class DatabaseURLError(ConfigurationError, ValueError):

@@ -39,6 +39,7 @@ from aggregator.policy.politeness import HostPolicy
 from aggregator.policy.schedule import startup_delay
 from aggregator.store import models as m
 from aggregator.store.polls import PollRecord, insert_polls
+from aggregator.store.rows import SYNC_COLUMNS, FeedState, sync_columns
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
@@ -77,66 +78,6 @@ class Claim:
     url: str
     token: int
     start_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class FeedState:
-    """A feed row as plain data, detached from any session."""
-
-    id: int
-    url: str
-    outlet: str
-    section: str
-    enabled: bool
-    in_config: bool
-    interval_seconds: int
-    next_check_at: datetime | None
-    lease_until: datetime | None
-    etag: str | None
-    last_modified: str | None
-    last_checked_at: datetime | None
-    last_success_at: datetime | None
-    last_status: int | None
-    last_error: str | None
-    error_class: str | None
-    error_streak: int
-    first_error_at: datetime | None
-    disabled_reason: str | None
-    rsshub_route: str | None = None
-    posts: int = 0
-    blocked: int = 0  # stored entries a filter rule keeps out of the export
-
-    @classmethod
-    def of(cls, row: m.Feed, *, posts: int = 0, blocked: int = 0) -> FeedState:
-        return cls(
-            id=row.id,
-            url=row.url,
-            outlet=row.outlet,
-            section=row.section,
-            enabled=row.enabled,
-            in_config=row.in_config,
-            interval_seconds=row.interval_seconds,
-            next_check_at=row.next_check_at,
-            lease_until=row.lease_until,
-            etag=row.etag,
-            last_modified=row.last_modified,
-            last_checked_at=row.last_checked_at,
-            last_success_at=row.last_success_at,
-            last_status=row.last_status,
-            last_error=row.last_error,
-            error_class=row.error_class,
-            error_streak=row.error_streak,
-            first_error_at=row.first_error_at,
-            disabled_reason=row.disabled_reason,
-            rsshub_route=row.rsshub_route,
-            posts=posts,
-            blocked=blocked,
-        )
-
-    @property
-    def active(self) -> bool:
-        """Whether the daemon should poll this feed at all."""
-        return self.enabled and self.in_config and self.disabled_reason is None
 
 
 class _Keep(enum.Enum):
@@ -248,16 +189,7 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> 
 
 
 #: The feed columns feeds.yaml sets, by the name :meth:`FeedsMixin.sync_feeds` compares them under.
-_SYNCED: Final = {
-    "outlet": m.Feed.outlet,
-    "section": m.Feed.section,
-    "group_name": m.Feed.group_name,
-    "rsshub_route": m.Feed.rsshub_route,
-    "enabled": m.Feed.enabled,
-    "in_config": m.Feed.in_config,
-    "interval_seconds": m.Feed.interval_seconds,
-    "host": m.Feed.host,
-}
+_SYNCED: Final = {name: getattr(m.Feed, name) for name in SYNC_COLUMNS}
 
 
 class FeedsMixin:
@@ -291,17 +223,8 @@ class FeedsMixin:
                 if spec.url in seen:
                     continue
                 seen[spec.url] = None
-                interval = max(1, round(spec.interval.total_seconds()))
-                wanted = {
-                    "outlet": spec.outlet,
-                    "section": spec.section,
-                    "group_name": spec.group,
-                    "rsshub_route": spec.rsshub_route,
-                    "enabled": spec.enabled,
-                    "in_config": True,
-                    "interval_seconds": interval,
-                    "host": host_of(spec.url) or None,
-                }
+                wanted = sync_columns(spec)
+                interval = wanted["interval_seconds"]
                 row = rows.get(spec.url)
                 if row is None:
                     new.append(

@@ -31,6 +31,7 @@ from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from aggregator.store import models as m
+from aggregator.store.rows import PublisherRow
 
 __all__ = [
     "LOOKBACK_ROWS",
@@ -73,19 +74,6 @@ class Delivery:
     key: str
     body: bytes
     attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class PublisherRow:
-    """A publisher's state as stored (``queue``: undelivered rows, for webhooks)."""
-
-    name: str
-    last_run_at: datetime | None
-    last_success_at: datetime | None
-    last_error: str | None
-    last_error_at: datetime | None
-    pending: int
-    queue: int
 
 
 def _insert(conn: Connection) -> Any:
