@@ -127,6 +127,14 @@ def parse_workers(feeds: int, requested: int | None = None) -> int:
     return min(cores - 1, 4)
 
 
+#: How long a pass's database write waits for other feeds' writes to join
+#: its transaction (``Pipeline(write_linger=...)``): feeds come out of the
+#: parse workers a few milliseconds apart, and a transaction each -- its
+#: statements, its commit, its hop to a thread -- cost the main process,
+#: the busiest, more than the rows.  A small pass writes at once.
+WRITE_LINGER = 0.1
+
+
 #: What a parse worker needs, and all it imports (see aggregator.service.worker).
 WORKER_MODULES = ["aggregator.service.worker", "aggregator.config.feeds"]
 
@@ -171,7 +179,13 @@ async def _fetch_all(
     from aggregator.service.pipeline import Pipeline
 
     async with fetcher or Fetcher(FetchLimits(host_policies=config.hosts)) as client:
-        pipeline = Pipeline(store, client, export_dir=export_dir, executor=executor)
+        pipeline = Pipeline(
+            store,
+            client,
+            export_dir=export_dir,
+            executor=executor,
+            write_linger=WRITE_LINGER if len(specs) >= PROCESS_POOL_MIN_FEEDS else 0.0,
+        )
         # Every feed's row in one query rather than one query per feed.
         states = await asyncio.to_thread(store.feed_states, [ids[s.url] for s in specs])
         # A fetched body waits in memory until it is parsed and stored, so a
