@@ -228,11 +228,6 @@ async def test_a_lingering_writer_gathers_jobs_that_arrive_apart() -> None:
     together = asyncio.gather(*(later(i) for i in range(4)))
     assert await asyncio.wait_for(together, 30) == [0, 1, 2, 3]
     assert batches == [[0, 1, 2, 3]]
-    # Without the linger the same jobs are written one by one.
-    batches.clear()
-    writes = _Batches(write, limit=4)
-    assert await asyncio.gather(*(later(i) for i in range(4))) == [0, 1, 2, 3]
-    assert len(batches) == 4
     # A batch that never fills is written when the linger is over.
     batches.clear()
     writes = _Batches(write, limit=4, linger=0.05)
