@@ -94,8 +94,8 @@ async def fetch_pass(
     stored the post (see ``Pipeline.catch_up_exports``).
     """
     now = datetime.now(UTC)
-    ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
     if not specs:
+        await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
         # Nothing to poll: no HTTP client, no parser, no pipeline to load,
         # only the export's catch-up that every pass ends with.
         from aggregator.service.export import Exporter
@@ -103,7 +103,30 @@ async def fetch_pass(
         exporter = Exporter(store, export_dir) if export_dir is not None else None
         return FetchPass([], await catch_up_exports(exporter, sweep=True))
     with _parse_pool(parse_workers(len(specs), workers)) as executor:
-        return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor)
+        # The workers start while this process registers the feeds, loads
+        # the HTTP stack and builds the pipeline: on the core the pass
+        # leaves idle until its first parse, instead of holding that up.
+        started = (
+            asyncio.ensure_future(asyncio.to_thread(_start_workers, executor))
+            if executor is not None
+            else None
+        )
+        ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
+        return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor, started)
+
+
+def _start_workers(executor: Executor) -> None:
+    """Start the parse workers (and the fork server they come from) now.
+
+    The first ``submit`` starts them and waits for the fork server to import
+    the parse stages (see :func:`_worker_context`): a second or so of
+    waiting, done here in a thread before the pass needs a worker.  A
+    failure is left for the pass's first parse to meet, as without this.
+    """
+    try:
+        executor.submit(os.getpid)
+    except Exception:
+        log.debug("parse workers did not start ahead of the pass", exc_info=True)
 
 
 #: Below this many feeds, starting worker processes costs more than it saves.
@@ -174,6 +197,7 @@ async def _fetch_all(
     export_dir: Path | None,
     fetcher: Fetcher | None,
     executor: Executor | None,
+    started: asyncio.Future[None] | None = None,
 ) -> FetchPass:
     from aggregator.fetch.fetcher import Fetcher, FetchLimits
     from aggregator.service.pipeline import Pipeline
@@ -210,6 +234,10 @@ async def _fetch_all(
                     reports[index] = _unrecorded(spec, exc)
 
         runners = min(len(specs), 2 * client.limits.max_connections)
+        if started is not None:
+            # A submit from the loop while the workers start would block it
+            # on the pool's lock; they are usually up by now.
+            await started
         await asyncio.gather(*(runner() for _ in range(runners)))
         export = await pipeline.catch_up_exports(sweep=True)
         return FetchPass([report for report in reports if report is not None], export)
