@@ -645,3 +645,51 @@ def test_mangled_feeds_never_raise_anything_else(
 def test_random_bytes_never_raise_anything_else(body: bytes, charset: str | None) -> None:
     with suppress(FeedParseError):
         parse_feed(body, url=FEED_URL, charset=charset)
+
+
+def test_plain_http_urls_skip_urljoin_with_urllibs_answer() -> None:
+    """``_http_url``'s fast path for plain absolute URLs gives what urljoin would."""
+    import random
+    from urllib.parse import urljoin, urlsplit
+
+    from aggregator.parse import parser
+
+    def by_urllib(base: str, reference: str) -> str | None:
+        try:
+            absolute = urljoin(base, reference.strip())
+        except ValueError:
+            return None
+        if not absolute or parser._UNPRINTABLE.search(absolute) or absolute.split() != [absolute]:
+            return None
+        return absolute if urlsplit(absolute).scheme in ("http", "https") else None
+
+    bases = ["http://example.org/feed.xml", "https://example.org/a/b/", "https://h:8443/p?q#f"]
+    references = [
+        "http://a.com",
+        "https://a.com/b/c.jpg",
+        "http://a.com:80/x?y=1&z=%E4",
+        "https://a.com/~u/(1)*!$',=:@/",
+        "http://a.com/x?",  # urllib drops an empty query, fragment or parameters
+        "http://a.com/x#",
+        "http://a.com/x;p",
+        "HTTP://a.com/x",  # and lower-cases the scheme
+        "http:///x",  # no host: resolved against the base
+        "http://a.com/x/../y",
+        "http://a.com/x y",
+        " http://a.com/x ",
+        "http://a.com/\tx",
+        "http://[::1]/x",
+        "//a.com/x",
+        "/relative",
+    ]
+    rng = random.Random(15)
+    alphabet = "ab/.?#;:%@-_~&=+ \t9"
+    for _ in range(5000):
+        head = rng.choice(["http://", "https://", "http://a.com", "https://a.b:8"])
+        references.append(head + "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))))
+    fast = 0
+    for base in bases:
+        for reference in references:
+            fast += bool(parser._PLAIN_HTTP_URL.fullmatch(reference))
+            assert parser._http_url(base, reference) == by_urllib(base, reference), reference
+    assert fast > len(bases) * 100  # the fast path was taken, and agreed

@@ -208,6 +208,33 @@ async def test_concurrent_writes_share_transactions() -> None:
     assert batches[-1] == [99]
 
 
+async def test_a_lingering_writer_gathers_jobs_that_arrive_apart() -> None:
+    """A pass's writes wait for others to join them, but never past a full batch."""
+    from aggregator.service.pipeline import _Batches
+
+    batches: list[list[int]] = []
+
+    async def write(jobs: list[int]) -> list[int]:
+        batches.append(jobs)
+        return jobs
+
+    writes = _Batches(write, limit=4, linger=60.0)
+
+    async def later(job: int) -> int:
+        await asyncio.sleep(0.01 * job)  # parsed feeds come out one at a time
+        return await writes.submit(job)
+
+    # A full batch is written at once: the guard fails long before the linger ends.
+    together = asyncio.gather(*(later(i) for i in range(4)))
+    assert await asyncio.wait_for(together, 30) == [0, 1, 2, 3]
+    assert batches == [[0, 1, 2, 3]]
+    # A batch that never fills is written when the linger is over.
+    batches.clear()
+    writes = _Batches(write, limit=4, linger=0.05)
+    assert await asyncio.gather(writes.submit(5), writes.submit(6)) == [5, 6]
+    assert batches == [[5, 6]]
+
+
 async def test_a_failed_batch_reaches_every_caller() -> None:
     from aggregator.service.pipeline import _Batches
 

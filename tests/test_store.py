@@ -93,6 +93,29 @@ def test_item_carries_its_hash_and_link_key_from_where_it_was_built() -> None:
     assert _item(post, link=None).link_key is None
 
 
+def test_item_carries_its_raw_entry_as_the_column_stores_it(store: Store) -> None:
+    """The raw entry crosses from the parse worker as JSON text, stored as it is on SQLite."""
+    from aggregator.store.engine import _json_text
+
+    raw = {"format": 1, "title": '标题 \u2028 "引号"', "images": ["https://x/1.jpg"], "n": 1.5}
+    item = dataclasses.replace(_item(_post()), raw=raw)
+    assert item.raw_text == _json_text(raw)  # the engine's own serialiser, byte for byte
+    moved = pickle.loads(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+    assert moved.raw_text == item.raw_text
+    assert moved.raw == raw and moved == item  # raw is decoded when asked for
+    assert pickle.loads(pickle.dumps(dataclasses.replace(item, raw=None))).raw is None
+    unencodable = IngestItem(key="k", post=_post(), raw={"x": object()})
+    assert unencodable.raw_text is None and pickle.loads(pickle.dumps(unencodable)).raw_text is None
+    fresh = pickle.loads(pickle.dumps(item))
+    store.ingest(_feed(store), [fresh], now=NOW)
+    with store.engine.connect() as conn:
+        stored = conn.execute(text("SELECT raw FROM entries")).scalar_one()
+    if store.engine.dialect.name == "sqlite":  # PostgreSQL's JSON keeps no text
+        assert stored == _json_text(raw)
+    else:
+        assert stored == raw
+
+
 def test_migrations_build_exactly_the_models(database_url: str) -> None:
     # Naming the revision (not "head") makes it replay the migrations; a new
     # database opened normally is built from the models (see the next test).

@@ -370,8 +370,14 @@ class _Batches(Generic[J, R]):
     rewrote the same index pages into the log for every changed one.  Here
     a job joins whatever batch is waiting; one batch is written at a time
     (at most ``limit`` jobs), and jobs that arrive meanwhile form the next.
-    No timer: under light load every batch is one job, so nothing waits
-    longer than it did.  Each caller still returns only once its own job is
+    Without ``linger``, no timer: under light load every batch is one job,
+    so nothing waits longer than it did.  With it, a writer that finds fewer
+    than ``limit`` jobs waits up to ``linger`` seconds for more before it
+    writes: a pass over many feeds, whose parsed feeds arrive one at a time a
+    few milliseconds apart, would otherwise commit each feed (and each poll
+    record) on its own, and the per-transaction work -- statements, commit,
+    a thread hop -- cost the busiest process more than the rows themselves.
+    Each caller still returns only once its own job is
     committed, with its own result.  ``write`` puts an exception in place of
     the result of a job that failed on its own: only that caller hears it.
     If ``write`` itself raises, every caller of the batch hears the error.
@@ -382,15 +388,21 @@ class _Batches(Generic[J, R]):
         write: Callable[[list[J]], Awaitable[Sequence[R | Exception]]],
         *,
         limit: int = 32,
+        linger: float = 0.0,
     ) -> None:
         self._write = write
         self._limit = limit
+        self._linger = linger
         self._pending: list[tuple[J, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
+        #: Set when the batch the writer lingers for is full.
+        self._full: asyncio.Event | None = None
 
     async def submit(self, job: J) -> R:
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((job, done))
+        if self._full is not None and len(self._pending) >= self._limit:
+            self._full.set()
         if self._writer is None:
             self._writer = asyncio.ensure_future(self._write_batches())
         # Shielded: a cancelled poll's job is still written with the batch it
@@ -401,6 +413,8 @@ class _Batches(Generic[J, R]):
         batch: list[tuple[J, asyncio.Future[R]]] = []
         try:
             while self._pending:
+                if self._linger > 0 and len(self._pending) < self._limit:
+                    await self._gather_more()
                 batch, self._pending = (
                     self._pending[: self._limit],
                     self._pending[self._limit :],
@@ -428,6 +442,16 @@ class _Batches(Generic[J, R]):
         finally:
             self._writer = None
 
+    async def _gather_more(self) -> None:
+        """Wait until ``limit`` jobs are pending or ``linger`` seconds have passed."""
+        self._full = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._full.wait(), self._linger)
+        except TimeoutError:
+            pass
+        finally:
+            self._full = None
+
 
 class Pipeline:
     """Runs feeds through the stages with shared fetcher, store and workers."""
@@ -444,6 +468,7 @@ class Pipeline:
         guard: AddressGuard | None = None,
         images_dir: Path | None = None,
         max_processing: int | None = None,
+        write_linger: float = 0.0,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
@@ -469,14 +494,20 @@ class Pipeline:
         # writer stores the last ones; the callers' own bound on feeds in
         # flight (fetch_once, the daemon's slots) bounds those.
         self._processing = asyncio.Semaphore(max_processing or 2 * (os.cpu_count() or 1))
+        # ``write_linger``: how long a write waits for others to join its
+        # transaction (see _Batches); a one-shot pass over many feeds sets it,
+        # where only the pass's end matters and not each feed's own latency.
         self._ingests: _Batches[IngestJob, IngestResult] = _Batches(
             lambda jobs: self._write(self.store.ingest_many, [self._fenced(j) for j in jobs]),
             limit=16,
+            linger=write_linger,
         )
         # The end of every poll: its feed row and its history line, written
         # with the other polls that finished meanwhile (Store.finish_polls).
         self._finished: _Batches[PollOutcome, None] = _Batches(
-            lambda outcomes: self._write(self.store.finish_polls, outcomes), limit=64
+            lambda outcomes: self._write(self.store.finish_polls, outcomes),
+            limit=64,
+            linger=write_linger,
         )
         # feed id -> the fencing token of the lease its poll holds (daemon
         # polls only): every write of that poll is checked against it.

@@ -97,8 +97,8 @@ async def fetch_pass(
     stored the post (see ``Pipeline.catch_up_exports``).
     """
     now = datetime.now(UTC)
-    ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
     if not specs:
+        await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
         # Nothing to poll: no HTTP client, no parser, no pipeline to load,
         # only the export's catch-up that every pass ends with.
         from aggregator.service.export import Exporter
@@ -106,7 +106,30 @@ async def fetch_pass(
         exporter = Exporter(store, export_dir) if export_dir is not None else None
         return FetchPass([], await catch_up_exports(exporter, sweep=True))
     with _parse_pool(parse_workers(len(specs), workers)) as executor:
-        return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor)
+        # The workers start while this process registers the feeds, loads
+        # the HTTP stack and builds the pipeline: on the core the pass
+        # leaves idle until its first parse, instead of holding that up.
+        started = (
+            asyncio.ensure_future(asyncio.to_thread(_start_workers, executor))
+            if executor is not None
+            else None
+        )
+        ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
+        return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor, started)
+
+
+def _start_workers(executor: Executor) -> None:
+    """Start the parse workers (and the fork server they come from) now.
+
+    The first ``submit`` starts them and waits for the fork server to import
+    the parse stages (see :func:`_worker_context`): a second or so of
+    waiting, done here in a thread before the pass needs a worker.  A
+    failure is left for the pass's first parse to meet, as without this.
+    """
+    try:
+        executor.submit(os.getpid)
+    except Exception:
+        log.debug("parse workers did not start ahead of the pass", exc_info=True)
 
 
 #: Below this many feeds, starting worker processes costs more than it saves.
@@ -128,6 +151,14 @@ def parse_workers(feeds: int, requested: int | None = None) -> int:
     if cores < 2 or feeds < PROCESS_POOL_MIN_FEEDS:
         return 0
     return min(cores - 1, 4)
+
+
+#: How long a pass's database write waits for other feeds' writes to join
+#: its transaction (``Pipeline(write_linger=...)``): feeds come out of the
+#: parse workers a few milliseconds apart, and a transaction each -- its
+#: statements, its commit, its hop to a thread -- cost the main process,
+#: the busiest, more than the rows.  A small pass writes at once.
+WRITE_LINGER = 0.1
 
 
 #: What a parse worker needs, and all it imports (see aggregator.service.worker).
@@ -171,12 +202,19 @@ async def _fetch_all(
     export_dir: Path | None,
     fetcher: Fetcher | None,
     executor: Executor | None,
+    started: asyncio.Future[None] | None = None,
 ) -> FetchPass:
     from aggregator.fetch.fetcher import Fetcher, FetchLimits
     from aggregator.service.pipeline import Pipeline
 
     async with fetcher or Fetcher(FetchLimits(host_policies=config.hosts)) as client:
-        pipeline = Pipeline(store, client, export_dir=export_dir, executor=executor)
+        pipeline = Pipeline(
+            store,
+            client,
+            export_dir=export_dir,
+            executor=executor,
+            write_linger=WRITE_LINGER if len(specs) >= PROCESS_POOL_MIN_FEEDS else 0.0,
+        )
         # Every feed's row in one query rather than one query per feed.
         states = await asyncio.to_thread(store.feed_states, [ids[s.url] for s in specs])
         # A fetched body waits in memory until it is parsed and stored, so a
@@ -201,6 +239,10 @@ async def _fetch_all(
                     reports[index] = _unrecorded(spec, exc)
 
         runners = min(len(specs), 2 * client.limits.max_connections)
+        if started is not None:
+            # A submit from the loop while the workers start would block it
+            # on the pool's lock; they are usually up by now.
+            await started
         await asyncio.gather(*(runner() for _ in range(runners)))
         export = await pipeline.catch_up_exports(sweep=True)
         return FetchPass([report for report in reports if report is not None], export)

@@ -27,12 +27,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import Column, Table
+from sqlalchemy import JSON, Column, Table
 from sqlalchemy.engine import Connection, Dialect
 
 from aggregator.store import models as m
 
-__all__ = ["ENTRY_COLUMNS", "POST_COLUMNS", "NewRows", "sqlite_utc"]
+__all__ = ["ENTRY_COLUMNS", "POST_COLUMNS", "JSONText", "NewRows", "sqlite_utc"]
 
 
 def _columns(table: Any) -> tuple[str, ...]:
@@ -49,6 +49,29 @@ ENTRY_COLUMNS: Final = _columns(m.Entry.__table__)
 _MAX_PARAMS: Final = {"sqlite": 999, "postgresql": 30_000}
 
 _Processor = Callable[[Any], Any]
+
+
+class JSONText(str):
+    """A JSON column's value already serialised as the column would (on SQLite).
+
+    ``IngestItem.raw_text``: the parse worker encodes each raw entry once,
+    and the single writer passes the text on instead of encoding the dict
+    again.  Only where :attr:`NewRows.takes_json_text`: other drivers
+    (psycopg) adapt JSON values themselves.
+    """
+
+    __slots__ = ()
+
+
+def _json_column(encode: _Processor | None) -> _Processor:
+    """A SQLite JSON column's processor that lets :class:`JSONText` through as it is."""
+
+    def process(value: Any) -> Any:
+        if type(value) is JSONText:
+            return str(value)
+        return encode(value) if encode is not None else value
+
+    return process
 
 
 def sqlite_utc(value: datetime | None) -> str | None:
@@ -73,6 +96,8 @@ def _processors(table: Table, names: Sequence[str], dialect: Dialect) -> list[_P
         column: Column[Any] = table.c[name]
         if isinstance(column.type, m.UTCDateTime) and dialect.name == "sqlite":
             found.append(sqlite_utc)
+        elif isinstance(column.type, JSON) and dialect.name == "sqlite":
+            found.append(_json_column(column.type.dialect_impl(dialect).bind_processor(dialect)))
         else:
             found.append(column.type.dialect_impl(dialect).bind_processor(dialect))
     return found
@@ -98,6 +123,8 @@ class NewRows:
 
     def __init__(self, dialect: Dialect) -> None:
         quote = dialect.identifier_preparer.quote
+        #: Whether rows may carry a JSON column's value as :class:`JSONText`.
+        self.takes_json_text = dialect.name == "sqlite"
         self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
         posts, entries = m.Post.__table__, m.Entry.__table__
         assert isinstance(posts, Table) and isinstance(entries, Table)

@@ -44,6 +44,7 @@ from aggregator.policy.dedup import (
     slug_for,
 )
 from aggregator.store import models as m
+from aggregator.store.bulk import JSONText
 from aggregator.store.feeds import FeedUpdate, check_fence
 from aggregator.store.posts import (
     RETRIES_ON_CONFLICT,
@@ -108,8 +109,12 @@ class IngestResult:
 # -- the entry row -------------------------------------------------------------
 
 
-def entry_values(feed_id: int, item: IngestItem, post_id: int, now: datetime) -> dict[str, Any]:
-    """Every column of a new entry's row but its id."""
+def entry_values(
+    feed_id: int, item: IngestItem, post_id: int, now: datetime, *, raw: Any = None
+) -> dict[str, Any]:
+    """Every column of a new entry's row but its id (``raw``: the column's value
+    in place of ``item.raw``, such as the :class:`~aggregator.store.bulk.JSONText`
+    of it)."""
     return {
         "feed_id": feed_id,
         "key": item.key,
@@ -119,7 +124,7 @@ def entry_values(feed_id: int, item: IngestItem, post_id: int, now: datetime) ->
         "author": item.author,
         "blocked": item.blocked,
         "post_id": post_id,
-        "raw": item.raw,
+        "raw": item.raw if raw is None else raw,
         "first_seen_at": now,
         "last_seen_at": now,
     }
@@ -269,6 +274,10 @@ _ENTRIES_BY_KEY: Final = (
     .where(
         m.Entry.feed_id == bindparam("feed_id"), m.Entry.key.in_(bindparam("keys", expanding=True))
     )
+)
+_ENTRIES: Final = cast("Table", m.Entry.__table__)
+_FEED_HAS_ENTRIES: Final = (
+    select(_ENTRIES.c.id).where(_ENTRIES.c.feed_id == bindparam("feed_id")).limit(1)
 )
 _CANDIDATE_CONDITIONS: Final = (
     m.Entry.guid.in_(bindparam("guids", expanding=True)),
@@ -461,12 +470,17 @@ class IngestMixin:
         facts = Facts()
         entries: dict[str, m.Entry] = {}
         posts: dict[int, m.Post] = {}
-        for entry, post in session.execute(
-            _ENTRIES_BY_KEY, {"feed_id": feed_id, "keys": list(unique)}
-        ):
-            entries[entry.key] = entry
-            posts[post.id] = post
-        rekeys = self._match_unknown(session, feed_id, items, unique, entries, posts, identity)
+        rekeys: list[tuple[str, m.Entry]] = []
+        # A feed with no entries stored (its first fetch: all of a cold pass)
+        # has none under these keys nor any to match: one cheap Core query
+        # stands for the two ORM queries that would find nothing.
+        if session.connection().execute(_FEED_HAS_ENTRIES, {"feed_id": feed_id}).first():
+            for entry, post in session.execute(
+                _ENTRIES_BY_KEY, {"feed_id": feed_id, "keys": list(unique)}
+            ):
+                entries[entry.key] = entry
+                posts[post.id] = post
+            rekeys = self._match_unknown(session, feed_id, items, unique, entries, posts, identity)
         facts.rekeyed = {key for key, _ in rekeys}
         for key, entry in entries.items():
             post = posts[entry.post_id]
@@ -725,9 +739,12 @@ class _NewPosts:
             (digest, post_id) for post_id, digest in self._rows.insert_posts(connection, post_rows)
         )
         entry_rows = []
+        as_text = self._rows.takes_json_text
         for item, values in self._pending:
             post_id = self.ids[values["content_hash"]]
-            entry_rows.append(entry_values(self._feed_id, item, post_id, self._now))
+            text = item.raw_text if as_text else None
+            raw = JSONText(text) if text is not None else None
+            entry_rows.append(entry_values(self._feed_id, item, post_id, self._now, raw=raw))
             if item.blocked is None:
                 result.changed_posts.append(
                     StoredPost(
