@@ -191,6 +191,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         stored = _stored_revision(engine)
         if stored == SCHEMA_REVISION or (stored is None and _create_fresh(engine)):
             return
+        if stored is not None and stored > SCHEMA_REVISION:
+            # Alembic would stop at "Can't locate revision" with a traceback.
+            raise SchemaNotReady(_newer_message(engine, stored))
     from alembic import command
 
     with engine.begin() as connection:
@@ -255,7 +258,12 @@ def check_schema(engine: Engine) -> None:
             f"{SCHEMA_REVISION}: run `aggregator db upgrade` (a running daemon of this "
             "version does it at start)"
         )
-    raise SchemaNotReady(
+    raise SchemaNotReady(_newer_message(engine, stored))
+
+
+def _newer_message(engine: Engine, stored: str) -> str:
+    where = engine.url.render_as_string(hide_password=True)
+    return (
         f"the database at {where} is at schema {stored}, newer than this version's "
         f"{SCHEMA_REVISION}: it was upgraded by a newer aggregator; use that one"
     )
