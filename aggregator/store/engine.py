@@ -47,7 +47,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_LOCK_ID = 0x6167_6772  # "aggr": arbitrary, constant across releases
 #: The newest migration in alembic/versions, which this code is written for
 #: (tests/test_store.py checks it against Alembic's own idea of the head).
-SCHEMA_REVISION = "0008"
+SCHEMA_REVISION = "0009"
 
 
 class DatabaseURLError(ConfigurationError, ValueError):
