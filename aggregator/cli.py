@@ -407,17 +407,26 @@ def status(settings: Settings, as_json: bool) -> None:
     Read-only: it never creates or migrates the schema.
     """
     from aggregator.service.publish import publisher_states, publisher_table, status_rows
-    from aggregator.service.status import status_document, status_table
+    from aggregator.service.status import (
+        daemons_document,
+        daemons_table,
+        show_daemons,
+        status_document,
+        status_table,
+    )
+    from aggregator.store.fleet import fleet_daemons
 
     store = _open_store(settings, schema="check")
     now = datetime.now(UTC)
     feeds = store.feeds()
     daemons = sorted(store.lease_owners(now=now))
+    fleet = fleet_daemons(store, now=now)
     publishers = publisher_states(store)
     if as_json:
         import json
 
         document = status_document(feeds, daemons=daemons, now=now)
+        document["fleet"] = daemons_document(fleet, now=now)
         document["publishers"] = status_rows(publishers)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
@@ -425,6 +434,8 @@ def status(settings: Settings, as_json: bool) -> None:
     console.print(status_table(feeds, now=now))
     if publishers:
         console.print(publisher_table(publishers, now=now))
+    if show_daemons(fleet, now=now):
+        console.print(daemons_table(fleet, now=now))
     if daemons:
         click.echo(f"polling now: {', '.join(daemons)} (daemons holding leases, host:pid)")
     else:

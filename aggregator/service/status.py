@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from aggregator.policy.fleet import STALE_AFTER
 from aggregator.policy.urls import redact_url
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from aggregator.store import FeedState
+    from aggregator.store.fleet import DaemonRow
 
-__all__ = ["status_document", "status_table"]
+__all__ = ["daemons_document", "daemons_table", "show_daemons", "status_document", "status_table"]
 
 
 def _when(moment: datetime | None, now: datetime) -> str:
@@ -93,3 +95,45 @@ def status_table(feeds: Sequence[FeedState], *, now: datetime | None = None) -> 
             str(f.blocked),
         )
     return table
+
+
+def show_daemons(daemons: Sequence[DaemonRow], *, now: datetime) -> bool:
+    """Whether ``status`` lists the daemons: a fleet (more than one), or any stale.
+
+    One healthy daemon is the usual install, and the "polling now" line
+    says enough about it.
+    """
+    return len(daemons) > 1 or any(now - d.heartbeat_at > STALE_AFTER for d in daemons)
+
+
+def daemons_table(daemons: Sequence[DaemonRow], *, now: datetime) -> Table:
+    """The fleet: each daemon's host, pid, heartbeat age and leases held."""
+    from rich.table import Table
+
+    table = Table(title="daemons")
+    for name in ("host", "pid", "heartbeat", "leases", "started"):
+        table.add_column(name)
+    for d in daemons:
+        age = (now - d.heartbeat_at).total_seconds()
+        beat = f"{max(age, 0.0):.0f}s ago"
+        if now - d.heartbeat_at > STALE_AFTER:
+            beat += " (stale: presumed dead, its leases are handed out)"
+        table.add_row(d.host, str(d.pid), beat, str(d.leases), _when(d.started_at, now))
+    return table
+
+
+def daemons_document(daemons: Sequence[DaemonRow], *, now: datetime) -> list[dict[str, Any]]:
+    """The daemons for ``status --json``."""
+    return [
+        {
+            "id": d.owner,
+            "host": d.host,
+            "pid": d.pid,
+            "started_at": d.started_at.isoformat(),
+            "heartbeat_at": d.heartbeat_at.isoformat(),
+            "heartbeat_age_s": round((now - d.heartbeat_at).total_seconds(), 1),
+            "stale": now - d.heartbeat_at > STALE_AFTER,
+            "leases": d.leases,
+        }
+        for d in daemons
+    ]
