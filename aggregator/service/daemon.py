@@ -476,11 +476,17 @@ class Daemon:
             )
 
     def _reclaim_dead_leases(self) -> None:
-        """Free the leases of daemons on this host that died holding them."""
+        """Free the leases of daemons on this host that died holding them.
+
+        Their heartbeat rows go too (``retire_daemon``): a dead daemon still
+        counted as live would keep its share of the spaced hosts from the
+        others (policy.fleet) until its heartbeat went stale.
+        """
         owners = self.store.lease_owners(now=utcnow())
+        owners |= {owner for owner, _, _ in self.store.daemons()}
         dead = dead_local_owners(owners, me=self.owner)
         if dead:
-            freed = self.store.release_owners(dead)
+            freed = sum(self.store.retire_daemon(owner) for owner in sorted(dead))
             log.warning(
                 "took back %d lease(s) of %s: no such process on this host any more",
                 freed,
