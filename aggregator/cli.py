@@ -438,9 +438,12 @@ def status(settings: Settings, as_json: bool) -> None:
     """
     from aggregator.service.status import (
         StoreSource,
+        daemons_document,
+        daemons_table,
         light_status,
         publisher_table,
         read_status,
+        show_daemons,
         status_document,
         status_rows,
         status_table,
@@ -456,6 +459,7 @@ def status(settings: Settings, as_json: bool) -> None:
         import json
 
         document = status_document(snapshot.feeds, daemons=snapshot.daemons, now=now)
+        document["fleet"] = daemons_document(snapshot.fleet, now=now)
         document["publishers"] = status_rows(snapshot.publishers)
         click.echo(json.dumps(document, ensure_ascii=False, indent=2))
         return
@@ -463,6 +467,8 @@ def status(settings: Settings, as_json: bool) -> None:
     console.print(status_table(snapshot.feeds, now=now))
     if snapshot.publishers:
         console.print(publisher_table(snapshot.publishers, now=now))
+    if show_daemons(snapshot.fleet, now=now):
+        console.print(daemons_table(snapshot.fleet, now=now))
     if snapshot.daemons:
         click.echo(
             f"polling now: {', '.join(snapshot.daemons)} (daemons holding leases, host:pid)"

@@ -25,7 +25,12 @@ Only loopback is ever bound: ``127.0.0.1``, and with ``--hosts K`` also
 ``127.0.0.2`` ... ``127.0.0.K`` on the same port, so the feeds spread over K
 distinct hosts (the fleet benchmark, bench/fleet.py, checks per-host
 politeness).  ``--log PATH`` appends one line per feed request (Unix time,
-host address, path, status) for measurements from outside the daemons.
+host address, path, status, the client's port) for measurements from outside the daemons.  The
+time is the kernel's: when the request's bytes reached the farm's socket
+(SO_TIMESTAMPING, Linux), not when the farm's one event loop got round to
+them, which on a busy machine can be tens of milliseconds later and would
+make two requests look closer than they were sent (bench/fleet.py's spacing
+check); where the kernel gives no stamp, the handler's clock.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make ``aggregator`` importable from the tree
@@ -58,6 +64,54 @@ if str(ROOT) not in sys.path:  # run as a script: make ``aggregator`` importable
 from aggregator.hexo.post import format_date, parse  # noqa: E402
 
 __all__ = ["FarmFeed", "Material", "Seed", "build_farm", "load_seeds", "main", "render_feed"]
+
+# Linux's SO_TIMESTAMPING and its flags (not in the socket module): software
+# receive stamps, reported with each recvmsg as a control message.
+_SO_TIMESTAMPING = 37
+_TIMESTAMPING_RX = (1 << 3) | (1 << 4)  # SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE
+_STAMP_SPACE = socket.CMSG_SPACE(48)  # struct scm_timestamping: three timespecs
+#: Connection fd -> kernel time (Unix seconds) its last bytes arrived.
+_ARRIVED: dict[int, float] = {}
+
+
+class _StampedSocket(socket.socket):
+    """An accepted connection that reads with recvmsg and keeps the kernel's
+    receive time of what it read (the transport calls ``recv``)."""
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data, ancillary, _flags, _addr = self.recvmsg(bufsize, _STAMP_SPACE, flags)
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPING and len(payload) >= 16:
+                seconds, nanos = struct.unpack_from("qq", payload)
+                if seconds:
+                    _ARRIVED[self.fileno()] = seconds + nanos / 1e9
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        data = self.recv(nbytes or len(buffer), flags)
+        memoryview(buffer)[: len(data)] = data
+        return len(data)
+
+
+class _StampingListener(socket.socket):
+    """A listening socket whose connections are :class:`_StampedSocket`."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        fd, address = self._accept()  # type: ignore[attr-defined]
+        conn = _StampedSocket(self.family, self.type, self.proto, fileno=fd)
+        with contextlib.suppress(OSError):
+            conn.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPING, _TIMESTAMPING_RX)
+        return conn, address
+
+
+def _listener(address: str, port: int) -> socket.socket:
+    sock = _StampingListener(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
 
 SEEDS_DIR = ROOT / "seeds"
 
@@ -408,9 +462,14 @@ async def serve(  # noqa: C901 - one handler, its options inline
         stats.by_status[status] += 1
         stats.feeds_by_status.setdefault(status, set()).add(feed.path)
         if request_log is not None:
-            local = request.transport.get_extra_info("sockname") if request.transport else None
+            transport = request.transport
+            local = transport.get_extra_info("sockname") if transport else None
             where = local[0] if local else "?"
-            request_log.write(f"{time.time():.6f} {where} {feed.path} {status}\n")
+            conn = transport.get_extra_info("socket") if transport else None
+            arrived = _ARRIVED.get(conn.fileno()) if conn is not None else None
+            stamp = arrived if arrived is not None else time.time()
+            port = peer[1] if peer else 0
+            request_log.write(f"{stamp:.6f} {where} {feed.path} {status} {port}\n")
         return response
 
     server = web.Server(handle, access_log=None)
@@ -461,21 +520,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.hosts <= 250:
         parser.error("--hosts must be 1 .. 250")
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
-    sock.listen(1024)
-    sock.setblocking(False)
+    sock = _listener("127.0.0.1", args.port)
     port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    more = []
-    for k in range(2, args.hosts + 1):
-        extra = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        extra.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        extra.bind((f"127.0.0.{k}", port))
-        extra.listen(1024)
-        extra.setblocking(False)
-        more.append(extra)
+    more = [_listener(f"127.0.0.{k}", port) for k in range(2, args.hosts + 1)]
 
     def url_of(feed: FarmFeed) -> str:
         return f"http://127.0.0.{1 + feed.index % args.hosts}:{port}{feed.path}"

@@ -30,10 +30,12 @@ daemons) and the database:
   the previous poll plus the interval; so the 0..5% jitter is included), and
   the age of the oldest due feed nobody had claimed, sampled every second;
 * per-host spacing violations: two requests to one host that reached the
-  farm closer than 90% of ``--spacing`` (want 0), and the smallest gap seen;
-  gaps short by less than 10% are counted apart: the farm stamps a request
-  when its one event loop gets to it, which on a busy machine is a few
-  milliseconds late now and then (the daemon spaces the moments it sends);
+  farm closer than 90% of ``--spacing`` (want 0), how many of those two
+  different daemons sent (the farm logs the client's port; the daemons'
+  sockets say whose it is), and the smallest gap seen; the farm's times
+  are the kernel's receive stamps, so a busy farm does not make two
+  requests look closer than they came; gaps short by less than 10% are
+  counted apart;
 * CPU seconds per poll per daemon (the daemon and its parse worker,
   /proc), polls per daemon (its /metrics), database size and the most
   connections open at once;
@@ -41,7 +43,8 @@ daemons) and the database:
   and how long until each of its feeds was polled again.
 
 ``--check`` exits 1 if an invariant fails (every feed polled every interval,
-none twice within half an interval, no spacing violation, every held feed
+none twice within half an interval, no spacing violation, every daemon
+doing at least a quarter of its even share of the polls, every held feed
 polled again within ``--takeover-limit`` seconds, no lease left after
 SIGTERM); the CI test (tests/test_fleet_bench.py) runs it small with that.
 Timings are printed, never asserted.
@@ -98,19 +101,40 @@ def recreate_database(url: str) -> None:
     engine.dispose()
 
 
-def seed_feeds(url: str, config_path: Path) -> dict[str, int]:
-    """Store the feeds, due tomorrow (the daemons start with nothing to do); url -> id."""
-    from aggregator.config.feeds import load_config
-    from aggregator.store import Store
+SEED = """
+import json, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from sqlalchemy import text
+from aggregator.config.feeds import load_config
+from aggregator.store import Store
+config = load_config(Path(sys.argv[2]))
+store = Store.open(sys.argv[1])
+try:
+    ids = store.sync_feeds(config.feeds, now=datetime.now(UTC), spread_new=False)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE feeds SET next_check_at = now() + interval '1 day'"))
+finally:
+    store.close()
+print(json.dumps(ids))
+"""
 
-    config = load_config(config_path)
-    store = Store.open(url)
-    try:
-        ids = store.sync_feeds(config.feeds, now=datetime.now(UTC), spread_new=False)
-        with store.engine.begin() as conn:
-            conn.execute(text("UPDATE feeds SET next_check_at = now() + interval '1 day'"))
-    finally:
-        store.close()
+
+def seed_feeds(url: str, config_path: Path, env: dict[str, str], cwd: Path) -> dict[str, int]:
+    """Store the feeds, due tomorrow (the daemons start with nothing to do); url -> id.
+
+    Run by the daemons' code (``env``'s PYTHONPATH): it builds the schema
+    that code expects.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", SEED, url, str(config_path)],
+        env=env,
+        cwd=cwd,  # not this checkout: "-c" puts the working directory first on sys.path
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ids: dict[str, int] = json.loads(done.stdout)
     return ids
 
 
@@ -156,10 +180,14 @@ class DbSampler(threading.Thread):
         self.engine = create_engine(url, pool_size=1)
         self.stop = threading.Event()
         self.samples: list[tuple[float, int, float]] = []  # (time, connections, backlog age s)
+        self.pids: list[int] = []  # the daemons, once started
+        self.ports: dict[int, int] = {}  # their connections' local ports -> daemon index
         self.database = make_url(url).database
 
     def run(self) -> None:
         while not self.stop.wait(1.0):
+            if self.pids:
+                self.ports.update(socket_ports(self.pids))
             with contextlib.suppress(Exception), self.engine.connect() as conn:
                 conns = conn.execute(
                     text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d"),
@@ -274,22 +302,43 @@ def pct(values: list[float], q: float) -> float:
 
 def read_log(
     path: Path, base_path_to_url: dict[tuple[str, str], str]
-) -> list[tuple[float, str, str]]:
-    """(time, host, url) per feed request."""
+) -> list[tuple[float, str, str, int]]:
+    """(time, host, url, client port) per feed request."""
     out = []
     for line in path.read_text(encoding="ascii").splitlines():
         parts = line.split()
-        if len(parts) != 4:
+        if len(parts) not in (4, 5):
             continue
-        t, host, fpath, _status = parts
+        t, host, fpath = parts[:3]
         url = base_path_to_url.get((host, fpath))
         if url is not None:
-            out.append((float(t), host, url))
+            out.append((float(t), host, url, int(parts[4]) if len(parts) == 5 else 0))
     return out
 
 
+def socket_ports(pids: list[int]) -> dict[int, int]:
+    """Local TCP port -> index in ``pids`` of the process holding the socket
+    (the daemons' connections to the farm: which daemon sent a request)."""
+    inodes: dict[str, int] = {}
+    for i, pid in enumerate(pids):
+        for one in [pid, *descendants(pid)]:
+            with contextlib.suppress(OSError):
+                for fd in Path(f"/proc/{one}/fd").iterdir():
+                    with contextlib.suppress(OSError):
+                        target = str(fd.readlink())
+                        if target.startswith("socket:["):
+                            inodes[target[8:-1]] = i
+    ports: dict[int, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 9 and fields[9] in inodes:
+                ports[int(fields[1].rpartition(":")[2], 16)] = inodes[fields[9]]
+    return ports
+
+
 def analyse(
-    requests: list[tuple[float, str, str]],
+    requests: list[tuple[float, str, str, int]],
     due: dict[str, float],
     *,
     start: float,
@@ -297,14 +346,16 @@ def analyse(
     interval: float,
     spacing: float,
     slack: float,
+    ports: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     by_feed: dict[str, list[float]] = defaultdict(list)
-    by_host: dict[str, list[float]] = defaultdict(list)
-    for t, host, url in requests:
+    by_host: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    sender = ports or {}
+    for t, host, url, port in requests:
         if start - interval <= t <= end:
             by_feed[url].append(t)
         if start <= t <= end:
-            by_host[host].append(t)
+            by_host[host].append((t, sender.get(port, -1)))
     lateness: list[float] = []
     too_close = 0
     missed = 0  # feeds with a gap longer than an interval (+ jitter + slack), or never polled
@@ -338,17 +389,19 @@ def analyse(
         if late_feed:
             missed += 1
     violations = 0
+    across = 0  # of the violations: two requests sent by different daemons
     near = 0
     smallest = float("inf")
     for times in by_host.values():
         times.sort()
-        for a, b in itertools.pairwise(times):
+        for (a, who_a), (b, who_b) in itertools.pairwise(times):
             gap = b - a
             smallest = min(smallest, gap)
             if gap < spacing - 0.0005:
                 near += 1
                 if gap < spacing * 0.9:
                     violations += 1
+                    across += who_a != who_b or who_a < 0
     return {
         "feeds": len(due),
         "polls": polls_in_window,
@@ -360,6 +413,7 @@ def analyse(
         "longest_gap_over_interval": longest_gap / interval,
         "lateness_s": {q: pct(lateness, q) for q in (50, 90, 99, 100)},
         "spacing_violations": violations,
+        "spacing_violations_across_daemons": across,
         "spacing_under_by_any": near,
         "smallest_host_gap_s": smallest,
         "host_requests": sum(len(v) for v in by_host.values()),
@@ -388,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
     ap.add_argument("--slack", type=float, default=30.0, help="lateness tolerated (s)")
     ap.add_argument("--takeover-limit", type=float, default=120.0)
     ap.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test_fleet")
+    ap.add_argument(
+        "--daemon-code",
+        type=Path,
+        help="run the daemons from this checkout (a before/after comparison; default: this one)",
+    )
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", type=Path, help="write the results here too")
     ap.add_argument("--check", action="store_true", help="exit 1 if an invariant fails")
@@ -396,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
     work = args.workdir or Path(tempfile.mkdtemp(prefix="fleet-"))
     work.mkdir(parents=True, exist_ok=True)
     python = sys.executable
-    env = dict(os.environ, PYTHONPATH=str(ROOT), AGGREGATOR_DATABASE_URL=args.database_url)
+    code = (args.daemon_code or ROOT).resolve()
+    env = dict(os.environ, PYTHONPATH=str(code), AGGREGATOR_DATABASE_URL=args.database_url)
     env.pop("AGGREGATOR_CONFIG", None)
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
@@ -447,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
             spacing=args.spacing,
         )
 
-        ids = seed_feeds(args.database_url, config)
+        ids = seed_feeds(args.database_url, config, env, work)
         log(f"stored {len(ids)} feeds")
 
         sampler = DbSampler(args.database_url)
@@ -477,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
             )
             procs.append(p)
             daemons.append((p, port))
+        sampler.pids = [p.pid for p, _ in daemons]
         log(f"{args.daemons} daemons started: pids {[p.pid for p, _ in daemons]}")
         # Measure the fleet at work, not its start-up (30,000 feeds take each
         # daemon a while to read): schedule the feeds once all are serving.
@@ -567,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
         requests = read_log(request_log, key_of)
         held_urls = {u for (u,) in held}
         repolled: dict[str, float] = {}
-        for t, _host, url in requests:
+        for t, _host, url, _port in requests:
             if url in held_urls and t > killed_at and url not in repolled:
                 repolled[url] = t - killed_at
         waits = sorted(repolled.values())
@@ -603,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one script, in o
             interval=args.interval,
             spacing=args.spacing,
             slack=args.slack,
+            ports=sampler.ports,
         )
     finally:
         for p in procs:
@@ -643,6 +705,12 @@ def invariant_failures(results: dict[str, Any], args: argparse.Namespace) -> lis
             f"the killed daemon's feeds were not all polled again within "
             f"{args.takeover_limit:.0f} s: {kill}"
         )
+    polls = [d["polls"] for d in results["per_daemon"]]
+    fair = sum(polls) / max(len(polls), 1)
+    if len(polls) > 1 and min(polls) < fair / 4:
+        # One daemon holding every spaced host while the others idle (the
+        # hosts are shared out: each holds about its share).
+        problems.append(f"the work was not shared: polls per daemon {polls}")
     if results["leases_after_sigterm"] or results["daemon_rows_after_sigterm"]:
         problems.append("SIGTERM left leases or heartbeat rows behind")
     return problems
@@ -671,6 +739,10 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> None:
         (
             "per-host spacing violations (gap < 90% of spacing)",
             f"{w['spacing_violations']} (smallest gap {w['smallest_host_gap_s']:.3f} s)",
+        ),
+        (
+            "  of them sent by two different daemons",
+            str(w["spacing_violations_across_daemons"]),
         ),
         (
             "gaps short by < 10% (farm's clock jitter)",

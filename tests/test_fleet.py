@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from aggregator.config.feeds import FeedSpec
-from aggregator.policy.fleet import Candidate, ClaimPlan, HostBudget, host_of, plan_claims
+from aggregator.policy.fleet import (
+    Candidate,
+    ClaimPlan,
+    FleetShare,
+    HostBudget,
+    host_of,
+    plan_claims,
+)
 from aggregator.policy.politeness import HostPolicy
 from aggregator.store import FeedUpdate, LeaseLost, Store
 from aggregator.store.fleet import feed_summary
@@ -81,6 +88,7 @@ def plan(
     *,
     limit: int = 10,
     me: str = "",
+    share: FleetShare | None = None,
 ) -> ClaimPlan:
     """plan_claims at NOW with a 2-second horizon, one policy for every host."""
     return plan_claims(
@@ -91,6 +99,7 @@ def plan(
         limit=limit,
         horizon=timedelta(seconds=2),
         me=me,
+        share=share,
     )
 
 
@@ -139,6 +148,27 @@ def test_a_spaced_host_is_polled_by_one_daemon_at_a_time() -> None:
     shared = HostPolicy(max_concurrency=8)
     planned = plan(candidates, budgets, shared, me="me")
     assert sorted(c.feed_id for c, _ in planned.chosen) == [1, 2, 3]
+
+
+def test_a_daemon_takes_its_fair_share_of_spaced_hosts_while_others_want_some() -> None:
+    candidates = [cand(i, f"h{i}.example", i) for i in range(6)]
+    hold = NOW + timedelta(seconds=3)
+    # Three live daemons, six hosts: two each.  Nobody holds any yet.
+    fresh = FleetShare(hosts=6, holds={"me": 0, "b": 0, "c": 0})
+    planned = plan(candidates, me="me", share=fresh)
+    assert [c.feed_id for c, _ in planned.chosen] == [0, 1]
+    # Holding four (a daemon that ran alone), it keeps two, in name order,
+    # and lets the other two go while the others hold none.
+    mine = {f"h{i}.example": HostBudget(holder="me", held_until=hold) for i in range(4)}
+    planned = plan(candidates, mine, me="me", share=FleetShare(6, {"me": 4, "b": 0, "c": 0}))
+    assert [c.feed_id for c, _ in planned.chosen] == [0, 1]
+    # The others have their share: no host waits, this daemon takes the rest.
+    planned = plan(candidates, mine, me="me", share=FleetShare(6, {"me": 4, "b": 2, "c": 2}))
+    assert [c.feed_id for c, _ in planned.chosen] == [0, 1, 2, 3, 4, 5]
+    # Hosts without spacing are shared, never counted.
+    shared = HostPolicy(max_concurrency=8)
+    planned = plan(candidates, policy=shared, me="me", share=fresh)
+    assert len(planned.chosen) == 6
 
 
 def test_plan_without_spacing_fills_the_concurrency_and_stops_at_the_limit() -> None:
@@ -213,6 +243,63 @@ def test_claims_keep_each_hosts_budget_across_daemons(database_url: str) -> None
     finally:
         one.close()
         two.close()
+
+
+def test_a_takeover_starts_a_spacing_after_the_claim_saw_the_host_free(
+    database_url: str,
+) -> None:
+    """The clock a claim is handed may have been read a while before it ran
+    (a daemon's claim waits for a worker thread while polls keep them busy):
+    a host taken over from another daemon must still start a spacing after
+    the moment its leases were seen back, not after the stale clock."""
+    import time
+
+    one, two = Store.open(database_url), Store.open(database_url)
+    try:
+        _due(one, 4, hosts=1)
+        polite = {"policy_for": lambda h: POLITE, "lease": LEASE}
+        first = one.claim_fair(now=NOW, limit=1, owner="a:1", **polite)
+        assert len(first) == 1
+        one.update_feeds([(first[0].feed_id, FeedUpdate(lease_owner=None, lease_until=None))])
+        later = NOW + timedelta(seconds=10)  # a's hold has run out
+        waited = 0.5  # the claim ran this long after its clock was read
+        taken = two.claim_fair(
+            now=later, limit=4, owner="b:2", read_at=time.monotonic() - waited, **polite
+        )
+        assert taken, "the host is free: b takes it over"
+        assert min(c.start_at for c in taken) >= later + timedelta(seconds=1 + waited)
+    finally:
+        one.close()
+        two.close()
+
+
+def test_claims_share_the_spaced_hosts_among_live_daemons(database_url: str) -> None:
+    stores = [Store.open(database_url) for _ in range(3)]
+    try:
+        _due(stores[0], 60, hosts=6)
+        for i, store in enumerate(stores):
+            store.register_daemon(f"d:{i}", host="d", pid=i, now=NOW)
+        polite = {"policy_for": lambda h: POLITE, "lease": LEASE}
+        hosts: list[set[str]] = []
+        for i, store in enumerate(stores):
+            taken = store.claim_fair(now=NOW, limit=32, owner=f"d:{i}", **polite)
+            hosts.append({host_of(c.url) for c in taken})
+        # The first claim does not take every host: two each.
+        assert [len(h) for h in hosts] == [2, 2, 2]
+        assert set().union(*hosts) == {f"h{i}.example" for i in range(6)}
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_the_claim_returns_the_claimed_rows(store: Store) -> None:
+    ids = _due(store, 3, hosts=3)
+    taken = store.claim_fair(
+        now=NOW, limit=8, lease=LEASE, owner="me:1", policy_for=lambda h: POLITE
+    )
+    assert {c.feed_id for c in taken} == set(ids.values())
+    for claim in taken:
+        assert claim.state == store.feed_state(claim.feed_id)
 
 
 def test_a_stale_daemons_feeds_are_handed_out_and_its_late_poll_is_refused(
@@ -299,3 +386,98 @@ def test_the_fleet_unit_gives_each_instance_its_port_and_room_to_drain() -> None
     assert "AGGREGATOR_HTTP=127.0.0.1:808%i" in service["Environment"]
     assert float(service["TimeoutStopSec"]) > DaemonOptions().grace
     assert service["EnvironmentFile"] == "/etc/aggregator/fleet.env"
+
+
+def test_status_lists_the_fleet_when_there_is_one_or_a_daemon_is_stale(
+    database_url: str, tmp_path: Path
+) -> None:
+    import json
+
+    from support_proc import aggregator
+
+    store = Store.open(database_url)
+    try:
+        now = datetime.now(UTC)
+        _due(store, 4, hosts=2)
+        store.register_daemon("alpha:11", host="alpha", pid=11, now=now)
+        assert store.claim_fair(
+            now=now, limit=8, lease=LEASE, owner="alpha:11", policy_for=lambda h: POLITE
+        )
+    finally:
+        store.close()
+    # One healthy daemon: no table, the "polling now" line says enough.
+    out = aggregator("status", db=database_url, cwd=tmp_path).stdout
+    assert "heartbeat" not in out
+    # A second daemon, whose heartbeat went stale a minute ago.
+    store = Store.open(database_url)
+    try:
+        store.register_daemon("beta:22", host="beta", pid=22, now=now - timedelta(minutes=1))
+    finally:
+        store.close()
+    out = aggregator("status", db=database_url, cwd=tmp_path).stdout
+    assert "heartbeat" in out and "alpha" in out and "beta" in out and "stale" in out
+    fleet = json.loads(aggregator("status", "--json", db=database_url, cwd=tmp_path).stdout)[
+        "fleet"
+    ]
+    by_host = {d["host"]: d for d in fleet}
+    assert by_host["alpha"]["leases"] == 4 and not by_host["alpha"]["stale"]
+    assert by_host["beta"]["leases"] == 0 and by_host["beta"]["stale"]
+    assert by_host["beta"]["pid"] == 22 and by_host["beta"]["heartbeat_age_s"] >= 60
+
+
+_PARSE_POOL_HOLDER = """
+import os, sys, time
+from aggregator.service.pipeline import ParseProcesses
+pool = ParseProcesses(1)
+print(pool.submit(os.getpid).result(timeout=120), flush=True)
+time.sleep(600)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*/children"):
+            for child in task.read_text().split():
+                found.append(int(child))
+                stack.append(int(child))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_the_parse_worker_dies_with_a_daemon_killed_with_sigkill(tmp_path: Path) -> None:
+    """kill -9 runs no clean-up: the worker must notice by itself, and with
+    it the fork server and resource tracker end (nothing left running)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _PARSE_POOL_HOLDER],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    try:
+        assert holder.stdout is not None
+        worker = int(holder.stdout.readline())
+        family = _children(holder.pid)
+        assert worker in family
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+        def gone(pid: int) -> bool:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                return True
+            return stat.rpartition(")")[2].split()[0] == "Z"
+
+        from support_proc import wait_for
+
+        wait_for(lambda: all(map(gone, family)), 20, "the worker, fork server, tracker to end")
+    finally:
+        if holder.poll() is None:
+            holder.kill()

@@ -54,6 +54,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +66,7 @@ from aggregator.config.feeds import Config, ConfigError, FeedSpec, load_config
 from aggregator.config.publish import PublishConfig
 from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
 from aggregator.hexo.export import ExportError, prepare_directory
+from aggregator.policy.fleet import STALE_AFTER
 from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.service.publish import Publishing
@@ -111,7 +113,7 @@ class DaemonOptions:
     parse_workers: int = 1
     heartbeat_every: float = 10.0
     # A daemon silent this long is presumed dead; its leases are handed out.
-    stale_after: timedelta = timedelta(seconds=45)
+    stale_after: timedelta = STALE_AFTER
     # How far ahead a claim may book a host's next start (policy.fleet).
     claim_horizon: timedelta = timedelta(seconds=2)
     # One /metrics series per feed (aggregator_last_success_timestamp_seconds);
@@ -205,6 +207,10 @@ class Daemon:
         self._polls_pruned = 0.0  # time.monotonic() of the last prune_polls
         self._claim_kicked = False
         self._claim_was_full = False
+        # Claims run in a thread of their own: in the default pool they would
+        # queue behind the polls' store writes, and a busy daemon would claim
+        # late and seldom (a claim a second is what keeps the fleet fed).
+        self._claim_thread = ThreadPoolExecutor(1, thread_name_prefix="claim")
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -244,6 +250,7 @@ class Daemon:
         finally:
             if workers is not None:
                 workers.kill()  # a parse still running after the grace period is dropped
+            self._claim_thread.shutdown(wait=False)
         return 0
 
     async def _serve(self) -> None:
@@ -469,11 +476,17 @@ class Daemon:
             )
 
     def _reclaim_dead_leases(self) -> None:
-        """Free the leases of daemons on this host that died holding them."""
+        """Free the leases of daemons on this host that died holding them.
+
+        Their heartbeat rows go too (``retire_daemon``): a dead daemon still
+        counted as live would keep its share of the spaced hosts from the
+        others (policy.fleet) until its heartbeat went stale.
+        """
         owners = self.store.lease_owners(now=utcnow())
+        owners |= {owner for owner, _, _ in self.store.daemons()}
         dead = dead_local_owners(owners, me=self.owner)
         if dead:
-            freed = self.store.release_owners(dead)
+            freed = sum(self.store.retire_daemon(owner) for owner in sorted(dead))
             log.warning(
                 "took back %d lease(s) of %s: no such process on this host any more",
                 freed,
@@ -494,30 +507,28 @@ class Daemon:
                 orphans = self._unreleased - set(self._inflight)
                 await asyncio.to_thread(self.store.release, orphans, owner=self.owner)
                 self._unreleased -= orphans
-            claimed = await asyncio.to_thread(
-                self.store.claim_fair,
-                now=utcnow(),
-                limit=free,
-                lease=self.options.lease,
-                owner=self.owner,
-                policy_for=self._pipeline.fetcher.policy_for,
-                horizon=self.options.claim_horizon,
+            policy_for = self._pipeline.fetcher.policy_for
+            # The clock is read in the claim's thread, not here: read before
+            # a wait for the thread, it would book a host taken over from
+            # another daemon too early by that wait, and the first request
+            # would follow the other daemon's last by less than the spacing
+            # (policy.fleet).  The claimed feeds' rows come back with it.
+            claimed = await asyncio.get_running_loop().run_in_executor(
+                self._claim_thread,
+                lambda: self.store.claim_fair(
+                    now=utcnow(),
+                    limit=free,
+                    lease=self.options.lease,
+                    owner=self.owner,
+                    policy_for=policy_for,
+                    horizon=self.options.claim_horizon,
+                    live_after=timedelta(seconds=self.options.heartbeat_every * 2.5),
+                )
             )
         except _DB_ERRORS as exc:
             self._db_failed(exc)
             return
-        try:
-            # The claimed feeds' rows in one query, not one per poll: on a
-            # round of 304s that query was a fifth of the daemon's CPU.
-            states = (
-                await asyncio.to_thread(self.store.feed_states, [c.feed_id for c in claimed])
-                if claimed
-                else {}
-            )
-        except _DB_ERRORS as exc:
-            self._unreleased.update(c.feed_id for c in claimed)  # given back once it answers
-            self._db_failed(exc)
-            return
+        states = {c.feed_id: c.state for c in claimed if c.state is not None}
         self._db_ok()
         self._claim_was_full = len(claimed) >= free
         stale: list[int] = []

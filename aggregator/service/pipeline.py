@@ -60,7 +60,7 @@ from aggregator.policy.schedule import (
     next_after_success,
 )
 from aggregator.service.export import Exporter
-from aggregator.service.worker import parse_and_build
+from aggregator.service.worker import die_with, parse_and_build
 from aggregator.store import FeedState, FeedUpdate, IngestJob, IngestResult, LeaseLost, Store
 from aggregator.store.feeds import PollOutcome
 from aggregator.store.polls import PollRecord
@@ -192,7 +192,12 @@ class ParseProcesses(Executor):
                     self._pool.shutdown(wait=False, cancel_futures=True)
             from aggregator.service.runner import _worker_context  # runner imports this module
 
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=_worker_context())
+            self._pool = ProcessPoolExecutor(
+                self._workers,
+                mp_context=_worker_context(),
+                initializer=die_with,  # no orphans when the daemon is killed
+                initargs=(os.getpid(),),
+            )
             return self._pool.submit(fn, *args, **kwargs)
 
     async def run(self, fn: Callable[..., R], *args: Any) -> R:

@@ -9,7 +9,7 @@ It reads through a :class:`StatusSource`: on a SQLite file the light
 reader (:class:`aggregator.store.lite.LiteReader`, the standard library's
 sqlite3, no SQLAlchemy: see :func:`light_status`), elsewhere the store
 (:class:`StoreSource`).  Both give the same :class:`StatusSnapshot`
-(tests/test_status_light.py compares them); a new section of ``status``
+(tests/test_light_paths.py compares them); a new section of ``status``
 is a field here and a method on both sources.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from aggregator.policy.fleet import STALE_AFTER
 from aggregator.policy.urls import redact_url
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from aggregator.service.pipeline import FeedReport
     from aggregator.store import FeedState, Store
-    from aggregator.store.rows import PublisherRow
+    from aggregator.store.rows import DaemonRow, PublisherRow
 
 __all__ = [
     "Kind",
@@ -36,10 +37,13 @@ __all__ = [
     "StatusSnapshot",
     "StatusSource",
     "StoreSource",
+    "daemons_document",
+    "daemons_table",
     "light_status",
     "publisher_statuses",
     "publisher_table",
     "read_status",
+    "show_daemons",
     "status_document",
     "status_rows",
     "status_table",
@@ -116,6 +120,8 @@ class StatusSource(Protocol):
 
     def publisher_rows(self) -> list[PublisherRow]: ...
 
+    def fleet_daemons(self, *, now: datetime) -> list[DaemonRow]: ...
+
 
 class StoreSource:
     """The store (SQLAlchemy; any backend) as a :class:`StatusSource`."""
@@ -134,6 +140,11 @@ class StoreSource:
 
         return publisher_rows(self.store.engine)
 
+    def fleet_daemons(self, *, now: datetime) -> list[DaemonRow]:
+        from aggregator.store.fleet import fleet_daemons
+
+        return fleet_daemons(self.store, now=now)
+
 
 @dataclass(frozen=True, slots=True)
 class StatusSnapshot:
@@ -144,6 +155,8 @@ class StatusSnapshot:
     #: Lease owners (host:pid): the daemons polling now.
     daemons: list[str]
     publishers: list[PublisherStatus]
+    #: The registered daemons (heartbeat rows), for the fleet's table.
+    fleet: list[DaemonRow]
 
 
 def read_status(source: StatusSource, *, now: datetime) -> StatusSnapshot:
@@ -152,6 +165,7 @@ def read_status(source: StatusSource, *, now: datetime) -> StatusSnapshot:
         feeds=source.feeds(),
         daemons=sorted(source.lease_owners(now=now)),
         publishers=publisher_statuses(source.publisher_rows()),
+        fleet=source.fleet_daemons(now=now),
     )
 
 
@@ -308,3 +322,45 @@ def totals_line(reports: Sequence[FeedReport]) -> str:
         f"{sum(r.updated for r in reports)} updated, {sum(r.failed for r in reports)} failed "
         f"({len(reports)} feeds)"
     )
+
+
+def show_daemons(daemons: Sequence[DaemonRow], *, now: datetime) -> bool:
+    """Whether ``status`` lists the daemons: a fleet (more than one), or any stale.
+
+    One healthy daemon is the usual install, and the "polling now" line
+    says enough about it.
+    """
+    return len(daemons) > 1 or any(now - d.heartbeat_at > STALE_AFTER for d in daemons)
+
+
+def daemons_table(daemons: Sequence[DaemonRow], *, now: datetime) -> Table:
+    """The fleet: each daemon's host, pid, heartbeat age and leases held."""
+    from rich.table import Table
+
+    table = Table(title="daemons")
+    for name in ("host", "pid", "heartbeat", "leases", "started"):
+        table.add_column(name)
+    for d in daemons:
+        age = (now - d.heartbeat_at).total_seconds()
+        beat = f"{max(age, 0.0):.0f}s ago"
+        if now - d.heartbeat_at > STALE_AFTER:
+            beat += " (stale: presumed dead, its leases are handed out)"
+        table.add_row(d.host, str(d.pid), beat, str(d.leases), _when(d.started_at, now))
+    return table
+
+
+def daemons_document(daemons: Sequence[DaemonRow], *, now: datetime) -> list[dict[str, Any]]:
+    """The daemons for ``status --json``."""
+    return [
+        {
+            "id": d.owner,
+            "host": d.host,
+            "pid": d.pid,
+            "started_at": d.started_at.isoformat(),
+            "heartbeat_at": d.heartbeat_at.isoformat(),
+            "heartbeat_age_s": round((now - d.heartbeat_at).total_seconds(), 1),
+            "stale": now - d.heartbeat_at > STALE_AFTER,
+            "leases": d.leases,
+        }
+        for d in daemons
+    ]

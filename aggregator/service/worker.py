@@ -13,6 +13,10 @@ SQLAlchemy it never uses (tests/test_worker.py guards this).
 from __future__ import annotations
 
 import dataclasses
+import os
+import select
+import threading
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -23,7 +27,42 @@ from aggregator.types import Entry, ParsedFeed
 if TYPE_CHECKING:
     from aggregator.config.spec import FeedSpec
 
-__all__ = ["parse_and_build"]
+__all__ = ["die_with", "parse_and_build"]
+
+
+def die_with(pid: int) -> None:
+    """Start the worker's watch on process ``pid`` (the daemon): when that
+    process ends -- ``kill -9`` included, which runs no clean-up -- the
+    worker ends too.
+
+    Without it a killed daemon left its parse worker running, and with it
+    the fork server and multiprocessing's resource tracker (each holds a
+    pipe the worker keeps open).  ``PR_SET_PDEATHSIG`` cannot do this: the
+    worker's parent is the fork server, which outlives the daemon for as
+    long as the worker does.  So the worker watches the daemon itself: a
+    pidfd (Linux 5.3+) becomes readable the moment the process ends; where
+    there is none, it looks once a second.
+    """
+
+    def watch() -> None:
+        try:
+            handle = os.pidfd_open(pid)
+        except ProcessLookupError:
+            os._exit(0)  # already gone
+        except (AttributeError, OSError):
+            while True:
+                time.sleep(1.0)
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+        else:
+            select.select([handle], [], [])
+        os._exit(0)  # no clean-up to run: the worker holds nothing of its own
+
+    threading.Thread(target=watch, name=f"die-with-{pid}", daemon=True).start()
 
 
 def parse_and_build(

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import and_, case, func, not_, select
 
 from aggregator.store import models as m
+from aggregator.store.rows import DaemonRow
 
 if TYPE_CHECKING:
     from aggregator.store.store import Store
 
-__all__ = ["FeedSummary", "feed_summary"]
+__all__ = ["DaemonRow", "FeedSummary", "feed_summary", "fleet_daemons"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +73,25 @@ def feed_summary(store: Store, *, now: datetime) -> FeedSummary:
         by_state=states,
         oldest_success_age=age,
     )
+
+
+def fleet_daemons(store: Store, *, now: datetime) -> list[DaemonRow]:
+    """The registered daemons with the leases each holds, in one query."""
+    leases = (
+        select(func.count())
+        .where(m.Feed.lease_owner == m.Daemon.id, m.Feed.lease_until >= now)
+        .scalar_subquery()
+    )
+    query = select(
+        m.Daemon.id,
+        m.Daemon.host,
+        m.Daemon.pid,
+        m.Daemon.started_at,
+        m.Daemon.heartbeat_at,
+        leases,
+    ).order_by(m.Daemon.host, m.Daemon.pid)
+    with store.engine.connect() as conn:
+        return [
+            DaemonRow(owner, host, pid, started, beat, int(leases))
+            for owner, host, pid, started, beat, leases in conn.execute(query)
+        ]

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aggregator import __version__
 from aggregator.config.digest import config_digest
 from aggregator.errors import AggregatorError
-from aggregator.store.rows import SYNC_COLUMNS, FeedState, PublisherRow, sync_columns
+from aggregator.store.rows import SYNC_COLUMNS, DaemonRow, FeedState, PublisherRow, sync_columns
 
 if TYPE_CHECKING:
     from aggregator.config.feeds import FeedSpec
@@ -68,7 +68,7 @@ __all__ = [
 #: The newest migration in alembic/versions, which this code is written for
 #: (tests/test_store.py checks it against Alembic's own idea of the head;
 #: aggregator.store.engine re-exports it).
-SCHEMA_REVISION: Final = "0008"
+SCHEMA_REVISION: Final = "0009"
 
 #: As aggregator.store.engine sets it on every connection: wait for a writer.
 _BUSY_TIMEOUT_MS: Final = 30_000
@@ -232,6 +232,21 @@ class LiteReader:
             (_text(now),),
         )
         return {str(owner) for (owner,) in rows if owner}
+
+    def fleet_daemons(self, *, now: datetime) -> list[DaemonRow]:
+        """The registered daemons with their leases, as ``store.fleet.fleet_daemons``."""
+        rows = self._all(
+            "SELECT d.id, d.host, d.pid, d.started_at, d.heartbeat_at, "
+            "(SELECT count(*) FROM feeds AS f WHERE f.lease_owner = d.id AND f.lease_until >= ?) "
+            "FROM daemons AS d ORDER BY d.host, d.pid",
+            (_text(now),),
+        )
+        daemons = []
+        for owner, host, pid, started, beat, leases in rows:
+            started_at, heartbeat_at = _utc(started), _utc(beat)
+            assert started_at is not None and heartbeat_at is not None  # NOT NULL columns
+            daemons.append(DaemonRow(owner, host, int(pid), started_at, heartbeat_at, int(leases)))
+        return daemons
 
     def publisher_rows(self) -> list[PublisherRow]:
         """Every publisher's state with its queue, as ``store.publish.publisher_rows``."""

@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -138,7 +139,20 @@ class Feed(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    __table_args__ = (Index(None, "next_check_at"), Index(None, "host"))
+    __table_args__ = (
+        Index(None, "next_check_at"),
+        # A claim reads each host's earliest due feeds (store.feeds.claim_fair):
+        # one short range of this index per host, never the whole due set.
+        Index(None, "host", "next_check_at"),
+        # ... and counts each host's leases: only leased rows are in this one,
+        # a few dozen at any time, so the count never touches the 30,000.
+        Index(
+            "ix_feeds_leased_host",
+            "host",
+            postgresql_where=text("lease_owner IS NOT NULL"),
+            sqlite_where=text("lease_owner IS NOT NULL"),
+        ),
+    )
 
 
 class Daemon(Base):

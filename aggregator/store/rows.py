@@ -4,7 +4,7 @@
 database through :mod:`aggregator.store.lite` (the standard library's
 sqlite3) so that they start in a tenth of a second; the records they
 return are these, the same the SQLAlchemy store returns, so both paths
-hand the same values to the same tables (tests/test_status_light.py).
+hand the same values to the same tables (tests/test_light_paths.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from aggregator.config.feeds import FeedSpec
     from aggregator.store import models as m
 
-__all__ = ["SYNC_COLUMNS", "FeedState", "PublisherRow", "sync_columns"]
+__all__ = ["SYNC_COLUMNS", "DaemonRow", "FeedState", "PublisherRow", "sync_columns"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +120,15 @@ def sync_columns(spec: FeedSpec) -> dict[str, Any]:
         "interval_seconds": max(1, round(spec.interval.total_seconds())),
         "host": host_of(spec.url) or None,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonRow:
+    """One registered daemon, for ``aggregator status``."""
+
+    owner: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    leases: int  # feeds it holds a lease on now
