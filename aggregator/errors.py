@@ -17,6 +17,7 @@ caught those still works.
     │   └── store.engine.DatabaseURLError  a database URL that cannot be used
     ├── store.engine.SchemaNotReady    a read-only command found no schema, or another one
     ├── store.feeds.LeaseLost          a poll outlived its lease; its results were dropped
+    ├── store.lite.LiteUnavailable     sqlite3's light read does not apply; the full path is taken
     ├── fetch.fetcher.FetchError       one request failed; ``reason`` says which limit or fault
     │   ├── FetchTimeout, FetchConnectError, BodyTooLarge, TooManyRedirects,
     │   ├── HTTPStatusError, ContentDecodingError
