@@ -856,7 +856,18 @@ def test_a_statement_postgres_refuses_fails_its_feed_not_the_daemon(
                     ).first()
                     return tuple(row) if row else None
 
-            wait_for(refused_row, 40, "the refused feed's error recorded", step=0.3)
+            def stored() -> int:
+                with engine.connect() as conn:
+                    return int(conn.execute(text("SELECT count(*) FROM posts")).scalar() or 0)
+
+            # New feeds are first polled at random within STARTUP_SPREAD (10 s),
+            # so a good feed may come well after the refused one: wait for both.
+            wait_for(
+                lambda: refused_row() is not None and stored() == 4,
+                40,
+                "the refused feed's error recorded and the good feeds stored",
+                step=0.3,
+            )
             healthy = []
             for _ in range(8):  # four seconds of claims every second
                 healthy.append(_healthz(base))
