@@ -14,13 +14,15 @@ From the top down, a unit may import itself, and any unit of a LOWER rank:
     2  fetch  parse  content  store  hexo    the stages: siblings, none imports another
     1  config  store.records                 what the operator writes; what the store is handed
     0  policy  hexo.post  aggregator         pure rules, the post format, __version__
-   -1  errors                                the error tree, which every layer raises
+   -1  errors  types                         the error tree, which every layer raises;
+                                            the plain records handed between stages
 
 Rank 0 imports nothing of the project but itself and the error tree.  Imports between stages are
-what the service layer exists for; the ones that exist today are listed in
-KNOWN_VIOLATIONS with the reason and the slice of issue 19 that removes each.
-The list must only shrink: a new violation fails, and so does an entry that
-no longer happens (delete it).
+what the service layer exists for; KNOWN_VIOLATIONS would list one that had
+to stay for a while, with its reason (issue 19 emptied it).  The list must
+only shrink: a new violation fails, and so does an entry that no longer
+happens (delete it).  Of ``config``, the stages import only plain records
+and constants (STAGE_CONFIG_MODULES), never the loader.
 """
 
 from __future__ import annotations
@@ -214,6 +216,51 @@ def test_libraries_stay_in_their_units() -> None:
     assert new == [], "\n".join(new)
     gone = sorted(set(KNOWN_LIBRARY_STRAYS) - set(strays))
     assert not gone, f"fixed, so delete from KNOWN_LIBRARY_STRAYS: {gone}"
+
+
+#: The parts of ``config`` a stage (rank 2) may import: plain records and
+#: constants (FeedSpec and its defaults, the digest of feeds.yaml's bytes, the
+#: default database URL).  The loader (``config.feeds``: pydantic, ruamel,
+#: ``Config``), its editor, OPML and the publish section stay with the
+#: service layer, which hands the stages plain records (issue 19: "the store
+#: receives plain typed records, never config objects").
+STAGE_CONFIG_MODULES = (
+    "aggregator.config.spec",
+    "aggregator.config.digest",
+    "aggregator.config.settings",
+)
+STAGE_UNITS = (
+    "aggregator.fetch",
+    "aggregator.parse",
+    "aggregator.content",
+    "aggregator.store",
+    "aggregator.hexo",
+)
+
+
+def config_imports_beyond_records(module: str, imported: str) -> bool:
+    """True when a stage module imports a part of ``config`` that is not a plain record."""
+    stage = unit_of(module) in STAGE_UNITS
+    into_config = unit_of(imported) == "aggregator.config"
+    plain = any(imported == m or imported.startswith(m + ".") for m in STAGE_CONFIG_MODULES)
+    return stage and into_config and not plain
+
+
+def test_stages_take_plain_records_from_config_not_the_loader() -> None:
+    found = [
+        f"{MODULES[a].relative_to(PACKAGE.parent)}:{line}: {a} imports {b}"
+        for (a, b), line in sorted(project_edges().items())
+        if config_imports_beyond_records(a, b)
+    ]
+    assert found == [], (
+        "a stage imports the config loader; take the plain record "
+        f"({', '.join(STAGE_CONFIG_MODULES)}) and let the service layer load:\n" + "\n".join(found)
+    )
+    # the checker itself
+    assert config_imports_beyond_records("aggregator.store.feeds", "aggregator.config.feeds")
+    assert config_imports_beyond_records("aggregator.hexo.export", "aggregator.config.publish")
+    assert not config_imports_beyond_records("aggregator.store.rows", "aggregator.config.spec")
+    assert not config_imports_beyond_records("aggregator.service.runner", "aggregator.config.feeds")
 
 
 def test_the_rule_sees_a_violation() -> None:

@@ -73,7 +73,7 @@ class ReprocessReport:
         return text
 
 
-def reprocess(  # noqa: C901 - to be split with the store (issue 19, store slice)
+def reprocess(
     store: Store,
     specs: Sequence[FeedSpec],
     *,
@@ -94,18 +94,19 @@ def reprocess(  # noqa: C901 - to be split with the store (issue 19, store slice
     fetched with ``fetcher()`` (default: a plain :class:`Fetcher`).
     """
     now = now or datetime.now(UTC)
-    report = ReprocessReport()
+    run = _Run(
+        images_dir=export_dir.parent / "images" if export_dir is not None else None,
+        refetch=refetch,
+        fetcher=fetcher,
+    )
+    report = run.report
     exporter: Exporter | None = None
     exported = ExportResult()
     if export_dir is not None:
         prepare_directory(export_dir)
         exporter = Exporter(store, export_dir)
     ids = store.feed_ids(spec.url for spec in specs)
-    skipped_reasons: dict[str, int] = {}
-    no_page = 0
-    page_notes: dict[str, int] = {}
-    images_dir = export_dir.parent / "images" if export_dir is not None else None
-    if images_dir is None and any(spec.images == "archive" for spec in specs):
+    if run.images_dir is None and any(spec.images == "archive" for spec in specs):
         report.notes.append(
             "images: archive needs the export directory to find the archived images; "
             "reprocessed posts point at the remote images"
@@ -116,46 +117,7 @@ def reprocess(  # noqa: C901 - to be split with the store (issue 19, store slice
             continue  # never fetched: nothing stored
         page_guard = None if spec.allow_private_networks else (guard or AddressGuard())
         for batch in store.iter_entries(feed_id, since=since):
-            loaded: list[tuple[StoredEntry, Entry, str | None, StoredPage | None]] = []
-            for stored in batch:
-                try:
-                    entry, full_text = load_entry(stored.raw)
-                except RawEntryError as exc:
-                    report.skipped += 1
-                    skipped_reasons[str(exc)] = skipped_reasons.get(str(exc), 0) + 1
-                    continue
-                loaded.append((stored, entry, full_text, load_page(stored.raw)))
-            fetched: dict[str, StoredPage | FetchError] = {}
-            if refetch and spec.full_text is not None:
-                links = sorted({e.link for _, e, _, p in loaded if p is None and e.link})
-                if links:
-                    fetched = _refetch(links, fetcher, page_guard)
-            updates: list[Reprocessed] = []
-            for stored, entry, full_text, page in loaded:
-                if spec.full_text is not None:
-                    if page is None and entry.link in fetched:
-                        got = fetched[entry.link]
-                        if isinstance(got, FetchError):
-                            _count(page_notes, f"page refetch failed ({got.reason})")
-                        else:
-                            page = got
-                            report.refetched += 1
-                    if page is not None:
-                        full_text = _cut(page, spec.full_text, page_notes)
-                    else:
-                        no_page += 1
-                item = build_item(
-                    entry, spec, first_seen=stored.first_seen_at, full_text=full_text, page=page
-                )
-                if spec.images == "archive" and images_dir is not None:
-                    # Point at the images a fetch archived (no network here).
-                    mapping = image_archive.archived_mapping(
-                        image_archive.post_image_urls(item.post), images_dir
-                    )
-                    item = replace(item, post=image_archive.rewrite_post(item.post, mapping))
-                raw = item.raw if item.raw != stored.raw else None
-                updates.append(Reprocessed(stored.id, item.post, item.blocked, raw))
-            result = store.reprocess(updates, now=now)
+            result = store.reprocess(run.updates(spec, batch, page_guard), now=now)
             report.entries += len(batch)
             report.updated += result.updated
             report.unchanged += result.unchanged
@@ -174,17 +136,96 @@ def reprocess(  # noqa: C901 - to be split with the store (issue 19, store slice
     if problem is not None:
         first = exported.failures[0]
         raise ExportError(first.errno, problem)
-    report.notes.extend(f"{n} skipped: {reason}" for reason, n in skipped_reasons.items())
-    report.notes.extend(
-        f"{n} entries: {reason}, the feed's body was used" for reason, n in page_notes.items()
-    )
-    if no_page:
-        report.notes.append(
-            f"{no_page} entries of full_text feeds have no stored article page: their "
-            "stored full text was re-cleaned, not cut again with the current selector "
-            "(pass --refetch to fetch their pages)"
-        )
+    run.finish_notes()
     return report
+
+
+@dataclass(slots=True)
+class _Run:
+    """One reprocess run's settings and the tallies its notes are written from."""
+
+    images_dir: Path | None
+    refetch: bool
+    fetcher: Callable[[], Fetcher] | None
+    report: ReprocessReport = field(default_factory=ReprocessReport)
+    #: Why stored entries could not be read back, and how many each.
+    skipped_reasons: dict[str, int] = field(default_factory=dict)
+    #: Why a full-text feed's stored or refetched page gave no body, and how many each.
+    page_notes: dict[str, int] = field(default_factory=dict)
+    #: Entries of full-text feeds with no stored page (their full text re-cleaned).
+    no_page: int = 0
+
+    def updates(
+        self, spec: FeedSpec, batch: Sequence[StoredEntry], page_guard: AddressGuard | None
+    ) -> list[Reprocessed]:
+        """One batch's entries re-derived: the post, verdict and raw form of each."""
+        loaded: list[tuple[StoredEntry, Entry, str | None, StoredPage | None]] = []
+        for stored in batch:
+            try:
+                entry, full_text = load_entry(stored.raw)
+            except RawEntryError as exc:
+                self.report.skipped += 1
+                _count(self.skipped_reasons, str(exc))
+                continue
+            loaded.append((stored, entry, full_text, load_page(stored.raw)))
+        fetched: dict[str, StoredPage | FetchError] = {}
+        if self.refetch and spec.full_text is not None:
+            links = sorted({e.link for _, e, _, p in loaded if p is None and e.link})
+            if links:
+                fetched = _refetch(links, self.fetcher, page_guard)
+        updates: list[Reprocessed] = []
+        for stored, entry, full_text, page in loaded:
+            if spec.full_text is not None:
+                full_text, page = self._full_text(spec.full_text, entry, full_text, page, fetched)
+            item = build_item(
+                entry, spec, first_seen=stored.first_seen_at, full_text=full_text, page=page
+            )
+            if spec.images == "archive" and self.images_dir is not None:
+                # Point at the images a fetch archived (no network here).
+                mapping = image_archive.archived_mapping(
+                    image_archive.post_image_urls(item.post), self.images_dir
+                )
+                item = replace(item, post=image_archive.rewrite_post(item.post, mapping))
+            raw = item.raw if item.raw != stored.raw else None
+            updates.append(Reprocessed(stored.id, item.post, item.blocked, raw))
+        return updates
+
+    def _full_text(
+        self,
+        rule: FullText,
+        entry: Entry,
+        full_text: str | None,
+        page: StoredPage | None,
+        fetched: dict[str, StoredPage | FetchError],
+    ) -> tuple[str | None, StoredPage | None]:
+        """A full-text feed's body for one entry: cut from its page, stored or refetched."""
+        if page is None and entry.link in fetched:
+            got = fetched[entry.link]
+            if isinstance(got, FetchError):
+                _count(self.page_notes, f"page refetch failed ({got.reason})")
+            else:
+                page = got
+                self.report.refetched += 1
+        if page is not None:
+            full_text = _cut(page, rule, self.page_notes)
+        else:
+            self.no_page += 1
+        return full_text, page
+
+    def finish_notes(self) -> None:
+        """The run's tallies as notes for the person running it, after the batches' own."""
+        notes = self.report.notes
+        notes.extend(f"{n} skipped: {reason}" for reason, n in self.skipped_reasons.items())
+        notes.extend(
+            f"{n} entries: {reason}, the feed's body was used"
+            for reason, n in self.page_notes.items()
+        )
+        if self.no_page:
+            notes.append(
+                f"{self.no_page} entries of full_text feeds have no stored article page: their "
+                "stored full text was re-cleaned, not cut again with the current selector "
+                "(pass --refetch to fetch their pages)"
+            )
 
 
 def _count(counter: dict[str, int], reason: str) -> None:

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
     from sqlalchemy.sql.selectable import TextualSelect
 
-    from aggregator.config.feeds import FeedSpec
+    from aggregator.config.spec import FeedSpec
 
 __all__ = ["KEEP", "Claim", "FeedState", "FeedUpdate", "FeedsMixin", "LeaseLost", "PollOutcome"]
 

@@ -54,7 +54,7 @@ from aggregator.errors import AggregatorError
 from aggregator.store.rows import SYNC_COLUMNS, DaemonRow, FeedState, PublisherRow, sync_columns
 
 if TYPE_CHECKING:
-    from aggregator.config.feeds import FeedSpec
+    from aggregator.config.spec import FeedSpec
 
 __all__ = [
     "SCHEMA_REVISION",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aggregator.policy.fleet import host_of
 
 if TYPE_CHECKING:
-    from aggregator.config.feeds import FeedSpec
+    from aggregator.config.spec import FeedSpec
     from aggregator.store import models as m
 
 __all__ = ["SYNC_COLUMNS", "DaemonRow", "FeedState", "PublisherRow", "sync_columns"]
