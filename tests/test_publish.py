@@ -241,6 +241,34 @@ def test_git_commits_the_archived_images_beside_the_posts_but_not_their_url_inde
     assert "?? source/images/.by-url/" in git("status", "--short", cwd=site)
 
 
+def test_git_reads_the_changed_posts_off_the_event_loop(
+    store: Store, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit message parses every changed post (for its outlet): after a catch-up
+    that is thousands of files, so it must not run on the loop that polls feeds."""
+    import aggregator.hexo.post as hexo_post
+
+    posts = site / "source" / "_posts"
+    export(store, posts, 3)
+    threads: list[int] = []
+    real_parse = hexo_post.parse
+
+    def parse(text: str) -> Any:
+        threads.append(threading.get_ident())
+        return real_parse(text)
+
+    monkeypatch.setattr(hexo_post, "parse", parse)
+
+    async def commit() -> tuple[Any, int]:
+        outcome = await GitPublisher(GitPublish.model_validate({}), posts).run()
+        return outcome, threading.get_ident()
+
+    outcome, loop_thread = run(commit())
+    assert outcome.error is None, outcome.error
+    assert len(threads) == 3 and loop_thread not in threads
+    assert all(p.outlet in git("log", "-1", "--format=%B", cwd=site) for p in seed_posts()[:3])
+
+
 @dataclasses.dataclass(frozen=True)
 class Downloaded:
     """What the image archive's download returns (``aggregator.content.images.Downloaded``)."""
