@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from feedbuild import EtagFeed, feeds_yaml, rss_document, seed_item, seed_posts
 from localserver import LocalServer
@@ -198,6 +199,82 @@ def test_git_commits_the_new_post_files_with_counts_and_outlets(store: Store, si
     assert git("log", "-1", "--format=%s", cwd=site).startswith(
         "aggregator: 0 new, 0 changed, 1 removed posts"
     )
+
+
+def test_git_commits_the_archived_images_beside_the_posts_but_not_their_url_index(
+    store: Store, site: Path, local_server: LocalServer
+) -> None:
+    """``images: archive`` writes ``source/images`` next to ``source/_posts`` (issue 16:
+    "the changed post files (and archived images)"); the archive's URL index
+    (``images/.by-url/``) is the daemon's bookkeeping, not the site's."""
+    from aggregator.content.images import archive_images
+
+    posts = site / "source" / "_posts"
+    images = site / "source" / "images"
+    for name in ("a", "b"):
+        local_server.route(
+            f"/{name}.png",
+            body=b"\x89PNG\r\n\x1a\n" + name.encode() * 64,
+            headers={"Content-Type": "image/png"},
+        )
+
+    async def download(url: str, headers: Any) -> Any:
+        async with httpx.AsyncClient(timeout=10) as client:  # the local server
+            answer = await client.get(url, headers=headers)
+        return Downloaded(answer.content, answer.headers.get("content-type"))
+
+    urls = [local_server.url("/a.png"), local_server.url("/b.png")]
+    archived = run(archive_images(urls, download, images, {}))
+    assert len(archived.mapping) == 2 and archived.failures == {}
+    assert (images / ".by-url").is_dir()
+    export(store, posts, 1)
+
+    outcome = run(GitPublisher(GitPublish.model_validate({}), posts).run())
+    assert outcome.error is None, outcome.error
+    assert git("log", "-1", "--format=%s", cwd=site) == (
+        "aggregator: 1 new, 0 changed, 0 removed posts, 2 image files\n"
+    )
+    committed = sorted(git("show", "--name-only", "--format=", "HEAD", cwd=site).split())
+    expected = sorted("source" + path for path in archived.mapping.values())
+    assert [n for n in committed if n.startswith("source/images/")] == expected
+    assert len([n for n in committed if n.startswith("source/_posts/")]) == 1
+    assert "?? source/images/.by-url/" in git("status", "--short", cwd=site)
+
+
+def test_git_reads_the_changed_posts_off_the_event_loop(
+    store: Store, site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit message parses every changed post (for its outlet): after a catch-up
+    that is thousands of files, so it must not run on the loop that polls feeds."""
+    import aggregator.hexo.post as hexo_post
+
+    posts = site / "source" / "_posts"
+    export(store, posts, 3)
+    threads: list[int] = []
+    real_parse = hexo_post.parse
+
+    def parse(text: str) -> Any:
+        threads.append(threading.get_ident())
+        return real_parse(text)
+
+    monkeypatch.setattr(hexo_post, "parse", parse)
+
+    async def commit() -> tuple[Any, int]:
+        outcome = await GitPublisher(GitPublish.model_validate({}), posts).run()
+        return outcome, threading.get_ident()
+
+    outcome, loop_thread = run(commit())
+    assert outcome.error is None, outcome.error
+    assert len(threads) == 3 and loop_thread not in threads
+    assert all(p.outlet in git("log", "-1", "--format=%B", cwd=site) for p in seed_posts()[:3])
+
+
+@dataclasses.dataclass(frozen=True)
+class Downloaded:
+    """What the image archive's download returns (``aggregator.content.images.Downloaded``)."""
+
+    content: bytes
+    content_type: str | None
 
 
 def test_git_outside_a_repository_says_what_to_do(store: Store, tmp_path: Path) -> None:
