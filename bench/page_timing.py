@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -235,6 +235,11 @@ def main() -> None:
             args.feeds = have
         else:
             build(store, args.feeds, args.posts_per_feed, args.polls_per_feed)
+            # A freshly filled database has no planner statistics (and the
+            # server may run without autovacuum): gather them, as any
+            # database that has been running a while has them.
+            with store.engine.begin() as c:
+                c.execute(text("ANALYZE"))
         print(
             f"{'reused' if have else 'built'} {args.feeds} feeds"
             + (
