@@ -831,3 +831,106 @@ def test_every_feed_setting_is_a_documented_key_with_one_default() -> None:
         "feeds:\n  - {url: https://example.com/f.xml, outlet: O, section: S, group: G}\n"
     ).feeds
     assert feed == FeedSpec(url="https://example.com/f.xml", outlet="O", section="S", group="G")
+
+
+def _documented_feed_defaults() -> dict[str, str]:
+    """Key -> Default cell of docs/configuration.md's feed-key table, read from the file."""
+    docs = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    first = feeds_module.feed_keys_table().splitlines()[2].split(" | ")[0]  # "| `url`"
+    rows = (first + docs.split("\n" + first, 1)[1]).split("\n\n", 1)[0].splitlines()
+    cells = [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+    return {key.strip("`"): default for key, _kind, default, *_ in cells}
+
+
+def test_the_documented_defaults_are_what_a_feed_that_sets_nothing_gets() -> None:
+    """The docs' Default column against the loader's output, not against the table code.
+
+    A FeedSpec default (or a DEFAULT_* constant) that changes without
+    docs/configuration.md being regenerated fails here, whatever
+    feed_keys_table does.
+    """
+    (feed,) = loads_config(
+        "feeds:\n  - {url: https://example.com/f.xml, outlet: O, section: S, group: G}\n"
+    ).feeds
+    names = tuple(f.name for f in dataclasses.fields(FeedSpec))
+    written = feeds_module.feed_settings(feed, always=names)
+    documented = _documented_feed_defaults()
+    assert set(documented) == set(feeds_module._FEED_KEYS)
+    checked = set()
+    for key, cell in documented.items():
+        if key in ("keep", "block"):
+            value: object = written.get(key, [])
+        elif key in written:
+            value = written[key]
+        else:
+            continue  # no runtime default: the address keys and the names
+        expected = "none" if value is None else f"`{feeds_module._yaml_text(value)}`"
+        assert cell.split(" (")[0] == expected, key
+        checked.add(key)
+    no_runtime_default = {"url", "rsshub", "rsshub_base", "outlet", "section", "group"}
+    assert checked == set(documented) - no_runtime_default
+    assert documented["interval"] == f"`{format_duration(DEFAULT_INTERVAL)}`"
+
+
+def test_a_changed_feedspec_default_changes_the_generated_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The table reads FeedSpec's defaults: changing one (here through the field
+    the dataclass keeps) changes the row, so the docs comparison above fails."""
+    docs = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    spec_fields = {f.name: f for f in dataclasses.fields(FeedSpec)}
+    monkeypatch.setattr(spec_fields["disable_after"], "default", timedelta(days=3, hours=12))
+    monkeypatch.setattr(spec_fields["max_image_bytes"], "default", 8 * 2**20)
+    monkeypatch.setattr(spec_fields["enabled"], "default", False)
+    table = feeds_module.feed_keys_table()
+    assert table not in docs
+    rows = {row.split(" | ")[0]: row.split(" | ")[2] for row in table.splitlines()[2:]}
+    assert rows["| `disable_after`"] == "`3d12h`"
+    assert rows["| `max_image_bytes`"] == "`8388608` (8 MiB)"
+    assert rows["| `enabled`"] == "`false`"
+
+
+def test_a_written_default_cannot_shadow_a_runtime_one() -> None:
+    with pytest.raises(AssertionError, match="FeedSpec has a default"):
+        feeds_module._default_text("interval", {"kind": "duration", "default": "`1h`"})
+    with pytest.raises(AssertionError, match="no FeedSpec default"):
+        feeds_module._default_text("outlet", {"kind": "text"})
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (True, "true"),
+        (False, "false"),
+        (None, "null"),
+        (16777216, "16777216"),
+        ("", '""'),
+        ("15m", "15m"),
+        ("-8h", "-8h"),
+        ("新媒体", "新媒体"),
+        ("true", '"true"'),
+        ("null", '"null"'),
+        ("a: b", '"a: b"'),
+        ("#ad", '"#ad"'),
+        ("trailing ", '"trailing "'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("https://img.example/none.png", '"https://img.example/none.png"'),
+        ([], "[]"),
+        ((".ad", ".related box"), "[.ad, .related box]"),
+        ({}, "{}"),
+        ({"n.sinaimg.cn": "none", "x.cn": "origin"}, "{n.sinaimg.cn: none, x.cn: origin}"),
+        ({"selector": ".body", "remove": [".ad"]}, "{selector: .body, remove: [.ad]}"),
+    ],
+)
+def test_defaults_are_shown_as_feeds_yaml_writes_them(value: object, text: str) -> None:
+    """Each spelling reads back in YAML as the value it shows."""
+    from ruamel.yaml import YAML
+
+    assert feeds_module._yaml_text(value) == text
+    read = YAML(typ="safe", pure=True).load(f"key: {text}\n")["key"]
+    assert read == (list(value) if isinstance(value, tuple) else value)
+
+
+def test_a_feedspec_default_the_docs_cannot_spell_is_an_error() -> None:
+    with pytest.raises(TypeError, match=r"no feeds\.yaml spelling for object"):
+        feeds_module._yaml_text(object())

@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import logging
 import math
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -302,12 +303,7 @@ def feed_settings(feed: FeedSpec, *, always: tuple[str, ...] = ()) -> dict[str, 
         if name in _NOT_SETTINGS:
             continue
         value = getattr(feed, name)
-        if spec_field.default is not dataclasses.MISSING:
-            default = spec_field.default
-        else:
-            assert spec_field.default_factory is not dataclasses.MISSING
-            default = spec_field.default_factory()
-        if value == default and name not in always:
+        if value == _spec_default(spec_field) and name not in always:
             continue
         written = _setting_value(name, value)
         if isinstance(value, Filters):
@@ -317,28 +313,77 @@ def feed_settings(feed: FeedSpec, *, always: tuple[str, ...] = ()) -> dict[str, 
     return out
 
 
-def _default_text(key: str, extra: Mapping[str, Any]) -> str:
-    if "default" in extra:
-        return str(extra["default"])
-    spec_key = "filters" if key in ("keep", "block") else key
-    spec_field = next(f for f in dataclasses.fields(FeedSpec) if f.name == spec_key)
+def _spec_default(spec_field: dataclasses.Field[Any]) -> Any:
+    """A FeedSpec field's default (built fresh when it has a factory), or MISSING."""
     if spec_field.default is not dataclasses.MISSING:
-        default = spec_field.default
-    else:
-        assert spec_field.default_factory is not dataclasses.MISSING
-        default = spec_field.default_factory()
-    value = _setting_value(spec_key, default)
-    if key in ("keep", "block"):
-        value = value[key]
+        return spec_field.default
+    if spec_field.default_factory is not dataclasses.MISSING:
+        return spec_field.default_factory()
+    return dataclasses.MISSING
+
+
+#: Plain YAML scalars that read back as the same text: no quotes needed.
+_PLAIN_SCALAR: Final = re.compile(r"[\w./+-](?:[\w ./@+-]*[\w./@+-])?")
+#: Words YAML reads as something other than text, whatever their case.
+_YAML_WORDS: Final = frozenset({"true", "false", "yes", "no", "on", "off", "null", "~"})
+
+
+def _yaml_text(value: Any) -> str:
+    """``value`` (plain data from :func:`_setting_value`) as written on one line of feeds.yaml.
+
+    YAML's flow style, as a person types it: ``true``/``false``, numbers as
+    they are, text bare unless YAML would read it otherwise (then
+    double-quoted; ``""`` for empty), lists ``[a, b]``, mappings ``{k: v}``.
+    """
     if value is None:
-        text = "none"
-    elif isinstance(value, bool):
-        text = f"`{str(value).lower()}`"
-    elif value == "":
-        text = '`""`'
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        if _PLAIN_SCALAR.fullmatch(value) and value.lower() not in _YAML_WORDS:
+            return value
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_yaml_text(k)}: {_yaml_text(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_yaml_text(item) for item in value) + "]"
+    raise TypeError(f"no feeds.yaml spelling for {type(value).__name__}; extend _setting_value")
+
+
+def _default_text(key: str, extra: Mapping[str, Any]) -> str:
+    """The docs' Default cell for feed key ``key``: FeedSpec's own default, as feeds.yaml writes it.
+
+    Derived, not written down, so that changing a default in
+    :mod:`aggregator.config.spec` changes docs/configuration.md with it
+    (tests/test_feeds.py fails until the docs are regenerated).  Hand-written
+    text (``_setting(default=...)``) is accepted only for keys that have no
+    runtime default to derive from -- required names, the address keys that
+    ``defaults`` may not set, ``rsshub_base`` that only goes into the URL --
+    and is refused for any other key, so it cannot shadow a real default.
+    A note (``_setting(note=...)``) that restates the default is a function
+    of it, for the same reason.
+    """
+    spec_key = "filters" if key in ("keep", "block") else key
+    spec_field = next((f for f in dataclasses.fields(FeedSpec) if f.name == spec_key), None)
+    default = dataclasses.MISSING if spec_field is None else _spec_default(spec_field)
+    if "default" in extra:
+        if default is not dataclasses.MISSING:
+            raise AssertionError(f"{key}: FeedSpec has a default; do not write one in _setting")
+        return str(extra["default"])
+    if default is dataclasses.MISSING:
+        raise AssertionError(f"{key}: no FeedSpec default to show; write one in _setting")
+    if default is None:
+        text = "none"  # not set: the cell says so in words, not YAML's null
     else:
-        text = f"`{value}`"
+        value = _setting_value(spec_key, default)
+        if key in ("keep", "block"):
+            value = value[key]
+        text = f"`{_yaml_text(value)}`"
     note = extra.get("note")
+    if callable(note):
+        note = note(default)
     return f"{text} {note}" if note else text
 
 
@@ -474,13 +519,21 @@ def _check_rules(value: tuple[_RuleModel, ...]) -> tuple[_RuleModel, ...]:
 
 
 def _setting(
-    kind: str, meaning: str, *, default: str | None = None, note: str | None = None
+    kind: str,
+    meaning: str,
+    *,
+    default: str | None = None,
+    note: str | Callable[[Any], str] | None = None,
 ) -> Any:
     """A feeds.yaml key's documentation, kept with its type; docs/configuration.md shows it.
 
-    ``default`` is written only for keys that FeedSpec has no default for
-    (the address, the names); every other default is read off FeedSpec, so
-    the loader, OPML and the docs cannot disagree about it.
+    For feed keys, ``default`` is written only for keys that FeedSpec has no
+    default for (the address, the names); every other default is read off
+    FeedSpec by :func:`_default_text`, so the loader, OPML and the docs cannot
+    disagree about it.  ``note`` follows the default in the docs; make it a
+    function of the default value when it restates it (``16 MiB``).  The
+    publish models (aggregator.config.publish) use this too, with written
+    defaults.
     """
     extra: dict[str, Any] = {"kind": kind}
     if default is not None:
@@ -636,9 +689,9 @@ class _FeedFields(BaseModel):
         ),
     )
     max_image_bytes: int | None = _setting(
-        "whole number of bytes, 1 to 16777216",
+        f"whole number of bytes, 1 to {DEFAULT_MAX_IMAGE_BYTES}",
         "With `images: archive`, a bigger image is not archived (it keeps its remote URL).",
-        note="(16 MiB)",
+        note=lambda size: f"({size / 2**20:g} MiB)",
     )
     image_referers: dict[str, str] | None = _setting(
         "mapping of image host → `none`, `origin` or an http(s) URL",

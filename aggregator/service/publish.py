@@ -606,7 +606,7 @@ class WebhookPublisher:
 
     async def run(self) -> RunOutcome:
         from aggregator.fetch.fetcher import FetchError
-        from aggregator.fetch.post import JsonPoster
+        from aggregator.fetch.webhook import JsonPoster
 
         queued = await self.enqueue()
         await asyncio.to_thread(
