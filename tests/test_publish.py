@@ -738,7 +738,8 @@ def test_a_reload_starts_changes_and_stops_publishing(store: Store, tmp_path: Pa
         daemon._reconfigure_publishing(with_command)
         assert daemon._publish_task is not None and daemon._publishing is not None
         for _ in range(400):
-            if marker.exists():
+            # The shell creates the file before it writes the line: wait for the line.
+            if marker.exists() and marker.read_text().endswith("\n"):
                 break
             await asyncio.sleep(0.05)
         assert marker.read_text() == "x\n"  # the new section's first round ran
