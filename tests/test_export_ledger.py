@@ -590,8 +590,11 @@ async def test_the_daemon_writes_them_within_a_minute_once_the_cause_is_gone(
         await asyncio.sleep(1)  # several catch-ups fail meanwhile
         assert not running.done()
         blocker.unlink()  # the operator fixes it
-        for _ in range(100):
-            if len(_files(out)) == 5:
+        # The files are renamed into place before the ledger records them (in
+        # the export's thread): wait for both, or the last row may still be
+        # on its way.  Within the minute the test is named for.
+        for _ in range(600):
+            if out.is_dir() and len(_files(out)) == 5 and len(_ledger(store, out)) == 5:
                 break
             await asyncio.sleep(0.1)
         assert _files(out) == _clean_export(store, tmp_path / "clean")

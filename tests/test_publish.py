@@ -734,18 +734,22 @@ def test_the_daemon_publishes_without_losing_or_repeating_across_a_restart(
     seen = len(receiver.received)
     with AggregatorProcess(*run_args, db=db, cwd=tmp_path) as daemon:
         wait_for(lambda: receiver.statuses.count(200) == 3, 60, "every post delivered")
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+
+        def metrics() -> str:
+            url = f"http://127.0.0.1:{port}/metrics"
+            return str(urllib.request.urlopen(url, timeout=10).read().decode())
+
+        # The gauges are refreshed at the end of the round that delivered
+        # the posts, a moment after the receiver saw them: wait for that.
         wait_for(
-            lambda: (
-                'aggregator_publisher_queue{publisher="webhook:site"} 0.0'
-                in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
-                .read()
-                .decode()
-            ),
+            lambda: 'aggregator_publisher_queue{publisher="webhook:site"} 0.0' in metrics(),
             30,
             "the queue gauge at 0",
         )
-        assert b"aggregator_publisher_last_success_timestamp_seconds" in metrics
+        # The series itself, not only its HELP line (which is there from the start).
+        assert 'aggregator_publisher_last_success_timestamp_seconds{publisher="webhook:site"}' in (
+            metrics()
+        )
         code, _ = daemon.stop(timeout=30)
         assert code == 0, daemon.log
     after = [json.loads(body)["slug"] for _, body in receiver.received[seen:]]
@@ -811,7 +815,8 @@ def test_a_reload_starts_changes_and_stops_publishing(store: Store, tmp_path: Pa
         daemon._reconfigure_publishing(with_command)
         assert daemon._publish_task is not None and daemon._publishing is not None
         for _ in range(400):
-            if marker.exists():
+            # The shell creates the file before it writes the line: wait for the line.
+            if marker.exists() and marker.read_text().endswith("\n"):
                 break
             await asyncio.sleep(0.05)
         assert marker.read_text() == "x\n"  # the new section's first round ran
