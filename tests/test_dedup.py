@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paths import CORPUS
 
 from aggregator.policy.dedup import (
     KeyFacts,
@@ -86,6 +87,36 @@ def test_hash_and_text_equal_the_reference_definition(tricky: str, anything: str
     for body in (tricky, anything, tricky + anything):
         assert text_of(body) == _reference_text_of(body)
         assert content_hash(body, body) == _reference_hash(body, body)
+
+
+def test_compat_forms_equal_the_regex_substitution_over_the_corpus() -> None:
+    """``_compat_forms`` (split and join) against the one-call-per-match
+    substitution it replaced, and ``text_of`` against the plain NFKC
+    definition, over every document of the corpus read as text, in slices
+    (Chinese, Japanese, Korean, Cyrillic feeds in many encodings)."""
+    from aggregator.policy import dedup
+
+    def substituted(text: str) -> str:
+        return re.sub(
+            "[" + "".join(re.escape(c) for c in dedup._COMPAT) + "]",
+            lambda match: dedup._COMPAT[match.group()],
+            text,
+        )
+
+    files = sorted(p for p in CORPUS.iterdir() if p.suffix in (".xml", ".rss", ".atom", ".rdf"))
+    if not files:
+        pytest.skip(f"no corpus at {CORPUS}")
+    replaced = 0
+    for path in files:
+        data = path.read_bytes()
+        for encoding in ("utf-8", "gb18030", "big5", "shift_jis"):
+            text = data.decode(encoding, "replace")
+            for at in range(0, len(text), 4096):
+                chunk = text[at : at + 4096]
+                assert dedup._compat_forms(chunk) == substituted(chunk)
+                assert text_of(chunk) == _reference_text_of(chunk)
+                replaced += chunk != dedup._compat_forms(chunk)
+    assert replaced > 100  # the corpus does exercise the replacement
 
 
 def test_hash_changes_with_the_words() -> None:

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -568,10 +569,19 @@ def test_bulk_datetimes_are_stored_as_sqlalchemy_stores_them_in_sqlite() -> None
         datetime(2024, 5, 1, 12, 0, 0, 7, tzinfo=UTC),
         datetime(2024, 1, 1, 3, 0, 0, 999999, tzinfo=timezone(timedelta(hours=8))),
         datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC),
+        # The same wall time twice in a DST fold: equal, yet two instants
+        # (sqlite_utc remembers recent answers; it must not mix these up).
+        datetime(2024, 11, 3, 1, 30, tzinfo=ZoneInfo("America/New_York")),
+        datetime(2024, 11, 3, 1, 30, fold=1, tzinfo=ZoneInfo("America/New_York")),
     ):
+        # Twice: the first answer may be remembered, the second then read back.
+        assert sqlite_utc(value) == process(value)
         assert sqlite_utc(value) == process(value)
     with pytest.raises(ValueError, match="naive"):
         sqlite_utc(datetime(2024, 5, 1))
+    sqlite_utc(datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
+    with pytest.raises(ValueError, match="naive"):  # not answered from memory
+        sqlite_utc(datetime(2024, 5, 1, 12, 0))
 
 
 # --- issue 13: identity never merges two stories --------------------------------------

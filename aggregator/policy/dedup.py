@@ -127,11 +127,25 @@ def _compatibility_forms() -> dict[str, str]:
 
 
 _COMPAT: Final = _compatibility_forms()
-_COMPAT_CHAR: Final = re.compile("[" + "".join(re.escape(c) for c in _COMPAT) + "]")
+#: One of those characters, captured: ``split`` puts each at an odd index.
+_COMPAT_SPLIT: Final = re.compile("([" + "".join(re.escape(c) for c in _COMPAT) + "])")
+_compat_form: Final = _COMPAT.__getitem__
 
 
-def _compat_form(match: re.Match[str]) -> str:
-    return _COMPAT[match.group()]
+def _compat_forms(text: str) -> str:
+    """Each of :data:`_COMPAT`'s characters in ``text`` replaced by its NFKD form.
+
+    What ``_COMPAT_CHAR.sub(lambda m: _COMPAT[m.group()], text)`` does, a
+    third faster: a Chinese body has dozens of such characters, and a
+    Python call per match was most of the cost; here the regex splits in C
+    and the mapping runs as ``map`` over the matches.  tests/test_dedup.py
+    compares the two over the corpus.
+    """
+    parts = _COMPAT_SPLIT.split(text)
+    if len(parts) == 1:
+        return text
+    parts[1::2] = map(_compat_form, parts[1::2])
+    return "".join(parts)
 
 
 def _nfkc(text: str) -> str:
@@ -148,7 +162,7 @@ def _nfkc(text: str) -> str:
     """
     if unicodedata.is_normalized("NFKC", text):
         return text
-    text = _COMPAT_CHAR.sub(_compat_form, text)
+    text = _compat_forms(text)
     if unicodedata.is_normalized("NFKC", text):
         return text
     return unicodedata.normalize("NFKC", text)

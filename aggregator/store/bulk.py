@@ -84,9 +84,26 @@ def sqlite_utc(value: datetime | None) -> str | None:
     """
     if value is None:
         return None
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r} given to a UTC column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    text = _UTC_TEXT.get(value)
+    if text is None:
+        text = value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        if len(_UTC_TEXT) >= 1024:
+            _UTC_TEXT.clear()
+        _UTC_TEXT[value] = text
+    return text
+
+
+#: Recent :func:`sqlite_utc` texts of UTC datetimes.  A feed's entries all
+#: carry the one ``now`` of its poll twice (first and last seen), so most
+#: values repeat.  Only ``tzinfo is UTC`` is kept: two such datetimes are
+#: equal exactly when they are the same instant (in a zone with a DST fold,
+#: equal wall times of one tzinfo may be two instants), and UTC needs no
+#: ``astimezone``.
+_UTC_TEXT: dict[datetime, str] = {}
 
 
 def _processors(table: Table, names: Sequence[str], dialect: Dialect) -> list[_Processor | None]:
