@@ -474,11 +474,15 @@ class Pipeline:
         images_dir: Path | None = None,
         max_processing: int | None = None,
         write_linger: float = 0.0,
+        workers_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.export_dir = export_dir
         self.executor = executor
+        # Awaited before a body goes to ``executor``: a pass starts its
+        # workers only when the first body needs them (service.runner).
+        self._workers_ready = workers_ready
         self.clock = clock
         self.rsshub_policy = rsshub_policy or rsshub.RsshubPolicy()
         self.rsshub_seen = rsshub.Sightings()
@@ -549,6 +553,8 @@ class Pipeline:
             if size > IN_PROCESS_PARSE_MAX_BYTES:
                 return await self.executor.run(fn, *args)
             return await loop.run_in_executor(None, fn, *args)
+        if self._workers_ready is not None:
+            await self._workers_ready()
         return await loop.run_in_executor(self.executor, fn, *args)
 
     async def _finish(self, feed_id: int, started_at: datetime, report: FeedReport) -> None:
