@@ -112,8 +112,12 @@ async def fetch_pass(
             # the HTTP stack and builds the pipeline: on the core the pass
             # leaves idle until its first parse, instead of holding that up.
             start.begin()
-        ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
-        return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor, start)
+        try:
+            ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
+            return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor, start)
+        finally:
+            if start is not None:
+                await start.settle()  # a start under way ends before the pool shuts down
 
 
 async def _bodies_expected(store: Store, specs: Sequence[FeedSpec]) -> bool:
@@ -153,6 +157,11 @@ class _WorkerStart:
         self.begin()
         assert self._started is not None
         await asyncio.shield(self._started)
+
+    async def settle(self) -> None:
+        """Wait for a start that was begun (nothing if none was)."""
+        if self._started is not None:
+            await asyncio.shield(self._started)
 
 
 def _start_workers(executor: Executor) -> None:
