@@ -46,7 +46,7 @@ from aggregator.policy.repair import (
     repair_tree,
 )
 from aggregator.policy.schedule import QUICK_RETRIES
-from aggregator.service import pipeline as pipeline_module
+from aggregator.service import worker as worker_module
 from aggregator.service.logs import configure_logging
 from aggregator.service.pipeline import FeedReport, database_unavailable, describe_error, fetch_page
 from aggregator.service.runner import fetch_once
@@ -545,14 +545,15 @@ async def test_an_unforeseen_exception_fails_its_feed_only_with_a_repaired_reaso
     line): the feed row stores it repaired, on both backends, and backs off."""
     good_titles = _serve_good(local_server, "/good.xml")
     _serve_good(local_server, "/crash.xml")
-    real = pipeline_module.parse_and_build
+    real = worker_module.parse_and_build
 
     def crash_on_one(content: bytes, url: str, *args: Any) -> Any:
         if url.endswith("/crash.xml"):
             raise RuntimeError(f"item 'x\x00{HIGH}'\nsecond line")
         return real(content, url, *args)
 
-    monkeypatch.setattr(pipeline_module, "parse_and_build", crash_on_one)
+    # The pipeline takes the worker's entry point when a body arrives.
+    monkeypatch.setattr(worker_module, "parse_and_build", crash_on_one)
     config = loads_config(
         feeds_yaml(
             {

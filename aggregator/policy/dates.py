@@ -40,11 +40,15 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Final, Literal, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
-from dateutil import parser as dateutil_parser
-from feedparser.datetimes import _parse_date as feedparser_date
+# feedparser's date readers and dateutil are imported on the first text the
+# fast paths below do not read: this module is imported by every command
+# that opens the store (aggregator.store.records), and feedparser's package
+# alone is ~35 ms of a warm `fetch` that reads no date at all.
+if TYPE_CHECKING:
+    from dateutil.parser import parserinfo
 
 __all__ = [
     "EARLIEST",
@@ -168,15 +172,19 @@ _MONTH_NAMES: Any = [
 ]
 
 
-class _Months(dateutil_parser.parserinfo):
+@functools.cache
+def _dateutil_info() -> parserinfo:
     """dateutil's English names plus the month abbreviations of the other
     European languages feeds in the corpus use (Portuguese ``Set``, Italian
     ``nov``...).  None of them means another month in another language."""
+    from dateutil.parser import parserinfo
 
-    MONTHS = _MONTH_NAMES
+    class _Months(parserinfo):
+        MONTHS = _MONTH_NAMES
+
+    return _Months()
 
 
-_DATEUTIL_INFO: Final = _Months()
 #: No date text is longer ("Tuesday, 01 March 2022 13:31:34 +0000 (Coordinated
 #: Universal Time)" is 70); longer text is not handed to the parsers at all.
 _LONGEST: Final = 200
@@ -226,6 +234,8 @@ def _read(text: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         pass
+    from feedparser.datetimes import _parse_date as feedparser_date
+
     parsed = feedparser_date(text)
     if parsed is not None:
         year, month, day, hour, minute, second = parsed[:6]
@@ -256,8 +266,11 @@ def _from_fields(match: re.Match[str]) -> datetime | None:
 
 def _dateutil(text: str) -> datetime | None:
     """dateutil's reading, if the text gives year, month and day itself."""
+    from dateutil import parser as dateutil_parser
+
+    info = _dateutil_info()
     word = _LEADING_WORD.match(text)
-    if word is not None and _DATEUTIL_INFO.month(word.group(1)) is None:
+    if word is not None and info.month(word.group(1)) is None:
         text = text[word.end() :]
     readings = []
     for default in _DEFAULTS:
@@ -266,7 +279,7 @@ def _dateutil(text: str) -> datetime | None:
                 # An unknown zone name: dateutil warns and returns wall time,
                 # which is what we want (the zone is then assumed and counted).
                 warnings.simplefilter("ignore")
-                readings.append(dateutil_parser.parse(text, _DATEUTIL_INFO, default=default))
+                readings.append(dateutil_parser.parse(text, info, default=default))
         except (ValueError, OverflowError):
             return None
     first, second = readings

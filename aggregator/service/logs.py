@@ -16,16 +16,18 @@ decodes the JSON does not get the newline back either.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
-
-from pythonjsonlogger.json import JsonFormatter
+from typing import TYPE_CHECKING, Any
 
 from aggregator.policy.repair import escape_for_log
 
-__all__ = ["JsonLineFormatter", "TextFormatter", "configure_logging"]
+if TYPE_CHECKING:
+    from pythonjsonlogger.json import JsonFormatter
+
+__all__ = ["TextFormatter", "configure_logging", "json_line_formatter"]
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 #: How the lines of a traceback start in text mode: never where a record does.
@@ -53,23 +55,35 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-class JsonLineFormatter(JsonFormatter):
-    """python-json-logger's records with every string value escaped (tracebacks excepted).
+@functools.cache
+def json_line_formatter() -> type[JsonFormatter]:
+    """The JSON formatter's class, built on first use.
 
-    ``time`` is ISO 8601 in UTC with its offset (``2026-12-03T08:02:41.281+00:00``),
-    which log shippers parse without being told a format or a zone.
+    python-json-logger (and the json module under it) is imported only by
+    a process that logs JSON: every command configures logging, and most
+    write text (``--help`` and ``status`` among them, which must start fast).
     """
+    from pythonjsonlogger.json import JsonFormatter
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+    class JsonLineFormatter(JsonFormatter):
+        """python-json-logger's records with every string value escaped (tracebacks excepted).
 
-    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {
-            key: escape_for_log(value)
-            if isinstance(value, str) and key not in ("exc_info", "stack_info")
-            else value
-            for key, value in super().process_log_record(log_data).items()
-        }
+        ``time`` is ISO 8601 in UTC with its offset (``2026-12-03T08:02:41.281+00:00``),
+        which log shippers parse without being told a format or a zone.
+        """
+
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+        def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+            return {
+                key: escape_for_log(value)
+                if isinstance(value, str) and key not in ("exc_info", "stack_info")
+                else value
+                for key, value in super().process_log_record(log_data).items()
+            }
+
+    return JsonLineFormatter
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
@@ -77,7 +91,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(
-            JsonLineFormatter(
+            json_line_formatter()(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"levelname": "level", "asctime": "time"},
                 # ASCII only: whatever a value holds, the line is one line.

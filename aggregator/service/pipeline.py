@@ -27,13 +27,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from aggregator.config.feeds import DEFAULT_DISABLE_AFTER, FeedSpec, FullText
-from aggregator.content import images as image_archive
-from aggregator.content.clean import ContentError, extract_full_text
-from aggregator.content.items import IngestItem, build_items
-from aggregator.content.rawentry import StoredPage
 from aggregator.fetch.fetcher import (
     Fetcher,
     FetchError,
@@ -45,8 +41,6 @@ from aggregator.fetch.fetcher import (
     redact_url,
 )
 from aggregator.fetch.netguard import AddressGuard
-from aggregator.hexo.export import ExportResult
-from aggregator.parse.parser import Entry, FeedParseError, ParsedFeed, parse_fetched
 from aggregator.policy import rsshub
 from aggregator.policy.dedup import slug_for
 from aggregator.policy.repair import repair_text
@@ -59,11 +53,21 @@ from aggregator.policy.schedule import (
     is_challenge,
     next_after_success,
 )
-from aggregator.service.export import Exporter
-from aggregator.service.worker import die_with, parse_and_build
 from aggregator.store import FeedState, FeedUpdate, IngestJob, IngestResult, LeaseLost, Store
 from aggregator.store.feeds import PollOutcome
 from aggregator.store.polls import PollRecord
+from aggregator.types import Entry, ParsedFeed
+
+# The stages a fetched body goes through (the parser, the content stage, the
+# parse worker's entry point, ~80 ms of imports) and the export are imported
+# where a body or an export directory first needs them: a pass of 304s (a
+# warm `fetch`, most daemon rounds) needs none of them in this process.
+if TYPE_CHECKING:
+    from aggregator.content.items import IngestItem
+    from aggregator.content.rawentry import StoredPage
+    from aggregator.hexo.export import ExportResult
+    from aggregator.parse.parser import FeedParseError
+    from aggregator.service.export import Exporter
 
 __all__ = [
     "FeedReport",
@@ -147,6 +151,8 @@ async def fetch_page(fetcher: Fetcher, link: str, *, guard: AddressGuard | None)
     page = await fetcher.fetch(link, accept="text/html,application/xhtml+xml", guard=guard)
     html = UnicodeDammit(page.content, [page.charset] if page.charset else []).unicode_markup
     # The page's text becomes the post's body: no NUL or other control either.
+    from aggregator.content.rawentry import StoredPage
+
     return StoredPage(page.final_url, repair_text(html or ""))
 
 
@@ -191,6 +197,7 @@ class ParseProcesses(Executor):
                     log.warning("a parse worker died; starting a new one")
                     self._pool.shutdown(wait=False, cancel_futures=True)
             from aggregator.service.runner import _worker_context  # runner imports this module
+            from aggregator.service.worker import die_with
 
             self._pool = ProcessPoolExecutor(
                 self._workers,
@@ -474,11 +481,15 @@ class Pipeline:
         images_dir: Path | None = None,
         max_processing: int | None = None,
         write_linger: float = 0.0,
+        workers_ready: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.fetcher = fetcher
         self.export_dir = export_dir
         self.executor = executor
+        # Awaited before a body goes to ``executor``: a pass starts its
+        # workers only when the first body needs them (service.runner).
+        self._workers_ready = workers_ready
         self.clock = clock
         self.rsshub_policy = rsshub_policy or rsshub.RsshubPolicy()
         self.rsshub_seen = rsshub.Sightings()
@@ -524,7 +535,11 @@ class Pipeline:
         # Not checked here: a directory that refuses must not stop the
         # polling (the posts are stored all the same); each export says why,
         # and the ledger has the next pass write what was missed.
-        self.exporter = Exporter(store, export_dir) if export_dir is not None else None
+        self.exporter: Exporter | None = None
+        if export_dir is not None:
+            from aggregator.service.export import Exporter
+
+            self.exporter = Exporter(store, export_dir)
 
     async def _in_worker(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn`` in a thread: its arguments may be closures, which cannot go to a process."""
@@ -549,6 +564,8 @@ class Pipeline:
             if size > IN_PROCESS_PARSE_MAX_BYTES:
                 return await self.executor.run(fn, *args)
             return await loop.run_in_executor(None, fn, *args)
+        if self._workers_ready is not None:
+            await self._workers_ready()
         return await loop.run_in_executor(self.executor, fn, *args)
 
     async def _finish(self, feed_id: int, started_at: datetime, report: FeedReport) -> None:
@@ -744,6 +761,10 @@ class Pipeline:
         success: FeedUpdate,
     ) -> None:
         """Parse, build and store a fetched (2xx) feed."""
+        from aggregator.content.items import build_items
+        from aggregator.parse.parser import FeedParseError, parse_fetched
+        from aggregator.service.worker import parse_and_build
+
         if not spec.full_text:
             try:
                 async with self._processing:
@@ -968,6 +989,8 @@ class Pipeline:
         remote URL and the report notes why.  Image URLs come from the feed,
         so they go through the address guard unless the feed opts out.
         """
+        from aggregator.content import images as image_archive
+
         if self.images_dir is None:
             note = (
                 "images: archive needs an export directory (output_dir in feeds.yaml or --export); "
@@ -1020,6 +1043,8 @@ class Pipeline:
         Item links are chosen by whoever writes the feed, so they are fetched
         through the address guard unless the feed opts out.
         """
+        from aggregator.content.clean import ContentError, extract_full_text
+
         guard = None if spec.allow_private_networks else self.guard
         gate = asyncio.Semaphore(FULL_TEXT_CONCURRENCY)
         bodies: dict[int, str] = {}

@@ -106,16 +106,62 @@ async def fetch_pass(
         exporter = Exporter(store, export_dir) if export_dir is not None else None
         return FetchPass([], await catch_up_exports(exporter, sweep=True))
     with _parse_pool(parse_workers(len(specs), workers)) as executor:
-        # The workers start while this process registers the feeds, loads
-        # the HTTP stack and builds the pipeline: on the core the pass
-        # leaves idle until its first parse, instead of holding that up.
-        started = (
-            asyncio.ensure_future(asyncio.to_thread(_start_workers, executor))
-            if executor is not None
-            else None
-        )
-        ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
-        return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor, started)
+        start = _WorkerStart(executor) if executor is not None else None
+        if start is not None and await _bodies_expected(store, specs):
+            # The workers start while this process registers the feeds, loads
+            # the HTTP stack and builds the pipeline: on the core the pass
+            # leaves idle until its first parse, instead of holding that up.
+            start.begin()
+        try:
+            ids = await asyncio.to_thread(store.sync_feeds, config.feeds, now=now)
+            return await _fetch_all(store, config, specs, ids, export_dir, fetcher, executor, start)
+        finally:
+            if start is not None:
+                await start.settle()  # a start under way ends before the pool shuts down
+
+
+async def _bodies_expected(store: Store, specs: Sequence[FeedSpec]) -> bool:
+    """Whether the pass will surely parse enough bodies to start its workers up front.
+
+    A feed polled before with an ETag or a Last-Modified usually answers
+    304: a warm pass over such feeds has nothing to parse, and starting the
+    fork server and its workers (importing the parse stages, a second of
+    CPU on another core) would be most of its cost.  So the workers start
+    at once only when at least :data:`PROCESS_POOL_MIN_FEEDS` of the feeds
+    cannot be answered with a 304 (a new database, feeds that send no
+    validator); otherwise the first body that needs a parse starts them,
+    and the feeds fetched meanwhile go on (:class:`_WorkerStart`).
+    """
+    validated = await asyncio.to_thread(store.validated_feeds)
+    return len(specs) - validated >= PROCESS_POOL_MIN_FEEDS
+
+
+class _WorkerStart:
+    """Starts a pass's parse workers once, in a thread, when first asked.
+
+    ``Pipeline`` awaits :meth:`wait` before it hands a body to the pool: a
+    submit on the event loop while the fork server starts would hold the
+    loop (and every fetch) for that second; awaited here, only the feeds
+    that need a parse wait.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._started: asyncio.Future[None] | None = None
+
+    def begin(self) -> None:
+        if self._started is None:
+            self._started = asyncio.ensure_future(asyncio.to_thread(_start_workers, self._executor))
+
+    async def wait(self) -> None:
+        self.begin()
+        assert self._started is not None
+        await asyncio.shield(self._started)
+
+    async def settle(self) -> None:
+        """Wait for a start that was begun (nothing if none was)."""
+        if self._started is not None:
+            await asyncio.shield(self._started)
 
 
 def _start_workers(executor: Executor) -> None:
@@ -202,7 +248,7 @@ async def _fetch_all(
     export_dir: Path | None,
     fetcher: Fetcher | None,
     executor: Executor | None,
-    started: asyncio.Future[None] | None = None,
+    start: _WorkerStart | None = None,
 ) -> FetchPass:
     from aggregator.fetch.fetcher import Fetcher, FetchLimits
     from aggregator.service.pipeline import Pipeline
@@ -213,6 +259,7 @@ async def _fetch_all(
             client,
             export_dir=export_dir,
             executor=executor,
+            workers_ready=start.wait if start is not None else None,
             write_linger=WRITE_LINGER if len(specs) >= PROCESS_POOL_MIN_FEEDS else 0.0,
         )
         # Every feed's row in one query rather than one query per feed.
@@ -239,10 +286,6 @@ async def _fetch_all(
                     reports[index] = _unrecorded(spec, exc)
 
         runners = min(len(specs), 2 * client.limits.max_connections)
-        if started is not None:
-            # A submit from the loop while the workers start would block it
-            # on the pool's lock; they are usually up by now.
-            await started
         await asyncio.gather(*(runner() for _ in range(runners)))
         export = await pipeline.catch_up_exports(sweep=True)
         return FetchPass([report for report in reports if report is not None], export)

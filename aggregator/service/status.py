@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from aggregator.policy.fleet import STALE_AFTER
 from aggregator.policy.urls import redact_url
 
 if TYPE_CHECKING:
@@ -330,12 +329,22 @@ def show_daemons(daemons: Sequence[DaemonRow], *, now: datetime) -> bool:
     One healthy daemon is the usual install, and the "polling now" line
     says enough about it.
     """
-    return len(daemons) > 1 or any(now - d.heartbeat_at > STALE_AFTER for d in daemons)
+    if len(daemons) > 1:
+        return True
+    if not daemons:
+        return False
+    # Imported where used: policy.fleet is the claim planning's module, and
+    # `status` over a single daemon (or none) needs nothing else of it.
+    from aggregator.policy.fleet import STALE_AFTER
+
+    return any(now - d.heartbeat_at > STALE_AFTER for d in daemons)
 
 
 def daemons_table(daemons: Sequence[DaemonRow], *, now: datetime) -> Table:
     """The fleet: each daemon's host, pid, heartbeat age and leases held."""
     from rich.table import Table
+
+    from aggregator.policy.fleet import STALE_AFTER
 
     table = Table(title="daemons")
     for name in ("host", "pid", "heartbeat", "leases", "started"):
@@ -351,6 +360,8 @@ def daemons_table(daemons: Sequence[DaemonRow], *, now: datetime) -> Table:
 
 def daemons_document(daemons: Sequence[DaemonRow], *, now: datetime) -> list[dict[str, Any]]:
     """The daemons for ``status --json``."""
+    from aggregator.policy.fleet import STALE_AFTER
+
     return [
         {
             "id": d.owner,

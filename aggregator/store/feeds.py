@@ -721,6 +721,23 @@ class FeedsMixin:
                     states[row[0]] = FeedState(*row)
         return states
 
+    def validated_feeds(self) -> int:
+        """How many feed rows carry an HTTP validator (an ETag or a Last-Modified).
+
+        A pass asks before it starts its parse workers: a feed with a
+        validator usually answers 304 and has nothing to parse, so a pass
+        over such feeds (a warm ``fetch``) starts the workers only when a
+        body arrives (``aggregator.service.runner``).  One count over the
+        table, about a millisecond: the answer is a hint, not a plan.
+        """
+        query = (
+            select(func.count())
+            .select_from(_FEEDS)
+            .where(or_(_FEEDS.c.etag.is_not(None), _FEEDS.c.last_modified.is_not(None)))
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def feeds(self) -> list[FeedState]:
         """Every feed, for ``aggregator status``."""
         with self._session() as session:

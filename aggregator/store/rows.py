@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from aggregator.policy.fleet import host_of
-
 if TYPE_CHECKING:
     from aggregator.config.spec import FeedSpec
     from aggregator.store import models as m
@@ -110,6 +108,10 @@ SYNC_COLUMNS = (
 
 def sync_columns(spec: FeedSpec) -> dict[str, Any]:
     """What a feed's row holds in :data:`SYNC_COLUMNS` once it is synced with ``spec``."""
+    # Imported here: this module is read by `status` (through store.lite),
+    # which needs none of the fleet's claim planning that module holds.
+    from aggregator.policy.fleet import host_of
+
     return {
         "outlet": spec.outlet,
         "section": spec.section,
