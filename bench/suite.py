@@ -26,6 +26,7 @@ ends the suite with status 1.  Nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -442,6 +443,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write every number here")
     args = ap.parse_args()
     bench.check_imports("both")
+    # reader's modules were compiled to bytecode when pip installed them; an
+    # editable checkout's are written on first import -- unless
+    # PYTHONDONTWRITEBYTECODE is set (it is on some machines), in which case
+    # every run of ours would compile every module again (~0.6 s) and the
+    # comparison would time the compiler.  compileall writes them regardless.
+    compileall.compile_dir(args.root / "aggregator", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="aggregator-suite-"))
     data: dict[str, Any] = {"root": str(args.root), "machine": bench.machine_facts()}
     rows: list[tuple[str, str, str, str, str, str]] = []
