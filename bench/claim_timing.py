@@ -3,14 +3,16 @@
     python bench/claim_timing.py --feeds 30000 --hosts 100 --due 5000
 
 Builds its own database (``--database-url``, dropped and created again on
-PostgreSQL) with N feeds over K hosts (2 at once, 0.2 s apart, as
-bench/fleet.py), ``--due`` of them due (the oldest first, spread over the
+PostgreSQL) with N feeds over K hosts (by default 2 at once, 0.2 s apart,
+as bench/fleet.py; ``--max-concurrency 32 --min-spacing 0`` is the suite's
+farm), ``--due`` of them due (the oldest first, spread over the
 hosts), ``--daemons`` registered daemons (3), then claims ``--rounds`` times as one
 daemon would (``--limit`` feeds, a fresh clock each time) and gives the
 feeds back as a poll would (next poll an interval later, lease cleared), so
 the due set stays as large.  Prints the median wall and CPU (this process:
 SQLAlchemy and the policy) milliseconds per claim and the feeds claimed.
-Run it with PYTHONPATH at another checkout for a before/after comparison.
+For a before/after comparison, run a copy of this file from outside both
+checkouts with PYTHONPATH at each (the file puts its own checkout first).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--daemons", type=int, default=3, help="registered; they claim in turn")
+    ap.add_argument("--max-concurrency", type=int, default=2, help="each host's (the fleet's: 2)")
+    ap.add_argument(
+        "--min-spacing",
+        type=float,
+        default=0.2,
+        help="seconds (0: an unspaced host, as the suite's farm)",
+    )
     ap.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/claim_timing")
     args = ap.parse_args()
 
@@ -85,7 +94,7 @@ def main() -> int:
             conn.execute(text("ANALYZE"))
     for d in range(args.daemons):
         store.register_daemon(f"d:{d}", host="d", pid=d, now=now)
-    policy = HostPolicy(max_concurrency=2, min_spacing=0.2)
+    policy = HostPolicy(max_concurrency=args.max_concurrency, min_spacing=args.min_spacing)
     walls, cpus, sizes = [], [], []
     clock = now
     for r in range(args.rounds):

@@ -292,6 +292,38 @@ def test_claims_share_the_spaced_hosts_among_live_daemons(database_url: str) -> 
             store.close()
 
 
+def test_one_hosts_claims_take_its_earliest_free_due_feeds_in_order(store: Store) -> None:
+    """A daemon on one host (its local RSSHub): each claim takes the earliest
+    due feeds not leased, up to the host's free slots, oldest first; feeds
+    not yet due, leased or disabled are never taken."""
+    ids = list(_due(store, 8, hosts=1).values())
+    due = {fid: NOW - timedelta(seconds=100 - 10 * i) for i, fid in enumerate(ids)}
+    due[ids[6]] = NOW + timedelta(minutes=5)  # not due yet
+    store.update_feeds(
+        [(fid, FeedUpdate(next_check_at=at)) for fid, at in due.items()]
+        + [(ids[5], FeedUpdate(disabled_reason="gone"))]
+    )
+    three = HostPolicy(max_concurrency=3, min_spacing=0)
+    claim = {"lease": LEASE, "owner": "me:1", "policy_for": lambda h: three}
+    first = store.claim_fair(now=NOW, limit=8, **claim)
+    assert [c.feed_id for c in first] == ids[:3]  # the host's three slots, oldest first
+    assert not store.claim_fair(now=NOW, limit=8, **claim)  # all three in flight
+    store.update_feeds(
+        [(c.feed_id, FeedUpdate(lease_owner=None, lease_until=None)) for c in first[:2]]
+    )
+    second = store.claim_fair(now=NOW, limit=8, **claim)
+    # Two slots free again; the first two are leasable again (still due) and come first.
+    assert [c.feed_id for c in second] == ids[:2]
+    store.update_feeds(
+        [
+            (c.feed_id, FeedUpdate(lease_owner=None, lease_until=None, next_check_at=NOW + LEASE))
+            for c in [*second, first[2]]
+        ]
+    )
+    rest = store.claim_fair(now=NOW, limit=8, **claim)
+    assert [c.feed_id for c in rest] == [ids[3], ids[4], ids[7]]  # 5 disabled, 6 not due
+
+
 def test_the_claim_returns_the_claimed_rows(store: Store) -> None:
     ids = _due(store, 3, hosts=3)
     taken = store.claim_fair(

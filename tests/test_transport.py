@@ -111,6 +111,31 @@ async def test_credentials_in_the_url_become_basic_auth(local_server: LocalServe
     assert request.headers["Authorization"] == f"Basic {expected}"
 
 
+async def test_answers_without_a_body_keep_the_connection_and_requests_name_their_host(
+    local_server: LocalServer,
+) -> None:
+    """A round of 304s rides one pooled connection (a body-less answer gives it
+    back at once: nothing to drain), and every request names its Host as
+    httpx would, with the port."""
+
+    async def conditional(request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        return web.Response(body=b"<rss/>", headers={"ETag": '"v1"'})
+
+    local_server.route("/feed.xml", conditional)
+    url = local_server.url("/feed.xml")
+    async with Fetcher(FetchLimits(max_per_host=1, max_connections=1)) as fetcher:
+        first = await fetcher.fetch(url)
+        again = [await fetcher.fetch(url, first.validators) for _ in range(3)]
+    assert first.content == b"<rss/>"
+    assert [r.status for r in again] == [304, 304, 304]
+    assert all(r.content == b"" and r.validators.etag == '"v1"' for r in again)
+    requests = local_server.requests
+    assert len({r.peer for r in requests}) == 1  # one connection for all four
+    assert [r.headers["Host"] for r in requests] == [f"127.0.0.1:{local_server.port}"] * 4
+
+
 async def test_encoded_query_is_sent_as_given(local_server: LocalServer) -> None:
     seen: list[str] = []
 

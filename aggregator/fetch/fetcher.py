@@ -544,7 +544,15 @@ class _Channel:
     ) -> httpx.Request:
         if self.guard is not None:
             extensions[GUARD_EXTENSION] = self.guard
-        request = httpx.Request("GET", target, headers=headers, extensions=extensions)
+        # What httpx.Request(method, url, headers=...) builds, without its
+        # generic preparation (a body to encode, a Content-Type to look up,
+        # the headers copied twice): a GET has no body, so the only header it
+        # adds is Host, first, from the URL -- added here the same way.
+        raw = headers.raw
+        if "host" not in headers:
+            raw = [(b"Host", target.netloc), *raw]
+        request = httpx.Request("GET", target, headers=raw, stream=_NO_BODY, extensions=extensions)
+        request.read()  # as httpx does for a body in memory: request.content is b""
         if target.userinfo and "authorization" not in headers:
             credentials = f"{target.username}:{target.password}".encode()
             request.headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
@@ -924,6 +932,8 @@ class Fetcher:
 
 
 _DRAIN_LIMIT = 64 * 1024
+#: A GET's body: none (shared: an in-memory stream keeps no state).
+_NO_BODY: Final = httpx.ByteStream(b"")
 
 
 async def _drain(response: httpx.Response) -> None:
@@ -936,6 +946,8 @@ async def _drain(response: httpx.Response) -> None:
     and a fault while reading is ignored: the status is the answer.
     """
     if response.is_stream_consumed or response.is_closed:  # e.g. a mock transport's
+        return
+    if isinstance(response.stream, httpx.ByteStream):  # in memory (no body): nothing to read
         return
     declared = response.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > _DRAIN_LIMIT:

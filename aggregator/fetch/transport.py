@@ -75,6 +75,9 @@ MAX_HEADER_LINE = 64 * 1024
 
 _CHUNK = 64 * 1024
 
+#: The body of a response that has none (reading it holds no connection).
+_NO_BODY = httpx.ByteStream(b"")
+
 _Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
@@ -268,10 +271,20 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 timeout=self._timeout(timeout),
                 trace_request_ctx={"trace": trace} if trace is not None else None,
             )
+        stream: httpx.AsyncByteStream
+        if response.content.at_eof():
+            # No body at all (a 304, a 204, Content-Length: 0): aiohttp gave
+            # the connection back to the pool with the headers, and an
+            # in-memory empty body spares every such response the stream
+            # machinery (the fetcher reads nothing of it).
+            response.release()
+            stream = _NO_BODY
+        else:
+            stream = _Body(response)
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_Body(response),
+            stream=stream,
             request=request,
             extensions={
                 "http_version": f"HTTP/{response.version.major}.{response.version.minor}".encode()

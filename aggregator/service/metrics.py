@@ -241,12 +241,15 @@ class Metrics:
             ["publisher", "result"],
             registry=r,
         )
-        for outcome in _OUTCOMES:
-            self._fetches.labels(outcome=outcome)
-        for kind in _POST_KINDS:
-            self._posts.labels(kind=kind)
-        for error_class in (*ERROR_CLASSES, _OTHER):
-            self._errors.labels(error_class=error_class)
+        # Every fixed label's child, made now (so each series shows from the
+        # start) and kept: ``labels()`` takes a lock and validates its
+        # arguments on every call, and a daemon's round of 304s counts every
+        # poll into several series.
+        self._fetch_by_outcome = {o: self._fetches.labels(outcome=o) for o in _OUTCOMES}
+        self._posts_by_kind = {k: self._posts.labels(kind=k) for k in _POST_KINDS}
+        self._errors_by_class = {
+            e: self._errors.labels(error_class=e) for e in (*ERROR_CLASSES, _OTHER)
+        }
         for reason in DATE_REASONS:
             self._dates_guessed.labels(reason=reason)
         for state in FEED_STATES:
@@ -260,18 +263,25 @@ class Metrics:
         """
         if report.failed:
             error_class = _bounded_error_class(report.error_class)
-            self._fetches.labels(outcome=error_class).inc()
-            self._errors.labels(error_class=error_class).inc()
+            self._fetch_by_outcome[error_class].inc()
+            self._errors_by_class[error_class].inc()
         else:
             outcome = "not_modified" if report.status == 304 else "ok"
-            self._fetches.labels(outcome=outcome).inc()
+            self._fetch_by_outcome[outcome].inc()
             if self._last_success is not None:
                 self._last_success.labels(feed=report.url).set(self._clock())
-        self._posts.labels(kind="new").inc(max(report.new, 0))
-        self._posts.labels(kind="duplicate").inc(max(report.duplicate, 0))
-        self._posts.labels(kind="updated").inc(max(report.updated, 0))
-        self._bytes.inc(max(report.wire_bytes, 0))
-        self._dates_replaced.inc(max(report.dates_replaced, 0))
+        # Adding nothing is skipped (most polls store nothing): same values.
+        for kind, count in (
+            ("new", report.new),
+            ("duplicate", report.duplicate),
+            ("updated", report.updated),
+        ):
+            if count > 0:
+                self._posts_by_kind[kind].inc(count)
+        if report.wire_bytes > 0:
+            self._bytes.inc(report.wire_bytes)
+        if report.dates_replaced > 0:
+            self._dates_replaced.inc(report.dates_replaced)
         for reason, count in report.date_notes.items():
             if reason in DATE_REASONS:  # a fixed label set, whatever the report says
                 self._dates_guessed.labels(reason=reason).inc(max(count, 0))
