@@ -9,7 +9,15 @@ this package must not load the others (start-up stays small).
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING
+
+# httpx's __init__ imports its command-line client, httpx._main, whenever
+# rich is installed (it is: the CLI's tables): rich and pygments, ~6 MB in
+# every process that fetches, for a ``main`` nothing here calls.  With None
+# in its place that import fails and httpx defines its stand-in instead,
+# as it does where rich is missing (issue 15; tests/test_startup.py).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 if TYPE_CHECKING:
     from aggregator.fetch.fetcher import Fetcher, FetchResult
