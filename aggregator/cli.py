@@ -549,9 +549,13 @@ def run(
     export_dir: Path | None,
 ) -> None:
     """Run the daemon: poll every feed in feeds.yaml on its schedule."""
+    # Loaded before the daemon's modules are imported (refusing to start on
+    # an invalid file): the holes the loader's garbage leaves in the heap are
+    # then filled by those imports, not kept as free space for good (~9 MB at
+    # 3,000 feeds, issue 15).
+    config = _load_config(config_path)
     from aggregator.service.daemon import DaemonOptions, run_daemon
 
-    config = _load_config(config_path)  # refuse to start on an invalid file
     sys.exit(
         run_daemon(
             settings.database_url,

@@ -513,3 +513,47 @@ def test_the_parse_worker_dies_with_a_daemon_killed_with_sigkill(tmp_path: Path)
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def _feed_rows(store: Store) -> list[tuple[object, ...]]:
+    from sqlalchemy import select
+
+    from aggregator.store import models as m
+
+    columns = (m.Feed.id, m.Feed.url, m.Feed.host, m.Feed.in_config, m.Feed.enabled)
+    columns += (m.Feed.interval_seconds, m.Feed.next_check_at, m.Feed.lease_until)
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(*columns).order_by(m.Feed.id))]
+
+
+def test_sync_in_batches_writes_what_one_batch_writes(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sync_feeds diffs SYNC_BATCH feeds at a time (bounded memory): same rows, same ids."""
+    from dataclasses import replace
+
+    import aggregator.store.feeds as feeds_module
+
+    first = [spec(i) for i in range(7)] + [replace(spec(3), outlet="twice")] + [spec(9)]
+    hour = timedelta(hours=1)
+    # Shorter intervals for some (due sooner), one gone, one back, two new, one changed.
+    second = [spec(i, interval=timedelta(minutes=1)) for i in (0, 1, 2)]
+    second += [replace(spec(4), section="S2"), spec(9), spec(10), spec(11), spec(5)]
+    results = []
+    for batch, url in ((2, database_url), (10_000, f"sqlite:///{tmp_path / 'one.db'}")):
+        monkeypatch.setattr(feeds_module, "SYNC_BATCH", batch)
+        store = Store.open(url)
+        try:
+            ids = store.sync_feeds(first, now=NOW, spread_new=False)
+            again = store.sync_feeds(second, now=NOW + hour, spread_new=False)
+            third = store.sync_feeds(first[:2], now=NOW + 2 * hour, spread_new=False)
+            results.append((list(ids.items()), list(again.items()), third, _feed_rows(store)))
+            hosts = store.engine.connect().exec_driver_sql("SELECT host FROM hosts").fetchall()
+            assert sorted(h for (h,) in hosts) == ["h0.example", "h1.example", "h2.example"]
+        finally:
+            store.close()
+    batched, whole = results
+    assert batched[:3] == whole[:3]
+    assert [r[1:] for r in batched[3]] == [r[1:] for r in whole[3]]
+    in_config = {r[1]: r[3] for r in batched[3]}
+    assert [u for u, listed in in_config.items() if listed] == [spec(0).url, spec(1).url]

@@ -109,6 +109,16 @@ def test_the_guard_sees_a_heavy_import() -> None:
     assert "httpx" in _modules_after("import aggregator.fetch.fetcher")
 
 
+def test_the_fetch_stack_leaves_out_httpx_command_line_client() -> None:
+    """httpx imports its CLI (rich, pygments: ~6 MB) when rich is there; ours never runs it."""
+    modules = _all_modules_after(
+        "import aggregator.fetch.fetcher, aggregator.fetch.post, httpx\n"
+        "assert callable(httpx.main)\n"
+    )
+    assert "httpx" in modules and "aiohttp" in modules
+    assert _loaded(modules, ("rich", "pygments")) == []
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A directory with an empty feeds.yaml and the environment that points at its database."""

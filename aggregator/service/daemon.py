@@ -67,6 +67,7 @@ from aggregator.config.publish import PublishConfig
 from aggregator.fetch.fetcher import Fetcher, FetchLimits, redact_url
 from aggregator.hexo.export import ExportError, prepare_directory
 from aggregator.policy.fleet import STALE_AFTER
+from aggregator.service.memory import release_free_memory
 from aggregator.service.metrics import Metrics
 from aggregator.service.pipeline import FeedReport, ParseProcesses, Pipeline, database_unavailable
 from aggregator.service.publish import Publishing
@@ -433,6 +434,7 @@ class Daemon:
                 await asyncio.to_thread(
                     self.store.sync_feeds, self.config.feeds, now=utcnow(), spread_new=spread_new
                 )
+                await asyncio.to_thread(release_free_memory)
                 self._db_ok()
                 return True
             except _DB_ERRORS as exc:
@@ -634,6 +636,7 @@ class Daemon:
             )
         except _DB_ERRORS as exc:
             self._db_failed(exc)
+        await asyncio.to_thread(release_free_memory)
         log.info(
             "reloaded %s: %d added, %d removed, %d changed, %d feeds",
             self.config_path,
@@ -675,6 +678,8 @@ class Daemon:
             summary.by_state, oldest_success_age=summary.oldest_success_age
         )
         await self._prune_polls()
+        # What the polls since the last time freed in the C heap goes back.
+        await asyncio.to_thread(release_free_memory)
 
     async def _prune_polls(self) -> None:
         """Keep the poll history bounded (aggregator.store.polls), at most once an hour."""
