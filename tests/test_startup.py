@@ -112,7 +112,7 @@ def test_the_guard_sees_a_heavy_import() -> None:
 def test_the_fetch_stack_leaves_out_httpx_command_line_client() -> None:
     """httpx imports its CLI (rich, pygments: ~6 MB) when rich is there; ours never runs it."""
     modules = _all_modules_after(
-        "import aggregator.fetch.fetcher, aggregator.fetch.post, httpx\n"
+        "import aggregator.fetch.fetcher, aggregator.fetch.webhook, httpx\n"
         "assert callable(httpx.main)\n"
     )
     assert "httpx" in modules and "aiohttp" in modules
