@@ -320,3 +320,45 @@ def test_log_lines_an_operator_reads(tmp_path: Path, local_server: LocalServer) 
     polls = [r for r in records if r["message"] == "poll ok"]
     assert len(polls) == 1 and polls[0]["new"] == 2  # the second poll changed nothing
     assert records[-1]["message"] == "stopped (exit status 0)"
+
+
+async def test_a_skipped_claim_tick_is_not_a_warning_but_other_skipped_jobs_are(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real APScheduler with a claim job and another job that each outlast
+    their 0.2 s interval: only the other job's skipped runs are warned about
+    (the claim is kicked again when polls end; a skipped tick loses nothing)."""
+    import logging
+
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from aggregator.service.daemon import CLAIM_JOB, quiet_claim_skips
+
+    logger = logging.getLogger("apscheduler.scheduler")
+    quiet = quiet_claim_skips()
+    assert quiet_claim_skips() is quiet  # installed once, however often the daemon starts
+    scheduler = AsyncIOScheduler()
+    started = {CLAIM_JOB: 0, "heartbeat": 0}
+
+    def slow(name: str) -> object:
+        async def job() -> None:
+            started[name] += 1
+            await asyncio.sleep(0.5)
+
+        return job
+
+    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    for name in started:
+        scheduler.add_job(slow(name), "interval", seconds=0.2, id=name, name=name, **common)
+    with caplog.at_level(logging.WARNING, logger="apscheduler.scheduler"):
+        scheduler.start()
+        try:
+            await asyncio.sleep(1.3)
+        finally:
+            scheduler.shutdown(wait=False)
+            await asyncio.sleep(0.6)  # let the runs in flight end
+            logger.removeFilter(quiet)
+    skipped = [r.getMessage() for r in caplog.records if "running instances" in r.getMessage()]
+    assert started[CLAIM_JOB] >= 1 and started["heartbeat"] >= 1
+    assert any('job "heartbeat ' in m for m in skipped), skipped
+    assert not any(f'job "{CLAIM_JOB} ' in m for m in skipped), skipped
