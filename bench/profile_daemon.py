@@ -136,12 +136,7 @@ def main() -> int:
                         if (work / name).exists():
                             shutil.copy(work / name, args.keep / name)
             finally:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
+                suite.stop_daemon(child)
         finally:
             farm.close()
     import pstats

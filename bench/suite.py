@@ -92,6 +92,16 @@ def tree_cpu(pid: int) -> float:
     return total / HZ
 
 
+def stop_daemon(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, as an operator stops it; killed if it has not exited in 30 s."""
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
 def wait_until(
     what: str, done: Callable[[], bool], timeout: float, tick: Callable[[], None] | None = None
 ) -> None:
@@ -365,12 +375,7 @@ def daemon_ours(
         if failed:
             raise SuiteFailure(f"ours daemon: {failed} poll(s) failed; see {log_path}")
     finally:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        stop_daemon(child)
     return result
 
 
